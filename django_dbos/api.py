@@ -1,0 +1,299 @@
+"""The public face of django-dbos: the `DBOS` facade, handles, value types and options."""
+
+from __future__ import annotations
+
+import datetime
+import functools
+import logging
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass
+from typing import Any, Generic, ParamSpec, TypeVar
+
+from django.utils.functional import classproperty
+
+from .engine import executor, registry, serialization, steps, system_db, workflows
+from .engine.context import StartOptions, current_workflow, start_options
+from .errors import (
+    DBOSConfigurationError,
+    DBOSNonExistentWorkflowError,
+    DBOSNotRegisteredError,
+)
+from .models import Status
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+WorkflowStatusString = Status
+ISOLATION_LEVELS = ("READ COMMITTED", "REPEATABLE READ", "SERIALIZABLE")
+
+
+@dataclass(frozen=True, kw_only=True)
+class WorkflowStatus:
+    """What is known of one workflow (a snapshot, not the model)."""
+
+    workflow_id: str
+    status: Status
+    name: str
+    input: dict[str, Any] | None
+    output: Any
+    error: BaseException | None
+    created_at: datetime.datetime
+    updated_at: datetime.datetime
+    queue_name: str | None
+    executor_id: str | None
+    app_version: str | None
+    recovery_attempts: int
+    priority: int
+    deduplication_id: str | None
+    parent_workflow_id: str | None
+    forked_from: str | None
+
+
+@dataclass(frozen=True, kw_only=True)
+class StepInfo:
+    """One recorded operation of a workflow."""
+
+    function_id: int
+    function_name: str
+    output: Any
+    error: BaseException | None
+    child_workflow_id: str | None
+    started_at: datetime.datetime
+    completed_at: datetime.datetime
+
+
+def _status_from_row(row: Any) -> WorkflowStatus:
+    return WorkflowStatus(
+        workflow_id=row.workflow_id,
+        status=Status(row.status),
+        name=row.name,
+        input=serialization.loads(row.inputs) if row.inputs else None,
+        output=serialization.loads(row.output),
+        error=serialization.loads_error(row.error) if row.error else None,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+        queue_name=row.queue_name,
+        executor_id=row.executor_id,
+        app_version=row.application_version,
+        recovery_attempts=row.recovery_attempts,
+        priority=row.priority,
+        deduplication_id=row.deduplication_id,
+        parent_workflow_id=row.parent_workflow_id,
+        forked_from=row.forked_from,
+    )
+
+
+class WorkflowHandle(Generic[R]):
+    """A reference to a workflow that may still be running."""
+
+    def __init__(self, workflow_id: str, future: Future[R] | None = None):
+        self.workflow_id = workflow_id
+        self._future = future
+
+    def __repr__(self) -> str:
+        return f"<WorkflowHandle {self.workflow_id}>"
+
+    def get_workflow_id(self) -> str:
+        return self.workflow_id
+
+    def get_result(self, timeout: float | None = None) -> R:
+        """Wait for the workflow to end; return its result or raise its error.
+
+        Raises TimeoutError when `timeout` seconds pass first (the workflow keeps running).
+        """
+        future = self._future or workflows.local_future(self.workflow_id)
+        if future is not None:
+            return future.result(timeout)
+        return workflows.await_result(self.workflow_id, timeout)
+
+    def get_status(self) -> WorkflowStatus:
+        status = DBOS.get_workflow_status(self.workflow_id)
+        if status is None:
+            raise DBOSNonExistentWorkflowError(f"There is no workflow with id {self.workflow_id!r}.")
+        return status
+
+
+def _registered(func: Callable[..., Any], kind: str) -> registry.Registered:
+    entry = getattr(func, "__dbos__", None)
+    if entry is None or entry.kind != kind:
+        name = getattr(func, "__qualname__", repr(func))
+        raise DBOSNotRegisteredError(
+            f"{name} is not a registered {kind}. Decorate it with @DBOS.{kind}() first."
+        )
+    return entry
+
+
+def _positive(name: str, value: Any, *, allow_zero: bool = False) -> None:
+    valid = isinstance(value, int | float) and not isinstance(value, bool)
+    if not valid or value < 0 or (value == 0 and not allow_zero):
+        raise DBOSConfigurationError(f"{name} must be a positive number, not {value!r}.")
+
+
+def _decorate(entry: registry.Registered, run: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(entry.func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        return run(entry, args, kwargs)
+
+    wrapper.__dbos__ = entry  # type: ignore[attr-defined]
+    return wrapper
+
+
+def _run_inline(entry: registry.Registered, args: tuple, kwargs: dict) -> Any:
+    return workflows.start(entry, args, kwargs, inline=True)
+
+
+class DBOS:
+    """Declare and run durable workflows (the names of DBOS Transact for Python)."""
+
+    logger = logging.getLogger("django_dbos")
+
+    # Declaring ------------------------------------------------------------------------------
+
+    @staticmethod
+    def workflow(
+        name: str | None = None, max_recovery_attempts: int | None = None, http: bool = False
+    ) -> Callable[[Callable[P, R]], Callable[P, R]]:
+        """Make a function a durable workflow, registered by name."""
+        if max_recovery_attempts is not None:
+            _positive("max_recovery_attempts", max_recovery_attempts)
+
+        def decorator(func: Callable[P, R]) -> Callable[P, R]:
+            entry = registry.register(
+                "workflow", func, name, max_recovery_attempts=max_recovery_attempts, http=http
+            )
+            return _decorate(entry, _run_inline)
+
+        return decorator
+
+    @staticmethod
+    def step(
+        name: str | None = None,
+        retries_allowed: bool = False,
+        interval_seconds: float = 1.0,
+        max_attempts: int = 3,
+        backoff_rate: float = 2.0,
+        max_interval_seconds: float = 3600.0,
+    ) -> Callable[[Callable[P, R]], Callable[P, R]]:
+        """Make a function a step: its outcome is checkpointed, and it may be retried."""
+        _positive("interval_seconds", interval_seconds, allow_zero=True)
+        _positive("max_interval_seconds", max_interval_seconds, allow_zero=True)
+        _positive("backoff_rate", backoff_rate)
+        if not isinstance(max_attempts, int) or max_attempts < 1:
+            raise DBOSConfigurationError(f"max_attempts must be at least 1, not {max_attempts!r}.")
+
+        def decorator(func: Callable[P, R]) -> Callable[P, R]:
+            entry = registry.register(
+                "step",
+                func,
+                name,
+                retries_allowed=retries_allowed,
+                interval_seconds=interval_seconds,
+                max_attempts=max_attempts,
+                backoff_rate=backoff_rate,
+                max_interval_seconds=max_interval_seconds,
+            )
+            return _decorate(entry, steps.run_step)
+
+        return decorator
+
+    @staticmethod
+    def transaction(
+        name: str | None = None, isolation_level: str | None = None, database: str | None = None
+    ) -> Callable[[Callable[P, R]], Callable[P, R]]:
+        """Run a function in `transaction.atomic`, committing its checkpoint with its writes."""
+        if isolation_level is not None and isolation_level.upper() not in ISOLATION_LEVELS:
+            raise DBOSConfigurationError(
+                f"isolation_level must be one of {', '.join(ISOLATION_LEVELS)}, "
+                f"not {isolation_level!r}."
+            )
+
+        def decorator(func: Callable[P, R]) -> Callable[P, R]:
+            entry = registry.register(
+                "transaction",
+                func,
+                name,
+                isolation_level=isolation_level.upper() if isolation_level else None,
+                database=database,
+            )
+            return _decorate(entry, steps.run_transaction)
+
+        return decorator
+
+    # Running and waiting --------------------------------------------------------------------
+
+    @staticmethod
+    def start_workflow(func: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> WorkflowHandle[R]:
+        """Start a workflow on this process's workflow threads and return its handle."""
+        entry = _registered(func, "workflow")
+        return workflows.start(entry, args, kwargs, inline=False)
+
+    @staticmethod
+    def retrieve_workflow(workflow_id: str) -> WorkflowHandle[Any]:
+        """Return a handle to an existing workflow."""
+        if system_db.get_outcome(workflow_id) is None:
+            raise DBOSNonExistentWorkflowError(f"There is no workflow with id {workflow_id!r}.")
+        return WorkflowHandle(workflow_id, workflows.local_future(workflow_id))
+
+    @staticmethod
+    def get_workflow_status(workflow_id: str) -> WorkflowStatus | None:
+        row = system_db.get_workflow(workflow_id)
+        return _status_from_row(row) if row is not None else None
+
+    @staticmethod
+    def list_workflow_steps(workflow_id: str) -> list[StepInfo]:
+        """Return the recorded operations of a workflow, in order."""
+        return [
+            StepInfo(
+                function_id=row.function_id,
+                function_name=row.function_name,
+                output=serialization.loads(row.output),
+                error=serialization.loads_error(row.error) if row.error else None,
+                child_workflow_id=row.child_workflow_id,
+                started_at=row.started_at,
+                completed_at=row.completed_at,
+            )
+            for row in system_db.list_operations(workflow_id)
+        ]
+
+    @staticmethod
+    def shutdown(timeout_seconds: float = 5) -> None:
+        """Stop taking work and wait up to `timeout_seconds` for running workflows."""
+        executor.current().shutdown(timeout_seconds)
+        executor.reset()
+
+    # Inside a workflow ----------------------------------------------------------------------
+
+    @classproperty
+    def workflow_id(cls) -> str | None:
+        """The id of the workflow running here (also inside its steps), else None."""
+        ctx = current_workflow.get()
+        return ctx.workflow_id if ctx is not None else None
+
+    @classproperty
+    def step_id(cls) -> int | None:
+        """The function id of the step or transaction running here, else None."""
+        ctx = current_workflow.get()
+        return ctx.function_id if ctx is not None and ctx.in_step else None
+
+
+class SetWorkflowID:
+    """Use the given id, an idempotency key, for the next workflow started in this block."""
+
+    def __init__(self, workflow_id: str):
+        self.workflow_id = workflows.validate_workflow_id(workflow_id)
+        self._token: Any = None
+
+    def __enter__(self) -> SetWorkflowID:
+        outer = start_options.get() or StartOptions()
+        options = StartOptions(
+            workflow_id=self.workflow_id,
+            timeout_seconds=outer.timeout_seconds,
+            timeout_set=outer.timeout_set,
+            enqueue=dict(outer.enqueue),
+        )
+        self._token = start_options.set(options)
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        start_options.reset(self._token)

@@ -1,0 +1,108 @@
+"""System checks for the DBOS setting: misconfiguration is reported by `manage.py check`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.core.checks import Error, Tags, Warning, register
+from django.utils.module_loading import import_string
+
+from . import conf
+
+SUPPORTED_VENDORS = ("postgresql", "sqlite3")
+
+
+def _number_error(key: str, value: Any, *, integer: bool) -> Error | None:
+    kinds = int if integer else int | float
+    if isinstance(value, kinds) and not isinstance(value, bool) and value > 0:
+        return None
+    kind = "a positive integer" if integer else "a positive number"
+    return Error(
+        f'DBOS["{key}"] must be {kind}, not {value!r}.',
+        hint=f'Set DBOS["{key}"] to {kind} or remove it to use the default '
+        f"({conf.DEFAULTS[key]}).",
+        id="django_dbos.E004",
+    )
+
+
+@register(Tags.compatibility)
+def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Any]:
+    raw = getattr(settings, "DBOS", {})
+    if not isinstance(raw, dict):
+        return [
+            Error(
+                f"The DBOS setting must be a dict, not {type(raw).__name__}.",
+                hint='Write it as DBOS = {"APP_NAME": "shop"}.',
+                id="django_dbos.E001",
+            )
+        ]
+    errors: list[Any] = []
+    unknown = sorted(set(raw) - set(conf.DEFAULTS))
+    if unknown:
+        errors.append(
+            Warning(
+                f"Unknown DBOS settings: {', '.join(unknown)}.",
+                hint=f"Known settings are {', '.join(sorted(conf.DEFAULTS))}.",
+                id="django_dbos.W001",
+            )
+        )
+    database = conf.get("DATABASE")
+    if database not in settings.DATABASES:
+        errors.append(
+            Error(
+                f'DBOS["DATABASE"] names the database alias {database!r}, which is not in '
+                "DATABASES.",
+                hint=f"Use one of: {', '.join(settings.DATABASES)}.",
+                id="django_dbos.E002",
+            )
+        )
+    else:
+        engine = settings.DATABASES[database].get("ENGINE", "")
+        if engine.rsplit(".", 1)[-1] not in SUPPORTED_VENDORS:
+            errors.append(
+                Error(
+                    f"The DBOS database {database!r} uses {engine!r}; django-dbos supports "
+                    "PostgreSQL and SQLite.",
+                    hint='Point DBOS["DATABASE"] at a PostgreSQL or SQLite alias.',
+                    id="django_dbos.E005",
+                )
+            )
+    serializer = conf.get("SERIALIZER")
+    if serializer not in ("json", "pickle"):
+        try:
+            import_string(serializer)
+        except (ImportError, TypeError, ValueError):
+            errors.append(
+                Error(
+                    f'DBOS["SERIALIZER"] is {serializer!r}: neither "json", "pickle" nor an '
+                    "importable class.",
+                    hint='Use "json" (the default), "pickle", or a dotted path to a class with '
+                    "dumps() and loads().",
+                    id="django_dbos.E003",
+                )
+            )
+    for key in ("MAX_RECOVERY_ATTEMPTS", "WORKFLOW_THREADS"):
+        errors.append(_number_error(key, conf.get(key), integer=True))
+    for key in ("HEARTBEAT_SECONDS", "EXECUTOR_TIMEOUT_SECONDS", "POLL_SECONDS"):
+        errors.append(_number_error(key, conf.get(key), integer=False))
+    heartbeat, timeout = conf.get("HEARTBEAT_SECONDS"), conf.get("EXECUTOR_TIMEOUT_SECONDS")
+    if all(isinstance(v, int | float) for v in (heartbeat, timeout)) and timeout <= heartbeat:
+        errors.append(
+            Error(
+                f'DBOS["EXECUTOR_TIMEOUT_SECONDS"] ({timeout}) must be longer than '
+                f'DBOS["HEARTBEAT_SECONDS"] ({heartbeat}), or live executors look dead.',
+                hint="Make the timeout several heartbeats long (the defaults are 30 and 5).",
+                id="django_dbos.E006",
+            )
+        )
+    for key in ("APP_NAME", "APPLICATION_VERSION", "EXECUTOR_ID", "AUTODISCOVER"):
+        value = conf.get(key)
+        if value is not None and not isinstance(value, str):
+            errors.append(
+                Error(
+                    f'DBOS["{key}"] must be a string, not {type(value).__name__}.',
+                    id="django_dbos.E007",
+                )
+            )
+    return [error for error in errors if error is not None]

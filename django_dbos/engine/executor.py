@@ -1,0 +1,121 @@
+"""This process as an executor: its id, its heartbeat and its workflow thread pool.
+
+Every process that runs workflows (web processes included) registers itself on its first
+workflow and heartbeats from then on, so that workers can tell when it has died.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import uuid
+
+from django.db import connections
+
+from .. import conf
+from . import registry, system_db
+from .pool import WorkflowThreadPool
+
+logger = logging.getLogger("django_dbos")
+
+
+class ProcessExecutor:
+    """The executor state of one OS process; rebuilt after a fork."""
+
+    def __init__(self) -> None:
+        self.pid = os.getpid()
+        self.executor_id = conf.get("EXECUTOR_ID") or (
+            f"{socket.gethostname()}-{self.pid}-{uuid.uuid4().hex[:8]}"
+        )
+        self.hostname = socket.gethostname()
+        self.started_at = system_db.now()
+        self.role = "process"
+        self.max_threads = int(conf.get("WORKFLOW_THREADS"))
+        self._pool: WorkflowThreadPool | None = None
+        self._stop = threading.Event()
+        self._heartbeat: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def pool(self) -> WorkflowThreadPool:
+        with self._lock:
+            if self._pool is None:
+                self._pool = WorkflowThreadPool(self.max_threads)
+            return self._pool
+
+    def ensure_started(self, role: str | None = None) -> str:
+        """Register this executor and start its heartbeat, once; return the executor id."""
+        if role is not None and role != self.role:
+            self.role = role
+            self.beat()
+        if self._heartbeat is None:
+            with self._lock:
+                if self._heartbeat is None:
+                    self.beat()
+                    thread = threading.Thread(
+                        target=self._beat_forever, name="dbos-heartbeat", daemon=True
+                    )
+                    thread.start()
+                    self._heartbeat = thread
+        return self.executor_id
+
+    def beat(self) -> None:
+        system_db.heartbeat(
+            self.executor_id,
+            hostname=self.hostname,
+            pid=self.pid,
+            role=self.role,
+            application_version=registry.application_version(),
+            started_at=self.started_at,
+        )
+
+    def _beat_forever(self) -> None:
+        interval = float(conf.get("HEARTBEAT_SECONDS"))
+        try:
+            while not self._stop.wait(interval):
+                try:
+                    self.beat()
+                except Exception:
+                    logger.warning("DBOS heartbeat failed; retrying.", exc_info=True)
+                    connections.close_all()
+        finally:
+            connections.close_all()
+
+    def shutdown(self, timeout: float) -> bool:
+        """Stop taking work and wait for running workflows; True if all finished in time."""
+        finished = True
+        if self._pool is not None:
+            finished = self._pool.shutdown(timeout)
+        self._stop.set()
+        if self._heartbeat is not None:
+            self._heartbeat.join(timeout=5)
+            try:
+                system_db.delete_executor(self.executor_id)
+            except Exception:
+                logger.warning("Could not remove this executor's row.", exc_info=True)
+        return finished
+
+
+_current: ProcessExecutor | None = None
+_current_lock = threading.Lock()
+
+
+def current() -> ProcessExecutor:
+    """Return this process's executor, making a new one after a fork."""
+    global _current
+    executor = _current
+    if executor is None or executor.pid != os.getpid():
+        with _current_lock:
+            if _current is None or _current.pid != os.getpid():
+                _current = ProcessExecutor()
+            executor = _current
+    return executor
+
+
+def reset() -> None:
+    """Forget this process's executor (after shutdown), so the next workflow starts afresh."""
+    global _current
+    with _current_lock:
+        _current = None

@@ -1,0 +1,95 @@
+"""Taking over the PENDING workflows of executors that died, and of this one's past life."""
+
+from __future__ import annotations
+
+import datetime
+import logging
+import time
+
+from .. import conf
+from ..errors import DBOSNotRegisteredError
+from ..models import Status
+from . import registry, system_db
+from .executor import ProcessExecutor
+from .workflows import run_claimed
+
+logger = logging.getLogger("django_dbos")
+
+
+class Recovery:
+    """Finds dead executors and re-runs their PENDING workflows on this executor's pool.
+
+    An executor is dead when its heartbeat is older than EXECUTOR_TIMEOUT_SECONDS, or when its
+    row has been missing for that long (a flush or an operator's delete is repaired by the next
+    heartbeat well within that time). Only workflows of this application version are taken.
+    """
+
+    def __init__(self, process: ProcessExecutor):
+        self.process = process
+        self._missing_since: dict[str, float] = {}
+
+    def recover_own(self) -> int:
+        """Re-run what a previous process with this same executor id left PENDING."""
+        return self._take_over({self.process.executor_id})
+
+    def recover_dead(self) -> int:
+        """Take over the PENDING workflows of dead executors; return how many were claimed."""
+        version = registry.application_version()
+        holders = system_db.pending_executor_ids(version) - {self.process.executor_id}
+        if not holders:
+            self._missing_since.clear()
+            return 0
+        timeout = float(conf.get("EXECUTOR_TIMEOUT_SECONDS"))
+        cutoff = system_db.now() - datetime.timedelta(seconds=timeout)
+        dead = holders & system_db.stale_executor_ids(cutoff)
+        missing = holders - system_db.live_executor_ids()
+        now = time.monotonic()
+        self._missing_since = {
+            executor_id: self._missing_since.get(executor_id, now) for executor_id in missing
+        }
+        dead |= {
+            executor_id
+            for executor_id, since in self._missing_since.items()
+            if now - since >= timeout
+        }
+        claimed = self._take_over(dead)
+        system_db.forget_executors(dead, silent_since=cutoff)
+        return claimed
+
+    def _take_over(self, executor_ids: set[str]) -> int:
+        if not executor_ids:
+            return 0
+        claimed = system_db.claim_pending(
+            executor_ids, self.process.executor_id, registry.application_version()
+        )
+        for executor_id in executor_ids - {self.process.executor_id}:
+            self._missing_since.pop(executor_id, None)
+        default_max = int(conf.get("MAX_RECOVERY_ATTEMPTS"))
+        for workflow in claimed:
+            try:
+                entry = registry.get_workflow(workflow.name)
+            except DBOSNotRegisteredError:
+                logger.error(
+                    "Cannot recover workflow %s: no workflow named %r is registered here.",
+                    workflow.workflow_id,
+                    workflow.name,
+                )
+                continue
+            max_attempts = entry.options.get("max_recovery_attempts") or default_max
+            if workflow.recovery_attempts > max_attempts:
+                system_db.set_status(
+                    workflow.workflow_id,
+                    Status.MAX_RECOVERY_ATTEMPTS_EXCEEDED,
+                    only_if=Status.PENDING,
+                )
+                logger.error(
+                    "Workflow %s was recovered %d times (its limit is %d); it is now %s.",
+                    workflow.workflow_id,
+                    workflow.recovery_attempts,
+                    max_attempts,
+                    Status.MAX_RECOVERY_ATTEMPTS_EXCEEDED,
+                )
+                continue
+            logger.info("Recovering workflow %s (%s).", workflow.workflow_id, workflow.name)
+            self.process.pool.submit(run_claimed, workflow, self.process.executor_id)
+        return len(claimed)

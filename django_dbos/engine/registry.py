@@ -1,0 +1,83 @@
+"""The registered workflows, steps and transactions, by name."""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from .. import conf
+from ..errors import DBOSConfigurationError, DBOSNotRegisteredError
+
+
+@dataclass(frozen=True)
+class Registered:
+    """A function known to the engine, with the options of its decorator."""
+
+    kind: str  # "workflow", "step" or "transaction"
+    name: str
+    func: Callable[..., Any]
+    options: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def origin(self) -> str:
+        return f"{self.func.__module__}.{self.func.__qualname__}"
+
+
+_registered: dict[str, Registered] = {}
+_version: str | None = None
+
+
+def default_name(func: Callable[..., Any]) -> str:
+    return f"{func.__module__}.{func.__qualname__}"
+
+
+def register(kind: str, func: Callable[..., Any], name: str | None, **options: Any) -> Registered:
+    """Register a function under its name; a second, different function of that name is an error."""
+    entry = Registered(kind, name or default_name(func), func, options)
+    existing = _registered.get(entry.name)
+    if existing is not None and existing.origin != entry.origin:
+        raise DBOSConfigurationError(
+            f"Two functions are registered as {entry.name!r}: {existing.origin} and "
+            f"{entry.origin}. Give one of them another name= in its decorator."
+        )
+    _registered[entry.name] = entry
+    return entry
+
+
+def get_workflow(name: str) -> Registered:
+    entry = _registered.get(name)
+    if entry is None or entry.kind != "workflow":
+        raise DBOSNotRegisteredError(
+            f"No workflow is registered as {name!r}. Check the name, and that the module "
+            "declaring it is imported (a `workflows` module of an installed app is)."
+        )
+    return entry
+
+
+def workflows() -> list[Registered]:
+    return [entry for entry in _registered.values() if entry.kind == "workflow"]
+
+
+def application_version() -> str:
+    """Return DBOS["APPLICATION_VERSION"], or a hash of the registered workflows' source.
+
+    The hash is taken once, on first use, so that every workflow of this process carries the same
+    version; workers only recover workflows of their own version.
+    """
+    global _version
+    configured = conf.get("APPLICATION_VERSION")
+    if configured:
+        return str(configured)
+    if _version is None:
+        digest = hashlib.sha256()
+        for entry in sorted(_registered.values(), key=lambda e: e.name):
+            digest.update(entry.name.encode())
+            try:
+                digest.update(inspect.getsource(entry.func).encode())
+            except (OSError, TypeError):
+                digest.update(entry.origin.encode())
+        _version = digest.hexdigest()[:16]
+    return _version

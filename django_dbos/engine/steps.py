@@ -1,0 +1,166 @@
+"""Running steps and transactions inside workflows: replay, retries, and their checkpoints."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from django.db import OperationalError, connections, transaction
+
+from .. import conf
+from ..errors import DBOSMaxStepRetriesExceeded
+from . import registry, serialization, system_db
+from .context import WorkflowContext, workflow_context
+from .workflows import lost_ownership, record_operation
+
+logger = logging.getLogger("django_dbos")
+
+# PostgreSQL's serialization_failure and deadlock_detected: a transaction may simply run again.
+RETRYABLE_SQLSTATES = {"40001", "40P01"}
+MAX_TRANSACTION_ATTEMPTS = 10
+
+
+def replayed(ctx: WorkflowContext, function_id: int, name: str) -> tuple[bool, Any]:
+    """Return (True, recorded result) when this operation was recorded; raise a recorded error."""
+    operation = ctx.recorded_operation(function_id, name)
+    if operation is None:
+        return False, None
+    if operation.error is not None:
+        raise serialization.loads_error(operation.error)
+    return True, serialization.loads(operation.output)
+
+
+def run_step(entry: registry.Registered, args: tuple, kwargs: dict) -> Any:
+    """Run a step once per workflow execution, with retries, recording its outcome."""
+    ctx = workflow_context()
+    if ctx is None:
+        return entry.func(*args, **kwargs)
+    function_id = ctx.next_function_id()
+    done, result = replayed(ctx, function_id, entry.name)
+    if done:
+        return result
+    started_at = system_db.now()
+    try:
+        with inside_step(ctx):
+            result = _call_with_retries(entry, args, kwargs)
+    except Exception as exc:
+        _record_error(ctx, function_id, entry.name, exc, started_at)
+        raise
+    output = serialization.dumps(result, f"result of step {entry.name!r}")
+    record_operation(ctx, function_id, entry.name, output=output, started_at=started_at)
+    return result
+
+
+@contextmanager
+def inside_step(ctx: WorkflowContext) -> Iterator[None]:
+    """Mark the workflow as inside a step: DBOS calls made there run as plain functions."""
+    ctx.in_step = True
+    try:
+        yield
+    finally:
+        ctx.in_step = False
+
+
+def _call_with_retries(entry: registry.Registered, args: tuple, kwargs: dict) -> Any:
+    options = entry.options
+    if not options["retries_allowed"]:
+        return entry.func(*args, **kwargs)
+    max_attempts = options["max_attempts"]
+    interval = options["interval_seconds"]
+    errors: list[BaseException] = []
+    for attempt in range(1, max_attempts + 1):
+        try:
+            return entry.func(*args, **kwargs)
+        except Exception as exc:
+            errors.append(exc)
+            if attempt == max_attempts:
+                break
+            pause = min(interval, options["max_interval_seconds"])
+            logger.warning(
+                "Step %s failed (attempt %d of %d): %r; retrying in %.2f s.",
+                entry.name,
+                attempt,
+                max_attempts,
+                exc,
+                pause,
+            )
+            time.sleep(pause)
+            interval *= options["backoff_rate"]
+    error = DBOSMaxStepRetriesExceeded(entry.name, max_attempts, repr(errors[-1]))
+    error.errors = errors
+    raise error from errors[-1]
+
+
+def run_transaction(entry: registry.Registered, args: tuple, kwargs: dict) -> Any:
+    """Run a function in `transaction.atomic` and record its outcome in that same transaction.
+
+    When the function's database is the system database, the ORM writes and the checkpoint
+    commit together: the transaction happens exactly once, even across crashes.
+    """
+    database = entry.options["database"] or conf.get("DATABASE")
+    ctx = workflow_context()
+    if ctx is None:
+        with transaction.atomic(using=database):
+            _set_isolation(database, entry.options["isolation_level"])
+            return entry.func(*args, **kwargs)
+    function_id = ctx.next_function_id()
+    done, result = replayed(ctx, function_id, entry.name)
+    if done:
+        return result
+    started_at = system_db.now()
+    same_database = database == system_db.alias()
+    attempt = 0
+    while True:
+        attempt += 1
+        try:
+            with inside_step(ctx), transaction.atomic(using=database):
+                _set_isolation(database, entry.options["isolation_level"])
+                result = entry.func(*args, **kwargs)
+                output = serialization.dumps(result, f"result of transaction {entry.name!r}")
+                if same_database and not system_db.record_operation(
+                    ctx.workflow_id,
+                    ctx.executor_id,
+                    function_id,
+                    entry.name,
+                    output=output,
+                    started_at=started_at,
+                ):
+                    raise lost_ownership(ctx)  # rolls the function's writes back
+        except OperationalError as exc:
+            if _retryable(exc) and attempt < MAX_TRANSACTION_ATTEMPTS:
+                time.sleep(min(0.01 * 2**attempt, 1.0))
+                continue
+            _record_error(ctx, function_id, entry.name, exc, started_at)
+            raise
+        except Exception as exc:
+            _record_error(ctx, function_id, entry.name, exc, started_at)
+            raise
+        if not same_database:
+            record_operation(ctx, function_id, entry.name, output=output, started_at=started_at)
+        return result
+
+
+def _record_error(
+    ctx: WorkflowContext, function_id: int, name: str, exc: BaseException, started_at: Any
+) -> None:
+    record_operation(
+        ctx, function_id, name, error=serialization.dumps_error(exc), started_at=started_at
+    )
+
+
+def _retryable(exc: OperationalError) -> bool:
+    sqlstate = getattr(getattr(exc, "__cause__", None), "sqlstate", None)
+    return sqlstate in RETRYABLE_SQLSTATES
+
+
+def _set_isolation(database: str, isolation_level: str | None) -> None:
+    if isolation_level is None:
+        return
+    connection = connections[database]
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(f"SET TRANSACTION ISOLATION LEVEL {isolation_level}")
+

@@ -1,0 +1,317 @@
+"""Every read and write of the system tables. Nothing else touches them.
+
+Hot-path writes (a workflow's start, each step, its end) are single raw statements in autocommit,
+with the ownership check folded into the statement, so that a step costs one round trip. Colder
+reads go through the ORM, which converts types for both PostgreSQL and SQLite.
+"""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from django.db import connections
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
+
+from .. import conf
+from ..models import Executor, OperationOutput, Status, WorkflowStatus
+from .context import RecordedOperation
+
+WF = WorkflowStatus._meta.db_table
+OP = OperationOutput._meta.db_table
+EXECUTOR = Executor._meta.db_table
+
+
+def alias() -> str:
+    return conf.get("DATABASE")
+
+
+def now() -> datetime.datetime:
+    return timezone.now()
+
+
+def _cursor():
+    return connections[alias()].cursor()
+
+
+def _time(value: datetime.datetime | None) -> Any:
+    """Adapt a datetime for a raw statement (SQLite stores text, PostgreSQL timestamptz)."""
+    return connections[alias()].ops.adapt_datetimefield_value(value)
+
+
+@dataclass(frozen=True)
+class NewWorkflow:
+    """The row written when a workflow starts."""
+
+    workflow_id: str
+    name: str
+    status: str
+    inputs: str
+    executor_id: str | None
+    application_version: str
+    queue_name: str | None = None
+    priority: int = 0
+    deduplication_id: str | None = None
+    queue_partition_key: str | None = None
+    timeout_ms: int | None = None
+    deadline: datetime.datetime | None = None
+    parent_workflow_id: str | None = None
+    authenticated_user: str | None = None
+
+
+_INSERT_WORKFLOW = f"""
+INSERT INTO {WF} (workflow_id, name, status, inputs, executor_id, application_version,
+    queue_name, priority, deduplication_id, queue_partition_key, timeout_ms, deadline,
+    recovery_attempts, parent_workflow_id, authenticated_user, created_at, updated_at, started_at)
+VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, 0, %s, %s, %s, %s, %s)
+ON CONFLICT DO NOTHING
+"""
+
+
+def insert_workflow(row: NewWorkflow) -> bool:
+    """Write a new workflow's row; False when the id (or deduplication id) is already taken."""
+    moment = _time(now())
+    started = moment if row.status == Status.PENDING else None
+    with _cursor() as cursor:
+        cursor.execute(
+            _INSERT_WORKFLOW,
+            [
+                row.workflow_id,
+                row.name,
+                row.status,
+                row.inputs,
+                row.executor_id,
+                row.application_version,
+                row.queue_name,
+                row.priority,
+                row.deduplication_id,
+                row.queue_partition_key,
+                row.timeout_ms,
+                _time(row.deadline),
+                row.parent_workflow_id,
+                row.authenticated_user,
+                moment,
+                moment,
+                started,
+            ],
+        )
+        return cursor.rowcount == 1
+
+
+# The EXISTS guard is the fence: only the executor that owns a PENDING workflow may record its
+# operations. A cancelled workflow, or one taken over by recovery, records nothing more.
+_RECORD_OPERATION = f"""
+INSERT INTO {OP} (workflow_id, function_id, function_name, output, error, child_workflow_id,
+    started_at, completed_at)
+SELECT %s, %s, %s, %s, %s, %s, %s, %s
+WHERE EXISTS (SELECT 1 FROM {WF} WHERE workflow_id = %s AND status = 'PENDING' AND executor_id = %s)
+ON CONFLICT DO NOTHING
+"""
+
+
+def record_operation(
+    workflow_id: str,
+    executor_id: str,
+    function_id: int,
+    function_name: str,
+    *,
+    output: str | None = None,
+    error: str | None = None,
+    child_workflow_id: str | None = None,
+    started_at: datetime.datetime,
+) -> bool:
+    """Record one operation's outcome; False when the fence refused it or the id was taken."""
+    with _cursor() as cursor:
+        cursor.execute(
+            _RECORD_OPERATION,
+            [
+                workflow_id,
+                function_id,
+                function_name,
+                output,
+                error,
+                child_workflow_id,
+                _time(started_at),
+                _time(now()),
+                workflow_id,
+                executor_id,
+            ],
+        )
+        return cursor.rowcount == 1
+
+
+def load_operations(workflow_id: str) -> dict[int, RecordedOperation]:
+    """Return every recorded operation of a workflow, by function id (once, when replaying)."""
+    rows = (
+        OperationOutput.objects.using(alias())
+        .filter(workflow_id=workflow_id)
+        .values_list("function_id", "function_name", "output", "error", "child_workflow_id")
+    )
+    return {row[0]: RecordedOperation(*row) for row in rows}
+
+
+def list_operations(workflow_id: str) -> list[OperationOutput]:
+    return list(OperationOutput.objects.using(alias()).filter(workflow_id=workflow_id))
+
+
+def get_operation(workflow_id: str, function_id: int) -> RecordedOperation | None:
+    row = (
+        OperationOutput.objects.using(alias())
+        .filter(workflow_id=workflow_id, function_id=function_id)
+        .values_list("function_id", "function_name", "output", "error", "child_workflow_id")
+        .first()
+    )
+    return RecordedOperation(*row) if row else None
+
+
+_FINISH_WORKFLOW = f"""
+UPDATE {WF} SET status = %s, output = %s, error = %s, updated_at = %s, deduplication_id = NULL
+WHERE workflow_id = %s AND status = 'PENDING' AND executor_id = %s
+"""
+
+
+def finish_workflow(
+    workflow_id: str, executor_id: str, status: str, output: str | None, error: str | None
+) -> bool:
+    """Write a workflow's outcome, if this executor still owns it; False otherwise."""
+    with _cursor() as cursor:
+        cursor.execute(
+            _FINISH_WORKFLOW, [status, output, error, _time(now()), workflow_id, executor_id]
+        )
+        return cursor.rowcount == 1
+
+
+def get_workflow(workflow_id: str) -> WorkflowStatus | None:
+    return WorkflowStatus.objects.using(alias()).filter(workflow_id=workflow_id).first()
+
+
+def get_outcome(workflow_id: str) -> tuple[str, str | None, str | None] | None:
+    """Return (status, output, error) of a workflow, or None when it does not exist."""
+    return (
+        WorkflowStatus.objects.using(alias())
+        .filter(workflow_id=workflow_id)
+        .values_list("status", "output", "error")
+        .first()
+    )
+
+
+def set_status(workflow_id: str, status: str, *, only_if: str | None = None) -> bool:
+    queryset = WorkflowStatus.objects.using(alias()).filter(workflow_id=workflow_id)
+    if only_if is not None:
+        queryset = queryset.filter(status=only_if)
+    return queryset.update(status=status, updated_at=now()) == 1
+
+
+def list_workflows(**filters: Any) -> list[WorkflowStatus]:
+    return list(WorkflowStatus.objects.using(alias()).filter(**filters))
+
+
+# Executors and recovery ---------------------------------------------------------------------
+
+_HEARTBEAT = f"""
+INSERT INTO {EXECUTOR} (executor_id, hostname, pid, role, application_version, started_at,
+    last_heartbeat)
+VALUES (%s, %s, %s, %s, %s, %s, %s)
+ON CONFLICT (executor_id) DO UPDATE SET last_heartbeat = EXCLUDED.last_heartbeat,
+    role = EXCLUDED.role
+"""
+
+
+def heartbeat(
+    executor_id: str,
+    *,
+    hostname: str,
+    pid: int,
+    role: str,
+    application_version: str,
+    started_at: datetime.datetime,
+) -> None:
+    """Upsert the executor's row: a flush or an operator's delete cannot make it look dead."""
+    with _cursor() as cursor:
+        cursor.execute(
+            _HEARTBEAT,
+            [executor_id, hostname, pid, role, application_version, _time(started_at), _time(now())],
+        )
+
+
+def delete_executor(executor_id: str) -> None:
+    Executor.objects.using(alias()).filter(executor_id=executor_id).delete()
+
+
+def forget_executors(executor_ids: Iterable[str], *, silent_since: datetime.datetime) -> None:
+    """Delete the rows of executors that are still silent (their workflows were taken over)."""
+    Executor.objects.using(alias()).filter(
+        executor_id__in=list(executor_ids), last_heartbeat__lt=silent_since
+    ).delete()
+
+
+def stale_executor_ids(silent_since: datetime.datetime) -> set[str]:
+    """Executors whose last heartbeat is older than the given time."""
+    return set(
+        Executor.objects.using(alias())
+        .filter(last_heartbeat__lt=silent_since)
+        .values_list("executor_id", flat=True)
+    )
+
+
+def live_executor_ids() -> set[str]:
+    return set(Executor.objects.using(alias()).values_list("executor_id", flat=True))
+
+
+def pending_executor_ids(application_version: str) -> set[str]:
+    """Executors that hold PENDING workflows of this application version."""
+    return set(
+        WorkflowStatus.objects.using(alias())
+        .filter(status=Status.PENDING, application_version=application_version)
+        .values_list("executor_id", flat=True)
+        .distinct()
+    )
+
+
+@dataclass(frozen=True)
+class ClaimedWorkflow:
+    workflow_id: str
+    name: str
+    inputs: str
+    recovery_attempts: int
+    deadline: datetime.datetime | None
+
+
+def claim_pending(
+    from_executors: Iterable[str], executor_id: str, application_version: str
+) -> list[ClaimedWorkflow]:
+    """Move the PENDING workflows of the given executors to this one, counting an attempt.
+
+    One guarded UPDATE: a second claim of the same rows, by this or another worker, finds
+    nothing, because the executor id no longer matches.
+    """
+    executors = list(from_executors)
+    if not executors:
+        return []
+    placeholders = ", ".join(["%s"] * len(executors))
+    sql = f"""
+        UPDATE {WF} SET executor_id = %s, recovery_attempts = recovery_attempts + 1,
+            updated_at = %s
+        WHERE status = 'PENDING' AND application_version = %s
+            AND executor_id IN ({placeholders})
+        RETURNING workflow_id, name, inputs, recovery_attempts, deadline
+    """
+    with _cursor() as cursor:
+        cursor.execute(sql, [executor_id, _time(now()), application_version, *executors])
+        rows = cursor.fetchall()
+    return [
+        ClaimedWorkflow(workflow_id, name, inputs, attempts, _parse_time(deadline))
+        for workflow_id, name, inputs, attempts, deadline in rows
+    ]
+
+
+def _parse_time(value: datetime.datetime | str | None) -> datetime.datetime | None:
+    """Read a datetime column fetched by a raw statement (SQLite returns text, in UTC)."""
+    if isinstance(value, str):
+        value = parse_datetime(value)
+        if value is not None and timezone.is_naive(value):
+            value = timezone.make_aware(value, datetime.UTC)
+    return value

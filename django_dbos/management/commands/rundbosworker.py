@@ -1,0 +1,47 @@
+import logging
+import signal
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandParser
+
+from django_dbos.engine import executor
+from django_dbos.worker import Worker
+
+
+class Command(BaseCommand):
+    help = "Run a DBOS worker: heartbeat and recovery of dead executors' workflows."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument(
+            "--concurrency",
+            type=int,
+            default=None,
+            help="Workflow threads in this process (default: DBOS['WORKFLOW_THREADS']).",
+        )
+        parser.add_argument(
+            "--no-recovery",
+            action="store_true",
+            help="Do not take over the workflows of dead executors.",
+        )
+        parser.add_argument(
+            "--shutdown-timeout",
+            type=float,
+            default=30.0,
+            help="Seconds to let running workflows finish after SIGTERM/SIGINT (default 30).",
+        )
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        if not logging.getLogger("django_dbos").handlers and not logging.getLogger().handlers:
+            logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+        if options["concurrency"] is not None:
+            if options["concurrency"] < 1:
+                self.stderr.write("--concurrency must be at least 1.")
+                raise SystemExit(2)
+            executor.current().max_threads = options["concurrency"]
+        worker = Worker(
+            recovery=not options["no_recovery"],
+            shutdown_timeout=options["shutdown_timeout"],
+        )
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: worker.stop())
+        worker.run()

@@ -1,0 +1,217 @@
+"""The system tables: Django models, so migrations create them and the admin can show them.
+
+Only `engine/system_db.py` writes to these tables; everything else reads through the public API.
+"""
+
+from django.db import models
+from django.db.models import Q
+
+
+class Status(models.TextChoices):
+    PENDING = "PENDING"
+    ENQUEUED = "ENQUEUED"
+    SUCCESS = "SUCCESS"
+    ERROR = "ERROR"
+    CANCELLED = "CANCELLED"
+    MAX_RECOVERY_ATTEMPTS_EXCEEDED = "MAX_RECOVERY_ATTEMPTS_EXCEEDED"
+
+
+class WorkflowStatus(models.Model):
+    """One row per workflow execution, keyed by its workflow id."""
+
+    workflow_id = models.CharField(max_length=255, primary_key=True)
+    name = models.CharField(max_length=255)
+    status = models.CharField(max_length=40, choices=Status.choices)
+    inputs = models.TextField(blank=True, default="")
+    output = models.TextField(null=True, blank=True)
+    error = models.TextField(null=True, blank=True)
+    executor_id = models.CharField(max_length=255, null=True, blank=True)
+    application_version = models.CharField(max_length=255, null=True, blank=True)
+    queue_name = models.CharField(max_length=255, null=True, blank=True)
+    priority = models.IntegerField(default=0)
+    deduplication_id = models.CharField(max_length=255, null=True, blank=True)
+    queue_partition_key = models.CharField(max_length=255, null=True, blank=True)
+    timeout_ms = models.BigIntegerField(null=True, blank=True)
+    deadline = models.DateTimeField(null=True, blank=True)
+    recovery_attempts = models.IntegerField(default=0)
+    parent_workflow_id = models.CharField(max_length=255, null=True, blank=True)
+    forked_from = models.CharField(max_length=255, null=True, blank=True)
+    authenticated_user = models.CharField(max_length=255, null=True, blank=True)
+    created_at = models.DateTimeField()
+    updated_at = models.DateTimeField()
+    started_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        db_table = "dbos_workflow_status"
+        verbose_name = "workflow"
+        verbose_name_plural = "workflows"
+        indexes = [
+            models.Index(fields=["created_at"], name="dbos_wf_created_idx"),
+            models.Index(fields=["name", "created_at"], name="dbos_wf_name_idx"),
+            models.Index(fields=["status", "created_at"], name="dbos_wf_status_idx"),
+            models.Index(fields=["parent_workflow_id"], name="dbos_wf_parent_idx"),
+            # Recovery: the PENDING workflows of one executor.
+            models.Index(
+                fields=["executor_id"],
+                name="dbos_wf_pending_idx",
+                condition=Q(status="PENDING"),
+            ),
+            # Dispatch: the oldest ENQUEUED workflows of a queue, by priority.
+            models.Index(
+                fields=["queue_name", "priority", "created_at"],
+                name="dbos_wf_enqueued_idx",
+                condition=Q(status="ENQUEUED"),
+            ),
+        ]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["queue_name", "deduplication_id"],
+                name="dbos_wf_dedup_uniq",
+                condition=Q(deduplication_id__isnull=False),
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.workflow_id
+
+
+class OperationOutput(models.Model):
+    """The recorded outcome of one durable operation of a workflow (step, transaction, ...)."""
+
+    # No database-level foreign key: every write is already guarded on the workflow row, and on
+    # PostgreSQL the FK check would lock that row (FOR KEY SHARE) on every step: a hot path.
+    workflow = models.ForeignKey(
+        WorkflowStatus,
+        on_delete=models.CASCADE,
+        related_name="operations",
+        db_column="workflow_id",
+        db_constraint=False,
+    )
+    function_id = models.IntegerField()
+    function_name = models.CharField(max_length=255)
+    output = models.TextField(null=True, blank=True)
+    error = models.TextField(null=True, blank=True)
+    child_workflow_id = models.CharField(max_length=255, null=True, blank=True)
+    started_at = models.DateTimeField()
+    completed_at = models.DateTimeField()
+
+    class Meta:
+        db_table = "dbos_operation_output"
+        verbose_name = "step"
+        ordering = ["workflow_id", "function_id"]
+        constraints = [
+            models.UniqueConstraint(fields=["workflow", "function_id"], name="dbos_op_uniq"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.workflow_id}#{self.function_id} {self.function_name}"
+
+
+class Notification(models.Model):
+    """A message sent to a workflow; consumed once, oldest first per (workflow, topic)."""
+
+    destination = models.ForeignKey(
+        WorkflowStatus,
+        on_delete=models.CASCADE,
+        related_name="notifications",
+        db_column="destination_id",
+    )
+    topic = models.CharField(max_length=255, blank=True, default="")
+    message = models.TextField()
+    created_at = models.DateTimeField()
+    consumed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        db_table = "dbos_notification"
+        indexes = [
+            models.Index(
+                fields=["destination", "topic", "id"],
+                name="dbos_notif_unconsumed_idx",
+                condition=Q(consumed_at__isnull=True),
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"to {self.destination_id} on {self.topic or '(no topic)'}"
+
+
+class WorkflowEvent(models.Model):
+    """The latest value a workflow published under a key."""
+
+    workflow = models.ForeignKey(
+        WorkflowStatus, on_delete=models.CASCADE, related_name="events", db_column="workflow_id"
+    )
+    key = models.CharField(max_length=255)
+    value = models.TextField()
+    updated_at = models.DateTimeField()
+
+    class Meta:
+        db_table = "dbos_workflow_event"
+        constraints = [
+            models.UniqueConstraint(fields=["workflow", "key"], name="dbos_event_uniq"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.workflow_id}:{self.key}"
+
+
+class WorkflowEventHistory(models.Model):
+    """Every value an event took, by the operation that set it, so fork can restore it."""
+
+    workflow = models.ForeignKey(
+        WorkflowStatus,
+        on_delete=models.CASCADE,
+        related_name="event_history",
+        db_column="workflow_id",
+    )
+    function_id = models.IntegerField()
+    key = models.CharField(max_length=255)
+    value = models.TextField()
+
+    class Meta:
+        db_table = "dbos_workflow_event_history"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["workflow", "function_id", "key"], name="dbos_event_history_uniq"
+            ),
+        ]
+
+
+class StreamEntry(models.Model):
+    """One value written to a workflow's stream; `closed` marks the end of the stream."""
+
+    workflow = models.ForeignKey(
+        WorkflowStatus, on_delete=models.CASCADE, related_name="stream_entries", db_column="workflow_id"
+    )
+    key = models.CharField(max_length=255)
+    offset = models.IntegerField()
+    value = models.TextField(null=True, blank=True)
+    closed = models.BooleanField(default=False)
+    function_id = models.IntegerField()
+    created_at = models.DateTimeField()
+
+    class Meta:
+        db_table = "dbos_stream_entry"
+        verbose_name_plural = "stream entries"
+        ordering = ["workflow_id", "key", "offset"]
+        constraints = [
+            models.UniqueConstraint(fields=["workflow", "key", "offset"], name="dbos_stream_uniq"),
+        ]
+
+
+class Executor(models.Model):
+    """A live process that runs workflows; its heartbeat tells others it is alive."""
+
+    executor_id = models.CharField(max_length=255, primary_key=True)
+    hostname = models.CharField(max_length=255)
+    pid = models.IntegerField()
+    role = models.CharField(max_length=40)
+    application_version = models.CharField(max_length=255)
+    started_at = models.DateTimeField()
+    last_heartbeat = models.DateTimeField()
+
+    class Meta:
+        db_table = "dbos_executor"
+
+    def __str__(self) -> str:
+        return self.executor_id
