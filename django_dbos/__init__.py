@@ -31,8 +31,14 @@ __version__ = "0.1.0"
 
 # The API needs the models, which Django can only import once the app registry is ready, while
 # this package is imported earlier (when INSTALLED_APPS is read): load it on first use.
-_LAZY = {"DBOS", "SetWorkflowID", "StepInfo", "WorkflowHandle", "WorkflowStatus",
-         "WorkflowStatusString"}
+_LAZY = {
+    "DBOS",
+    "SetWorkflowID",
+    "StepInfo",
+    "WorkflowHandle",
+    "WorkflowStatus",
+    "WorkflowStatusString",
+}
 
 
 def __getattr__(name: str) -> Any:

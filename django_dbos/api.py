@@ -110,7 +110,9 @@ class WorkflowHandle(Generic[R]):
     def get_status(self) -> WorkflowStatus:
         status = DBOS.get_workflow_status(self.workflow_id)
         if status is None:
-            raise DBOSNonExistentWorkflowError(f"There is no workflow with id {self.workflow_id!r}.")
+            raise DBOSNonExistentWorkflowError(
+                f"There is no workflow with id {self.workflow_id!r}."
+            )
         return status
 
 
@@ -223,7 +225,9 @@ class DBOS:
     # Running and waiting --------------------------------------------------------------------
 
     @staticmethod
-    def start_workflow(func: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> WorkflowHandle[R]:
+    def start_workflow(
+        func: Callable[P, R], *args: P.args, **kwargs: P.kwargs
+    ) -> WorkflowHandle[R]:
         """Start a workflow on this process's workflow threads and return its handle."""
         entry = _registered(func, "workflow")
         return workflows.start(entry, args, kwargs, inline=False)

@@ -20,8 +20,7 @@ def _number_error(key: str, value: Any, *, integer: bool) -> Error | None:
     kind = "a positive integer" if integer else "a positive number"
     return Error(
         f'DBOS["{key}"] must be {kind}, not {value!r}.',
-        hint=f'Set DBOS["{key}"] to {kind} or remove it to use the default '
-        f"({conf.DEFAULTS[key]}).",
+        hint=f'Set DBOS["{key}"] to {kind} or remove it to use the default ({conf.DEFAULTS[key]}).',
         id="django_dbos.E004",
     )
 
@@ -105,4 +104,8 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Any]:
                     id="django_dbos.E007",
                 )
             )
+    if not isinstance(conf.get("PREPARED_STATEMENTS"), bool):
+        errors.append(
+            Error('DBOS["PREPARED_STATEMENTS"] must be True or False.', id="django_dbos.E008")
+        )
     return [error for error in errors if error is not None]

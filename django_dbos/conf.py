@@ -1,7 +1,7 @@
 """The `DBOS` setting, read with its defaults.
 
-Values are read on every access (cheap: a dict lookup) so that `override_settings` in tests and
-settings changed before the engine starts are honoured. Validation lives in `checks.py`.
+Values are cached, and the cache is dropped when `override_settings` changes DBOS in a test.
+Validation lives in `checks.py`.
 """
 
 from __future__ import annotations
@@ -9,6 +9,8 @@ from __future__ import annotations
 from typing import Any
 
 from django.conf import settings
+from django.core.signals import setting_changed
+from django.dispatch import receiver
 
 DEFAULTS: dict[str, Any] = {
     "APP_NAME": None,
@@ -22,7 +24,13 @@ DEFAULTS: dict[str, Any] = {
     "EXECUTOR_TIMEOUT_SECONDS": 30,
     "AUTODISCOVER": "workflows",
     "POLL_SECONDS": 1.0,
+    # Prepare the engine's hot statements on PostgreSQL. Turn off behind a connection pooler
+    # that cannot keep prepared statements (PgBouncer before 1.21 in transaction mode).
+    "PREPARED_STATEMENTS": True,
 }
+
+
+_merged: dict[str, Any] | None = None
 
 
 def user_settings() -> dict[str, Any]:
@@ -32,8 +40,19 @@ def user_settings() -> dict[str, Any]:
 
 
 def get(name: str) -> Any:
-    """Return one DBOS setting, falling back to its default."""
-    return user_settings().get(name, DEFAULTS[name])
+    """Return one DBOS setting, falling back to its default (cached; hot paths read these)."""
+    global _merged
+    if _merged is None:
+        _merged = {**DEFAULTS, **user_settings()}
+    return _merged[name]
+
+
+@receiver(setting_changed)
+def _forget_settings(*, setting: str, **kwargs: Any) -> None:
+    """Drop the cache when a test changes the setting (override_settings)."""
+    global _merged
+    if setting == "DBOS":
+        _merged = None
 
 
 def app_name() -> str:

@@ -176,12 +176,18 @@ class WorkflowEventHistory(models.Model):
             ),
         ]
 
+    def __str__(self) -> str:
+        return f"{self.workflow_id}:{self.key}@{self.function_id}"
+
 
 class StreamEntry(models.Model):
     """One value written to a workflow's stream; `closed` marks the end of the stream."""
 
     workflow = models.ForeignKey(
-        WorkflowStatus, on_delete=models.CASCADE, related_name="stream_entries", db_column="workflow_id"
+        WorkflowStatus,
+        on_delete=models.CASCADE,
+        related_name="stream_entries",
+        db_column="workflow_id",
     )
     key = models.CharField(max_length=255)
     offset = models.IntegerField()
@@ -197,6 +203,9 @@ class StreamEntry(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["workflow", "key", "offset"], name="dbos_stream_uniq"),
         ]
+
+    def __str__(self) -> str:
+        return f"{self.workflow_id}:{self.key}[{self.offset}]"
 
 
 class Executor(models.Model):

@@ -108,7 +108,8 @@ class JSONSerializer:
         if text.startswith(PICKLE_PREFIX):
             raise DBOSSerializationError(
                 "This value was written with pickle, but pickle is not enabled. Set "
-                'DBOS["SERIALIZER"] = "pickle" only if every writer of the system tables is trusted.'
+                'DBOS["SERIALIZER"] = "pickle" only if every writer of the system tables is '
+                "trusted."
             )
         return json.loads(text, object_hook=_decode)
 

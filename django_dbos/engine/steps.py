@@ -163,4 +163,3 @@ def _set_isolation(database: str, isolation_level: str | None) -> None:
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
             cursor.execute(f"SET TRANSACTION ISOLATION LEVEL {isolation_level}")
-

@@ -189,7 +189,9 @@ def _run_body(entry: registry.Registered, ctx: WorkflowContext, args: tuple, kwa
         ) from exc
     except Exception as exc:
         error = serialization.dumps_error(exc)
-        if not system_db.finish_workflow(ctx.workflow_id, ctx.executor_id, Status.ERROR, None, error):
+        if not system_db.finish_workflow(
+            ctx.workflow_id, ctx.executor_id, Status.ERROR, None, error
+        ):
             return await_result(ctx.workflow_id, None)
         raise
     try:
@@ -198,7 +200,9 @@ def _run_body(entry: registry.Registered, ctx: WorkflowContext, args: tuple, kwa
         error = serialization.dumps_error(exc)
         system_db.finish_workflow(ctx.workflow_id, ctx.executor_id, Status.ERROR, None, error)
         raise
-    if not system_db.finish_workflow(ctx.workflow_id, ctx.executor_id, Status.SUCCESS, output, None):
+    if not system_db.finish_workflow(
+        ctx.workflow_id, ctx.executor_id, Status.SUCCESS, output, None
+    ):
         return await_result(ctx.workflow_id, None)
     return result
 

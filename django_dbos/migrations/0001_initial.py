@@ -5,141 +5,263 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
-    dependencies = [
-    ]
+    dependencies = []
 
     operations = [
         migrations.CreateModel(
-            name='Executor',
+            name="Executor",
             fields=[
-                ('executor_id', models.CharField(max_length=255, primary_key=True, serialize=False)),
-                ('hostname', models.CharField(max_length=255)),
-                ('pid', models.IntegerField()),
-                ('role', models.CharField(max_length=40)),
-                ('application_version', models.CharField(max_length=255)),
-                ('started_at', models.DateTimeField()),
-                ('last_heartbeat', models.DateTimeField()),
+                (
+                    "executor_id",
+                    models.CharField(max_length=255, primary_key=True, serialize=False),
+                ),
+                ("hostname", models.CharField(max_length=255)),
+                ("pid", models.IntegerField()),
+                ("role", models.CharField(max_length=40)),
+                ("application_version", models.CharField(max_length=255)),
+                ("started_at", models.DateTimeField()),
+                ("last_heartbeat", models.DateTimeField()),
             ],
             options={
-                'db_table': 'dbos_executor',
+                "db_table": "dbos_executor",
             },
         ),
         migrations.CreateModel(
-            name='WorkflowStatus',
+            name="WorkflowStatus",
             fields=[
-                ('workflow_id', models.CharField(max_length=255, primary_key=True, serialize=False)),
-                ('name', models.CharField(max_length=255)),
-                ('status', models.CharField(choices=[('PENDING', 'Pending'), ('ENQUEUED', 'Enqueued'), ('SUCCESS', 'Success'), ('ERROR', 'Error'), ('CANCELLED', 'Cancelled'), ('MAX_RECOVERY_ATTEMPTS_EXCEEDED', 'Max Recovery Attempts Exceeded')], max_length=40)),
-                ('inputs', models.TextField(blank=True, default='')),
-                ('output', models.TextField(blank=True, null=True)),
-                ('error', models.TextField(blank=True, null=True)),
-                ('executor_id', models.CharField(blank=True, max_length=255, null=True)),
-                ('application_version', models.CharField(blank=True, max_length=255, null=True)),
-                ('queue_name', models.CharField(blank=True, max_length=255, null=True)),
-                ('priority', models.IntegerField(default=0)),
-                ('deduplication_id', models.CharField(blank=True, max_length=255, null=True)),
-                ('queue_partition_key', models.CharField(blank=True, max_length=255, null=True)),
-                ('timeout_ms', models.BigIntegerField(blank=True, null=True)),
-                ('deadline', models.DateTimeField(blank=True, null=True)),
-                ('recovery_attempts', models.IntegerField(default=0)),
-                ('parent_workflow_id', models.CharField(blank=True, max_length=255, null=True)),
-                ('forked_from', models.CharField(blank=True, max_length=255, null=True)),
-                ('authenticated_user', models.CharField(blank=True, max_length=255, null=True)),
-                ('created_at', models.DateTimeField()),
-                ('updated_at', models.DateTimeField()),
-                ('started_at', models.DateTimeField(blank=True, null=True)),
+                (
+                    "workflow_id",
+                    models.CharField(max_length=255, primary_key=True, serialize=False),
+                ),
+                ("name", models.CharField(max_length=255)),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("PENDING", "Pending"),
+                            ("ENQUEUED", "Enqueued"),
+                            ("SUCCESS", "Success"),
+                            ("ERROR", "Error"),
+                            ("CANCELLED", "Cancelled"),
+                            ("MAX_RECOVERY_ATTEMPTS_EXCEEDED", "Max Recovery Attempts Exceeded"),
+                        ],
+                        max_length=40,
+                    ),
+                ),
+                ("inputs", models.TextField(blank=True, default="")),
+                ("output", models.TextField(blank=True, null=True)),
+                ("error", models.TextField(blank=True, null=True)),
+                ("executor_id", models.CharField(blank=True, max_length=255, null=True)),
+                ("application_version", models.CharField(blank=True, max_length=255, null=True)),
+                ("queue_name", models.CharField(blank=True, max_length=255, null=True)),
+                ("priority", models.IntegerField(default=0)),
+                ("deduplication_id", models.CharField(blank=True, max_length=255, null=True)),
+                ("queue_partition_key", models.CharField(blank=True, max_length=255, null=True)),
+                ("timeout_ms", models.BigIntegerField(blank=True, null=True)),
+                ("deadline", models.DateTimeField(blank=True, null=True)),
+                ("recovery_attempts", models.IntegerField(default=0)),
+                ("parent_workflow_id", models.CharField(blank=True, max_length=255, null=True)),
+                ("forked_from", models.CharField(blank=True, max_length=255, null=True)),
+                ("authenticated_user", models.CharField(blank=True, max_length=255, null=True)),
+                ("created_at", models.DateTimeField()),
+                ("updated_at", models.DateTimeField()),
+                ("started_at", models.DateTimeField(blank=True, null=True)),
             ],
             options={
-                'verbose_name': 'workflow',
-                'verbose_name_plural': 'workflows',
-                'db_table': 'dbos_workflow_status',
-                'indexes': [models.Index(fields=['created_at'], name='dbos_wf_created_idx'), models.Index(fields=['name', 'created_at'], name='dbos_wf_name_idx'), models.Index(fields=['status', 'created_at'], name='dbos_wf_status_idx'), models.Index(fields=['parent_workflow_id'], name='dbos_wf_parent_idx'), models.Index(condition=models.Q(('status', 'PENDING')), fields=['executor_id'], name='dbos_wf_pending_idx'), models.Index(condition=models.Q(('status', 'ENQUEUED')), fields=['queue_name', 'priority', 'created_at'], name='dbos_wf_enqueued_idx')],
-                'constraints': [models.UniqueConstraint(condition=models.Q(('deduplication_id__isnull', False)), fields=('queue_name', 'deduplication_id'), name='dbos_wf_dedup_uniq')],
+                "verbose_name": "workflow",
+                "verbose_name_plural": "workflows",
+                "db_table": "dbos_workflow_status",
+                "indexes": [
+                    models.Index(fields=["created_at"], name="dbos_wf_created_idx"),
+                    models.Index(fields=["name", "created_at"], name="dbos_wf_name_idx"),
+                    models.Index(fields=["status", "created_at"], name="dbos_wf_status_idx"),
+                    models.Index(fields=["parent_workflow_id"], name="dbos_wf_parent_idx"),
+                    models.Index(
+                        condition=models.Q(("status", "PENDING")),
+                        fields=["executor_id"],
+                        name="dbos_wf_pending_idx",
+                    ),
+                    models.Index(
+                        condition=models.Q(("status", "ENQUEUED")),
+                        fields=["queue_name", "priority", "created_at"],
+                        name="dbos_wf_enqueued_idx",
+                    ),
+                ],
+                "constraints": [
+                    models.UniqueConstraint(
+                        condition=models.Q(("deduplication_id__isnull", False)),
+                        fields=("queue_name", "deduplication_id"),
+                        name="dbos_wf_dedup_uniq",
+                    )
+                ],
             },
         ),
         migrations.CreateModel(
-            name='WorkflowEventHistory',
+            name="WorkflowEventHistory",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('function_id', models.IntegerField()),
-                ('key', models.CharField(max_length=255)),
-                ('value', models.TextField()),
-                ('workflow', models.ForeignKey(db_column='workflow_id', on_delete=django.db.models.deletion.CASCADE, related_name='event_history', to='django_dbos.workflowstatus')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("function_id", models.IntegerField()),
+                ("key", models.CharField(max_length=255)),
+                ("value", models.TextField()),
+                (
+                    "workflow",
+                    models.ForeignKey(
+                        db_column="workflow_id",
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="event_history",
+                        to="django_dbos.workflowstatus",
+                    ),
+                ),
             ],
             options={
-                'db_table': 'dbos_workflow_event_history',
-                'constraints': [models.UniqueConstraint(fields=('workflow', 'function_id', 'key'), name='dbos_event_history_uniq')],
+                "db_table": "dbos_workflow_event_history",
+                "constraints": [
+                    models.UniqueConstraint(
+                        fields=("workflow", "function_id", "key"), name="dbos_event_history_uniq"
+                    )
+                ],
             },
         ),
         migrations.CreateModel(
-            name='WorkflowEvent',
+            name="WorkflowEvent",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('key', models.CharField(max_length=255)),
-                ('value', models.TextField()),
-                ('updated_at', models.DateTimeField()),
-                ('workflow', models.ForeignKey(db_column='workflow_id', on_delete=django.db.models.deletion.CASCADE, related_name='events', to='django_dbos.workflowstatus')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("key", models.CharField(max_length=255)),
+                ("value", models.TextField()),
+                ("updated_at", models.DateTimeField()),
+                (
+                    "workflow",
+                    models.ForeignKey(
+                        db_column="workflow_id",
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="events",
+                        to="django_dbos.workflowstatus",
+                    ),
+                ),
             ],
             options={
-                'db_table': 'dbos_workflow_event',
-                'constraints': [models.UniqueConstraint(fields=('workflow', 'key'), name='dbos_event_uniq')],
+                "db_table": "dbos_workflow_event",
+                "constraints": [
+                    models.UniqueConstraint(fields=("workflow", "key"), name="dbos_event_uniq")
+                ],
             },
         ),
         migrations.CreateModel(
-            name='StreamEntry',
+            name="StreamEntry",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('key', models.CharField(max_length=255)),
-                ('offset', models.IntegerField()),
-                ('value', models.TextField(blank=True, null=True)),
-                ('closed', models.BooleanField(default=False)),
-                ('function_id', models.IntegerField()),
-                ('created_at', models.DateTimeField()),
-                ('workflow', models.ForeignKey(db_column='workflow_id', on_delete=django.db.models.deletion.CASCADE, related_name='stream_entries', to='django_dbos.workflowstatus')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("key", models.CharField(max_length=255)),
+                ("offset", models.IntegerField()),
+                ("value", models.TextField(blank=True, null=True)),
+                ("closed", models.BooleanField(default=False)),
+                ("function_id", models.IntegerField()),
+                ("created_at", models.DateTimeField()),
+                (
+                    "workflow",
+                    models.ForeignKey(
+                        db_column="workflow_id",
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="stream_entries",
+                        to="django_dbos.workflowstatus",
+                    ),
+                ),
             ],
             options={
-                'verbose_name_plural': 'stream entries',
-                'db_table': 'dbos_stream_entry',
-                'ordering': ['workflow_id', 'key', 'offset'],
-                'constraints': [models.UniqueConstraint(fields=('workflow', 'key', 'offset'), name='dbos_stream_uniq')],
+                "verbose_name_plural": "stream entries",
+                "db_table": "dbos_stream_entry",
+                "ordering": ["workflow_id", "key", "offset"],
+                "constraints": [
+                    models.UniqueConstraint(
+                        fields=("workflow", "key", "offset"), name="dbos_stream_uniq"
+                    )
+                ],
             },
         ),
         migrations.CreateModel(
-            name='OperationOutput',
+            name="OperationOutput",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('function_id', models.IntegerField()),
-                ('function_name', models.CharField(max_length=255)),
-                ('output', models.TextField(blank=True, null=True)),
-                ('error', models.TextField(blank=True, null=True)),
-                ('child_workflow_id', models.CharField(blank=True, max_length=255, null=True)),
-                ('started_at', models.DateTimeField()),
-                ('completed_at', models.DateTimeField()),
-                ('workflow', models.ForeignKey(db_column='workflow_id', db_constraint=False, on_delete=django.db.models.deletion.CASCADE, related_name='operations', to='django_dbos.workflowstatus')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("function_id", models.IntegerField()),
+                ("function_name", models.CharField(max_length=255)),
+                ("output", models.TextField(blank=True, null=True)),
+                ("error", models.TextField(blank=True, null=True)),
+                ("child_workflow_id", models.CharField(blank=True, max_length=255, null=True)),
+                ("started_at", models.DateTimeField()),
+                ("completed_at", models.DateTimeField()),
+                (
+                    "workflow",
+                    models.ForeignKey(
+                        db_column="workflow_id",
+                        db_constraint=False,
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="operations",
+                        to="django_dbos.workflowstatus",
+                    ),
+                ),
             ],
             options={
-                'verbose_name': 'step',
-                'db_table': 'dbos_operation_output',
-                'ordering': ['workflow_id', 'function_id'],
-                'constraints': [models.UniqueConstraint(fields=('workflow', 'function_id'), name='dbos_op_uniq')],
+                "verbose_name": "step",
+                "db_table": "dbos_operation_output",
+                "ordering": ["workflow_id", "function_id"],
+                "constraints": [
+                    models.UniqueConstraint(fields=("workflow", "function_id"), name="dbos_op_uniq")
+                ],
             },
         ),
         migrations.CreateModel(
-            name='Notification',
+            name="Notification",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('topic', models.CharField(blank=True, default='', max_length=255)),
-                ('message', models.TextField()),
-                ('created_at', models.DateTimeField()),
-                ('consumed_at', models.DateTimeField(blank=True, null=True)),
-                ('destination', models.ForeignKey(db_column='destination_id', on_delete=django.db.models.deletion.CASCADE, related_name='notifications', to='django_dbos.workflowstatus')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("topic", models.CharField(blank=True, default="", max_length=255)),
+                ("message", models.TextField()),
+                ("created_at", models.DateTimeField()),
+                ("consumed_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "destination",
+                    models.ForeignKey(
+                        db_column="destination_id",
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="notifications",
+                        to="django_dbos.workflowstatus",
+                    ),
+                ),
             ],
             options={
-                'db_table': 'dbos_notification',
-                'indexes': [models.Index(condition=models.Q(('consumed_at__isnull', True)), fields=['destination', 'topic', 'id'], name='dbos_notif_unconsumed_idx')],
+                "db_table": "dbos_notification",
+                "indexes": [
+                    models.Index(
+                        condition=models.Q(("consumed_at__isnull", True)),
+                        fields=["destination", "topic", "id"],
+                        name="dbos_notif_unconsumed_idx",
+                    )
+                ],
             },
         ),
     ]
