@@ -117,3 +117,15 @@ def wait_until(condition: Callable[[], object], timeout: float = 30, what: str =
             return value
         time.sleep(0.05)
     pytest.fail(f"Timed out after {timeout} s waiting for {what or condition}")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests marked `postgres` need what only PostgreSQL has; on SQLite they are skipped."""
+    from django.conf import settings
+
+    if settings.DATABASES["default"]["ENGINE"].endswith("postgresql"):
+        return
+    skip = pytest.mark.skip(reason="needs PostgreSQL; runs in the PostgreSQL pass of .ci/run")
+    for item in items:
+        if "postgres" in item.keywords:
+            item.add_marker(skip)

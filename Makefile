@@ -1,0 +1,32 @@
+# The habits, one command each. Every target sets up .venv first if it is missing or stale.
+PYTHON ?= python3
+VENV := .venv
+PG_TEST_URL ?= postgres://postgres@127.0.0.1:5432/dbos_tests
+
+.PHONY: demo test test-postgres test-sqlite lint format
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --upgrade pip
+	$(VENV)/bin/pip install --quiet -e '.[dev]'
+	touch $@
+
+demo: $(VENV)/.installed
+	$(VENV)/bin/python manage.py rundemo
+
+test: lint test-postgres test-sqlite
+
+test-postgres: $(VENV)/.installed
+	scripts/ensure-postgres.sh
+	DATABASE_URL=$(PG_TEST_URL) $(VENV)/bin/python -m pytest
+
+test-sqlite: $(VENV)/.installed
+	env -u DATABASE_URL $(VENV)/bin/python -m pytest
+
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: $(VENV)/.installed
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
