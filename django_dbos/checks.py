@@ -25,6 +25,18 @@ def _number_error(key: str, value: Any, *, integer: bool) -> Error | None:
     )
 
 
+def _is_serializer_class(path: Any) -> bool:
+    if not isinstance(path, str):
+        return False
+    try:
+        cls = import_string(path)
+    except ImportError:
+        return False
+    return isinstance(cls, type) and all(
+        callable(getattr(cls, method, None)) for method in ("dumps", "loads")
+    )
+
+
 @register(Tags.compatibility)
 def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Any]:
     raw = getattr(settings, "DBOS", {})
@@ -47,7 +59,7 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Any]:
             )
         )
     database = conf.get("DATABASE")
-    if database not in settings.DATABASES:
+    if not isinstance(database, str) or database not in settings.DATABASES:
         errors.append(
             Error(
                 f'DBOS["DATABASE"] names the database alias {database!r}, which is not in '
@@ -68,19 +80,16 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Any]:
                 )
             )
     serializer = conf.get("SERIALIZER")
-    if serializer not in ("json", "pickle"):
-        try:
-            import_string(serializer)
-        except (ImportError, TypeError, ValueError):
-            errors.append(
-                Error(
-                    f'DBOS["SERIALIZER"] is {serializer!r}: neither "json", "pickle" nor an '
-                    "importable class.",
-                    hint='Use "json" (the default), "pickle", or a dotted path to a class with '
-                    "dumps() and loads().",
-                    id="django_dbos.E003",
-                )
+    if serializer not in ("json", "pickle") and not _is_serializer_class(serializer):
+        errors.append(
+            Error(
+                f'DBOS["SERIALIZER"] is {serializer!r}: neither "json", "pickle" nor the dotted '
+                "path of a class with dumps() and loads().",
+                hint='Use "json" (the default), "pickle", or a dotted path to a class with '
+                "dumps(value) -> str and loads(text) -> value methods.",
+                id="django_dbos.E003",
             )
+        )
     for key in ("MAX_RECOVERY_ATTEMPTS", "WORKFLOW_THREADS"):
         errors.append(_number_error(key, conf.get(key), integer=True))
     for key in ("HEARTBEAT_SECONDS", "EXECUTOR_TIMEOUT_SECONDS", "POLL_SECONDS"):

@@ -1,8 +1,9 @@
 """Turning arguments, results and errors into text for the system tables, and back.
 
 JSON is the default: readable in the admin, safe to load, usable from other languages. Types
-JSON lacks (datetimes, decimals, UUIDs, bytes, sets, dataclasses) are written as small tagged
-objects. Pickle is used only when the project opts in, and a pickle payload is refused otherwise.
+JSON lacks or would change (datetimes, decimals, UUIDs, bytes, tuples, sets, dataclasses, dicts
+with non-string keys) are written as small tagged objects, so values come back as they went in.
+Pickle is used only when the project opts in, and a pickle payload is refused otherwise.
 """
 
 from __future__ import annotations
@@ -45,8 +46,29 @@ def _qualified(cls: type) -> str:
     return f"{cls.__module__}:{cls.__qualname__}"
 
 
-def _encode(value: Any) -> Any:
-    """Return a JSON-native stand-in for a value the json module cannot write."""
+_SCALARS = (str, int, float, bool, type(None))
+
+
+def _to_json(value: Any) -> Any:
+    """Return a JSON-native copy of a value, tagging what JSON would lose or cannot hold.
+
+    Tuples, sets, dicts with keys other than strings, and user dicts that happen to use the tag
+    key are tagged too, so that a recovered workflow sees exactly the values the first run saw.
+    """
+    if isinstance(value, _SCALARS):
+        return value
+    if isinstance(value, list):
+        return [_to_json(item) for item in value]
+    if isinstance(value, dict):
+        if TAG not in value and all(type(key) is str for key in value):
+            return {key: _to_json(item) for key, item in value.items()}
+        return {TAG: "dict", "v": [[_to_json(k), _to_json(v)] for k, v in value.items()]}
+    if isinstance(value, tuple):
+        return {TAG: "tuple", "v": [_to_json(item) for item in value]}
+    if isinstance(value, frozenset):
+        return {TAG: "frozenset", "v": [_to_json(item) for item in value]}
+    if isinstance(value, set):
+        return {TAG: "set", "v": [_to_json(item) for item in value]}
     if isinstance(value, datetime.datetime):
         return {TAG: "datetime", "v": value.isoformat()}
     if isinstance(value, datetime.date):
@@ -54,55 +76,55 @@ def _encode(value: Any) -> Any:
     if isinstance(value, datetime.time):
         return {TAG: "time", "v": value.isoformat()}
     if isinstance(value, datetime.timedelta):
-        return {TAG: "timedelta", "v": value.total_seconds()}
+        return {TAG: "timedelta", "v": [value.days, value.seconds, value.microseconds]}
     if isinstance(value, decimal.Decimal):
         return {TAG: "decimal", "v": str(value)}
     if isinstance(value, uuid.UUID):
         return {TAG: "uuid", "v": str(value)}
     if isinstance(value, bytes):
         return {TAG: "bytes", "v": base64.b64encode(value).decode("ascii")}
-    if isinstance(value, set | frozenset):
-        return {TAG: "set", "v": list(value)}
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        fields = {f.name: getattr(value, f.name) for f in dataclasses.fields(value)}
+        fields = {f.name: _to_json(getattr(value, f.name)) for f in dataclasses.fields(value)}
         return {TAG: "dataclass", "cls": _qualified(type(value)), "v": fields}
     raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
 
 
+_DECODERS: dict[str, Any] = {
+    "dict": lambda pairs: {key: item for key, item in pairs},
+    "tuple": tuple,
+    "set": set,
+    "frozenset": frozenset,
+    "datetime": datetime.datetime.fromisoformat,
+    "date": datetime.date.fromisoformat,
+    "time": datetime.time.fromisoformat,
+    "timedelta": lambda parts: datetime.timedelta(*parts),
+    "decimal": decimal.Decimal,
+    "uuid": uuid.UUID,
+    "bytes": base64.b64decode,
+}
+
+
 def _decode(obj: dict[str, Any]) -> Any:
+    """Rebuild a tagged object (json calls this innermost first, so items are rebuilt already)."""
     tag = obj.get(TAG)
     if tag is None:
         return obj
-    value = obj.get("v")
-    if tag == "datetime":
-        return datetime.datetime.fromisoformat(value)
-    if tag == "date":
-        return datetime.date.fromisoformat(value)
-    if tag == "time":
-        return datetime.time.fromisoformat(value)
-    if tag == "timedelta":
-        return datetime.timedelta(seconds=value)
-    if tag == "decimal":
-        return decimal.Decimal(value)
-    if tag == "uuid":
-        return uuid.UUID(value)
-    if tag == "bytes":
-        return base64.b64decode(value)
-    if tag == "set":
-        return set(value)
     if tag == "dataclass":
         cls = _import_qualname(obj["cls"])
-        if not dataclasses.is_dataclass(cls):
+        if not (isinstance(cls, type) and dataclasses.is_dataclass(cls)):
             raise DBOSSerializationError(f"{obj['cls']} is not a dataclass.")
-        return cls(**value)
-    return obj
+        return cls(**obj["v"])
+    decoder = _DECODERS.get(tag)
+    if decoder is None:
+        raise DBOSSerializationError(f"Unknown tagged value {tag!r}.")
+    return decoder(obj["v"])
 
 
 class JSONSerializer:
     """JSON with tagged objects for the common Python types JSON lacks."""
 
     def dumps(self, value: Any) -> str:
-        return json.dumps(value, default=_encode, separators=(",", ":"))
+        return json.dumps(_to_json(value), separators=(",", ":"))
 
     def loads(self, text: str) -> Any:
         if text.startswith(PICKLE_PREFIX):
@@ -181,7 +203,7 @@ def loads_arguments(text: str) -> tuple[tuple[Any, ...], dict[str, Any]]:
 def dumps_error(exc: BaseException) -> str:
     """Record an exception as its class, message, arguments and traceback."""
     try:
-        args = json.loads(json.dumps(list(exc.args), default=_encode))
+        args = _to_json(list(exc.args))
     except Exception:
         args = [str(exc)]
     record = {
@@ -196,15 +218,14 @@ def dumps_error(exc: BaseException) -> str:
 def loads_error(text: str) -> BaseException:
     """Rebuild a recorded exception as its own class when that class can be imported."""
     try:
-        record = json.loads(text)
-    except ValueError:
+        record = json.loads(text, object_hook=_decode)
+    except (ValueError, DBOSSerializationError):
         return DBOSException(text)
     try:
         cls = _import_qualname(record["type"])
-        args = json.loads(json.dumps(record.get("args", [])), object_hook=_decode)
-        exc = cls(*args)
-        if not isinstance(exc, BaseException):
-            raise TypeError
+        if not (isinstance(cls, type) and issubclass(cls, BaseException)):
+            raise TypeError(f"{record['type']} is not an exception class")
+        exc = cls(*record.get("args", []))
     except Exception:
         exc = DBOSException(f"{record.get('type')}: {record.get('message')}")
     exc.__dbos_traceback__ = record.get("traceback", "")  # type: ignore[attr-defined]

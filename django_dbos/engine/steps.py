@@ -46,10 +46,10 @@ def run_step(entry: registry.Registered, args: tuple, kwargs: dict) -> Any:
     try:
         with inside_step(ctx):
             result = _call_with_retries(entry, args, kwargs)
+        output = serialization.dumps(result, f"result of step {entry.name!r}")
     except Exception as exc:
         _record_error(ctx, function_id, entry.name, exc, started_at)
         raise
-    output = serialization.dumps(result, f"result of step {entry.name!r}")
     record_operation(ctx, function_id, entry.name, output=output, started_at=started_at)
     return result
 

@@ -1,0 +1,209 @@
+"""System checks of the DBOS setting: `manage.py check` names the mistake and how to fix it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from django.core import checks
+from django.core.checks import run_checks
+from django.test import override_settings
+
+from django_dbos.checks import check_settings
+
+
+def dbos_messages() -> list[checks.CheckMessage]:
+    """The django_dbos messages among everything `manage.py check` would report."""
+    return [message for message in run_checks() if (message.id or "").startswith("django_dbos.")]
+
+
+def check(dbos: Any) -> list[checks.CheckMessage]:
+    with override_settings(DBOS=dbos):
+        return check_settings()
+
+
+def ids(messages: list[checks.CheckMessage]) -> list[str]:
+    return [message.id for message in messages]
+
+
+def only(messages: list[checks.CheckMessage], check_id: str) -> checks.CheckMessage:
+    assert ids(messages) == [check_id]
+    return messages[0]
+
+
+def test_the_project_settings_pass():
+    assert dbos_messages() == []
+
+
+@pytest.mark.parametrize(
+    "dbos",
+    [
+        {},
+        {"APP_NAME": "shop", "APPLICATION_VERSION": "v1", "EXECUTOR_ID": "web-1"},
+        {"SERIALIZER": "pickle"},
+        {"SERIALIZER": "django_dbos.engine.serialization.JSONSerializer"},
+        {"HEARTBEAT_SECONDS": 0.5, "EXECUTOR_TIMEOUT_SECONDS": 2, "POLL_SECONDS": 0.1},
+        {"WORKFLOW_THREADS": 1, "MAX_RECOVERY_ATTEMPTS": 1},
+        {"PREPARED_STATEMENTS": False, "AUTODISCOVER": None, "APP_NAME": None},
+    ],
+    ids=["empty", "names", "pickle", "dotted-serializer", "fast-timing", "ones", "nones"],
+)
+def test_valid_settings_pass(dbos):
+    assert check(dbos) == []
+
+
+@pytest.mark.parametrize("dbos", ["shop", ["APP_NAME", "shop"], None, 1])
+def test_dbos_must_be_a_dict(dbos):
+    with override_settings(DBOS=dbos):
+        error = only(dbos_messages(), "django_dbos.E001")
+
+    assert error.level == checks.ERROR
+    assert error.msg == f"The DBOS setting must be a dict, not {type(dbos).__name__}."
+    assert error.hint == 'Write it as DBOS = {"APP_NAME": "shop"}.'
+
+
+def test_an_unknown_database_alias_is_an_error():
+    with override_settings(DBOS={"DATABASE": "replica"}):
+        error = only(dbos_messages(), "django_dbos.E002")
+
+    assert error.level == checks.ERROR
+    assert "'replica'" in error.msg
+    assert "not in DATABASES" in error.msg
+    assert error.hint == "Use one of: default."
+
+
+def test_an_unsupported_database_engine_is_an_error(settings):
+    with pytest.warns(UserWarning, match="DATABASES"):
+        settings.DATABASES = {
+            **settings.DATABASES,
+            "legacy": {"ENGINE": "django.db.backends.mysql", "NAME": "legacy"},
+        }
+
+    error = only(check({"DATABASE": "legacy"}), "django_dbos.E005")
+
+    assert "'django.db.backends.mysql'" in error.msg
+    assert "PostgreSQL" in error.hint
+
+
+@pytest.mark.parametrize("serializer", ["yaml", "no_such_module.Serializer", "json.NoSuchClass"])
+def test_a_serializer_that_cannot_be_imported_is_an_error(serializer):
+    error = only(check({"SERIALIZER": serializer}), "django_dbos.E003")
+
+    assert error.level == checks.ERROR
+    assert error.msg.startswith(f'DBOS["SERIALIZER"] is {serializer!r}')
+    assert '"json" (the default), "pickle", or a dotted path' in error.hint
+
+
+@pytest.mark.parametrize("serializer", [None, 42])
+def test_a_serializer_that_is_not_a_string_is_an_error(serializer):
+    assert ids(check({"SERIALIZER": serializer})) == ["django_dbos.E003"]
+
+
+@pytest.mark.parametrize("serializer", ["os.sep", "collections.OrderedDict"])
+def test_a_serializer_that_is_not_a_serializer_class_is_an_error(serializer):
+    assert ids(check({"SERIALIZER": serializer})) == ["django_dbos.E003"]
+
+
+def test_a_database_alias_that_is_not_a_string_is_an_error():
+    assert ids(check({"DATABASE": ["default"]})) == ["django_dbos.E002"]
+
+
+@pytest.mark.parametrize("key", ["WORKFLOW_THREADS", "MAX_RECOVERY_ATTEMPTS"])
+@pytest.mark.parametrize("value", [0, -1, 2.5, "8", True, None])
+def test_counts_must_be_positive_integers(key, value):
+    error = only(check({key: value}), "django_dbos.E004")
+
+    assert error.level == checks.ERROR
+    assert error.msg == f'DBOS["{key}"] must be a positive integer, not {value!r}.'
+    default = {"WORKFLOW_THREADS": 64, "MAX_RECOVERY_ATTEMPTS": 100}[key]
+    assert error.hint == (
+        f'Set DBOS["{key}"] to a positive integer or remove it to use the default ({default}).'
+    )
+
+
+@pytest.mark.parametrize("key", ["HEARTBEAT_SECONDS", "POLL_SECONDS"])
+@pytest.mark.parametrize("value", [0, -0.5, "5", True, float("nan")])
+def test_durations_must_be_positive_numbers(key, value):
+    error = only(check({key: value}), "django_dbos.E004")
+
+    assert error.msg == f'DBOS["{key}"] must be a positive number, not {value!r}.'
+    assert error.hint.startswith(f'Set DBOS["{key}"] to a positive number or remove it')
+
+
+def test_a_fractional_heartbeat_is_accepted():
+    assert check({"HEARTBEAT_SECONDS": 0.25, "EXECUTOR_TIMEOUT_SECONDS": 1}) == []
+
+
+def test_every_bad_number_is_reported_at_once():
+    messages = check({"WORKFLOW_THREADS": 0, "MAX_RECOVERY_ATTEMPTS": "x", "POLL_SECONDS": -1})
+
+    assert ids(messages) == ["django_dbos.E004"] * 3
+    assert sorted(message.msg.split('"')[1] for message in messages) == [
+        "MAX_RECOVERY_ATTEMPTS",
+        "POLL_SECONDS",
+        "WORKFLOW_THREADS",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("heartbeat", "timeout"), [(5, 5), (10, 5), (0.5, 0.4)], ids=["equal", "shorter", "fraction"]
+)
+def test_the_executor_timeout_must_outlast_the_heartbeat(heartbeat, timeout):
+    error = only(
+        check({"HEARTBEAT_SECONDS": heartbeat, "EXECUTOR_TIMEOUT_SECONDS": timeout}),
+        "django_dbos.E006",
+    )
+
+    assert error.level == checks.ERROR
+    assert error.msg == (
+        f'DBOS["EXECUTOR_TIMEOUT_SECONDS"] ({timeout}) must be longer than '
+        f'DBOS["HEARTBEAT_SECONDS"] ({heartbeat}), or live executors look dead.'
+    )
+    assert "several heartbeats" in error.hint
+
+
+def test_a_heartbeat_longer_than_the_default_timeout_is_an_error():
+    error = only(check({"HEARTBEAT_SECONDS": 60}), "django_dbos.E006")
+
+    assert "(30) must be longer than" in error.msg
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("APP_NAME", 1),
+        ("APPLICATION_VERSION", 2.0),
+        ("EXECUTOR_ID", ["web-1"]),
+        ("AUTODISCOVER", False),
+    ],
+)
+def test_names_must_be_strings(key, value):
+    error = only(check({key: value}), "django_dbos.E007")
+
+    assert error.level == checks.ERROR
+    assert error.msg == f'DBOS["{key}"] must be a string, not {type(value).__name__}.'
+
+
+@pytest.mark.parametrize("value", ["no", 0, 1, None])
+def test_prepared_statements_must_be_a_boolean(value):
+    error = only(check({"PREPARED_STATEMENTS": value}), "django_dbos.E008")
+
+    assert error.level == checks.ERROR
+    assert error.msg == 'DBOS["PREPARED_STATEMENTS"] must be True or False.'
+
+
+def test_an_unknown_key_is_a_warning_naming_it_and_the_known_keys():
+    with override_settings(DBOS={"APP_NAME": "shop", "HEARTBEAT": 5, "THREADS": 8}):
+        warning = only(dbos_messages(), "django_dbos.W001")
+
+    assert warning.level == checks.WARNING
+    assert not warning.is_serious()
+    assert warning.msg == "Unknown DBOS settings: HEARTBEAT, THREADS."
+    assert "HEARTBEAT_SECONDS" in warning.hint
+    assert "WORKFLOW_THREADS" in warning.hint
+
+
+def test_an_unknown_key_does_not_hide_errors():
+    messages = check({"TYPO": 1, "WORKFLOW_THREADS": 0, "PREPARED_STATEMENTS": "yes"})
+
+    assert ids(messages) == ["django_dbos.W001", "django_dbos.E004", "django_dbos.E008"]
