@@ -5,14 +5,24 @@ from __future__ import annotations
 import datetime
 import functools
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any, Generic, ParamSpec, TypeVar
 
 from django.utils.functional import classproperty
 
-from .engine import executor, registry, serialization, steps, system_db, workflows
+from .engine import (
+    communication,
+    executor,
+    notifier,
+    registry,
+    serialization,
+    steps,
+    system_db,
+    timers,
+    workflows,
+)
 from .engine.context import StartOptions, current_workflow, start_options
 from .errors import (
     DBOSConfigurationError,
@@ -265,6 +275,49 @@ class DBOS:
         """Stop taking work and wait up to `timeout_seconds` for running workflows."""
         executor.current().shutdown(timeout_seconds)
         executor.reset()
+        notifier.reset()
+
+    # Communicating --------------------------------------------------------------------------
+
+    @staticmethod
+    def send(destination_id: str, message: Any, topic: str | None = None) -> None:
+        """Send a message to a workflow; exactly once when sent from a workflow."""
+        communication.send(destination_id, message, topic)
+
+    @staticmethod
+    def recv(topic: str | None = None, timeout_seconds: float = 60) -> Any:
+        """In a workflow: wait for and consume the next message on `topic` (None on timeout)."""
+        return communication.recv(topic, timeout_seconds)
+
+    @staticmethod
+    def set_event(key: str, value: Any) -> None:
+        """In a workflow: publish `value` under `key` (the latest value wins)."""
+        communication.set_event(key, value)
+
+    @staticmethod
+    def get_event(workflow_id: str, key: str, timeout_seconds: float = 60) -> Any:
+        """Wait for a workflow's event and return its value (None on timeout)."""
+        return communication.get_event(workflow_id, key, timeout_seconds)
+
+    @staticmethod
+    def sleep(seconds: float) -> None:
+        """Sleep durably: after a restart, the workflow only sleeps for what is left."""
+        timers.sleep(seconds)
+
+    @staticmethod
+    def write_stream(key: str, value: Any) -> None:
+        """In a workflow: append `value` to the stream `key`."""
+        communication.write_stream(key, value)
+
+    @staticmethod
+    def close_stream(key: str) -> None:
+        """In a workflow: close the stream `key`; readers stop after its last value."""
+        communication.close_stream(key)
+
+    @staticmethod
+    def read_stream(workflow_id: str, key: str) -> Iterator[Any]:
+        """Yield a workflow's stream values in order until it is closed or the workflow ends."""
+        return communication.read_stream(workflow_id, key)
 
     # Inside a workflow ----------------------------------------------------------------------
 

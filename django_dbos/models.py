@@ -190,7 +190,7 @@ class StreamEntry(models.Model):
         db_column="workflow_id",
     )
     key = models.CharField(max_length=255)
-    offset = models.IntegerField()
+    position = models.IntegerField()
     value = models.TextField(null=True, blank=True)
     closed = models.BooleanField(default=False)
     function_id = models.IntegerField()
@@ -199,13 +199,15 @@ class StreamEntry(models.Model):
     class Meta:
         db_table = "dbos_stream_entry"
         verbose_name_plural = "stream entries"
-        ordering = ["workflow_id", "key", "offset"]
+        ordering = ["workflow_id", "key", "position"]
         constraints = [
-            models.UniqueConstraint(fields=["workflow", "key", "offset"], name="dbos_stream_uniq"),
+            models.UniqueConstraint(
+                fields=["workflow", "key", "position"], name="dbos_stream_uniq"
+            ),
         ]
 
     def __str__(self) -> str:
-        return f"{self.workflow_id}:{self.key}[{self.offset}]"
+        return f"{self.workflow_id}:{self.key}[{self.position}]"
 
 
 class Executor(models.Model):

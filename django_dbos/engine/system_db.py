@@ -19,12 +19,28 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from .. import conf
-from ..models import Executor, OperationOutput, Status, WorkflowStatus
+from ..models import (
+    Executor,
+    Notification,
+    OperationOutput,
+    Status,
+    StreamEntry,
+    WorkflowEvent,
+    WorkflowEventHistory,
+    WorkflowStatus,
+)
 from .context import RecordedOperation
 
 WF = WorkflowStatus._meta.db_table
 OP = OperationOutput._meta.db_table
 EXECUTOR = Executor._meta.db_table
+MESSAGE = Notification._meta.db_table
+EVENT = WorkflowEvent._meta.db_table
+EVENT_HISTORY = WorkflowEventHistory._meta.db_table
+STREAM = StreamEntry._meta.db_table
+
+# The PostgreSQL channel on which every write that someone may wait for is announced.
+CHANNEL = "django_dbos"
 
 
 def alias() -> str:
@@ -192,11 +208,34 @@ WHERE workflow_id = %s AND status = 'PENDING' AND executor_id = %s
 
 
 def finish_workflow(
-    workflow_id: str, executor_id: str, status: str, output: str | None, error: str | None
+    workflow_id: str,
+    executor_id: str,
+    status: str,
+    output: str | None,
+    error: str | None,
+    *,
+    wake_key: str = "",
 ) -> bool:
     """Write a workflow's outcome, if this executor still owns it; False otherwise."""
-    cursor = _execute(_FINISH_WORKFLOW, [status, output, error, now(), workflow_id, executor_id])
+    cursor = _execute_and_notify(
+        _FINISH_WORKFLOW, [status, output, error, now(), workflow_id, executor_id], wake_key
+    )
     return cursor.rowcount == 1
+
+
+def _execute_and_notify(sql: str, params: Sequence[Any], wake_key: str) -> Any:
+    """Run a write and, on PostgreSQL, announce `wake_key` in the same statement if it wrote.
+
+    NOTIFY is delivered at commit, so a listener never wakes before the row is visible.
+    """
+    if not wake_key or connections[alias()].vendor != "postgresql":
+        return _execute(sql, params)
+    sql = sql.strip()
+    returning = "" if " RETURNING " in sql else " RETURNING 1"
+    return _execute(
+        f"WITH written AS ({sql}{returning}) SELECT pg_notify(%s, %s) FROM written",
+        [*params, CHANNEL, wake_key],
+    )
 
 
 def get_workflow(workflow_id: str) -> WorkflowStatus | None:
@@ -324,3 +363,117 @@ def _parse_time(value: datetime.datetime | str | None) -> datetime.datetime | No
         if value is not None and timezone.is_naive(value):
             value = timezone.make_aware(value, datetime.UTC)
     return value
+
+
+def announce(wake_key: str) -> None:
+    """Send a NOTIFY on its own (PostgreSQL only; writes announce themselves)."""
+    if connections[alias()].vendor == "postgresql":
+        _execute("SELECT pg_notify(%s, %s)", [CHANNEL, wake_key])
+
+
+# Messages -------------------------------------------------------------------------------------
+
+_SEND = f"""
+INSERT INTO {MESSAGE} (destination_id, topic, message, created_at)
+SELECT %s, %s, %s, %s WHERE EXISTS (SELECT 1 FROM {WF} WHERE workflow_id = %s)
+"""
+
+
+def send_message(destination_id: str, topic: str, message: str, *, wake_key: str) -> bool:
+    """Queue a message for a workflow; False (and nothing written) when it does not exist."""
+    cursor = _execute_and_notify(
+        _SEND, [destination_id, topic, message, now(), destination_id], wake_key
+    )
+    return cursor.rowcount == 1
+
+
+def consume_message(workflow_id: str, topic: str) -> str | None:
+    """Mark the oldest unconsumed message of (workflow, topic) consumed and return it."""
+    lock = " FOR UPDATE SKIP LOCKED" if connections[alias()].vendor == "postgresql" else ""
+    sql = f"""
+        UPDATE {MESSAGE} SET consumed_at = %s
+        WHERE id = (
+            SELECT id FROM {MESSAGE}
+            WHERE destination_id = %s AND topic = %s AND consumed_at IS NULL
+            ORDER BY id LIMIT 1{lock}
+        )
+        RETURNING message
+    """
+    row = _execute(sql, [now(), workflow_id, topic]).fetchone()
+    return row[0] if row else None
+
+
+def list_messages(workflow_id: str) -> list[Notification]:
+    return list(Notification.objects.using(alias()).filter(destination_id=workflow_id))
+
+
+# Events ---------------------------------------------------------------------------------------
+
+_SET_EVENT = f"""
+INSERT INTO {EVENT} (workflow_id, key, value, updated_at) VALUES (%s, %s, %s, %s)
+ON CONFLICT (workflow_id, key) DO UPDATE SET value = EXCLUDED.value,
+    updated_at = EXCLUDED.updated_at
+"""
+_EVENT_HISTORY = f"""
+INSERT INTO {EVENT_HISTORY} (workflow_id, function_id, key, value) VALUES (%s, %s, %s, %s)
+ON CONFLICT DO NOTHING
+"""
+
+
+def set_event(workflow_id: str, function_id: int, key: str, value: str, *, wake_key: str) -> None:
+    """Publish an event's latest value and keep it in the history (call inside a transaction)."""
+    _execute(_EVENT_HISTORY, [workflow_id, function_id, key, value])
+    _execute_and_notify(_SET_EVENT, [workflow_id, key, value, now()], wake_key)
+
+
+def get_event(workflow_id: str, key: str) -> str | None:
+    return (
+        WorkflowEvent.objects.using(alias())
+        .filter(workflow_id=workflow_id, key=key)
+        .values_list("value", flat=True)
+        .first()
+    )
+
+
+def list_events(workflow_id: str) -> dict[str, str]:
+    return dict(
+        WorkflowEvent.objects.using(alias())
+        .filter(workflow_id=workflow_id)
+        .values_list("key", "value")
+    )
+
+
+# Streams --------------------------------------------------------------------------------------
+
+_WRITE_STREAM = f"""
+INSERT INTO {STREAM} (workflow_id, key, position, value, closed, function_id, created_at)
+SELECT %s, %s, COALESCE(MAX(position) + 1, 0), %s, %s, %s, %s
+FROM {STREAM} WHERE workflow_id = %s AND key = %s
+"""
+
+
+def write_stream(
+    workflow_id: str,
+    function_id: int,
+    key: str,
+    value: str | None,
+    *,
+    closed: bool,
+    wake_key: str,
+) -> None:
+    """Append a value (or the closing marker) to a stream (call inside a transaction)."""
+    _execute_and_notify(
+        _WRITE_STREAM,
+        [workflow_id, key, value, closed, function_id, now(), workflow_id, key],
+        wake_key,
+    )
+
+
+def read_stream(workflow_id: str, key: str, from_position: int) -> list[tuple[int, str, bool]]:
+    """Return (position, value, closed) of the stream's entries from a position on, in order."""
+    return list(
+        StreamEntry.objects.using(alias())
+        .filter(workflow_id=workflow_id, key=key, position__gte=from_position)
+        .order_by("position")
+        .values_list("position", "value", "closed")
+    )

@@ -11,7 +11,6 @@ from typing import Any
 
 from django.db import transaction
 
-from .. import conf
 from ..errors import (
     DBOSAwaitedWorkflowCancelledError,
     DBOSException,
@@ -22,7 +21,7 @@ from ..errors import (
     DBOSWorkflowConflictIDError,
 )
 from ..models import Status
-from . import executor, registry, serialization, system_db
+from . import executor, notifier, registry, serialization, system_db
 from .context import (
     RecordedOperation,
     StartOptions,
@@ -188,23 +187,30 @@ def _run_body(entry: registry.Registered, ctx: WorkflowContext, args: tuple, kwa
             f"Workflow {ctx.workflow_id!r} was cancelled."
         ) from exc
     except Exception as exc:
-        error = serialization.dumps_error(exc)
-        if not system_db.finish_workflow(
-            ctx.workflow_id, ctx.executor_id, Status.ERROR, None, error
-        ):
+        if not _finish(ctx, Status.ERROR, error=serialization.dumps_error(exc)):
             return await_result(ctx.workflow_id, None)
         raise
     try:
         output = serialization.dumps(result, f"result of workflow {entry.name!r}")
     except DBOSSerializationError as exc:
-        error = serialization.dumps_error(exc)
-        system_db.finish_workflow(ctx.workflow_id, ctx.executor_id, Status.ERROR, None, error)
+        _finish(ctx, Status.ERROR, error=serialization.dumps_error(exc))
         raise
-    if not system_db.finish_workflow(
-        ctx.workflow_id, ctx.executor_id, Status.SUCCESS, output, None
-    ):
+    if not _finish(ctx, Status.SUCCESS, output=output):
         return await_result(ctx.workflow_id, None)
     return result
+
+
+def _finish(
+    ctx: WorkflowContext, status: str, *, output: str | None = None, error: str | None = None
+) -> bool:
+    """Record the outcome (if this execution still owns the workflow) and wake its waiters."""
+    done_key = notifier.key("w", ctx.workflow_id)
+    finished = system_db.finish_workflow(
+        ctx.workflow_id, ctx.executor_id, status, output, error, wake_key=done_key
+    )
+    if finished:
+        notifier.current().wake(done_key)
+    return finished
 
 
 def record_operation(
@@ -268,20 +274,19 @@ def await_result(workflow_id: str, timeout: float | None) -> Any:
     Raises TimeoutError when `timeout` seconds pass first.
     """
     deadline = None if timeout is None else time.monotonic() + timeout
-    delay = 0.005
-    poll = float(conf.get("POLL_SECONDS"))
-    while True:
-        outcome = system_db.get_outcome(workflow_id)
-        if outcome is None:
-            raise DBOSNonExistentWorkflowError(f"There is no workflow with id {workflow_id!r}.")
-        finished = _outcome(workflow_id, *outcome)
-        if finished is not None:
-            return finished[0]
-        remaining = None if deadline is None else deadline - time.monotonic()
-        if remaining is not None and remaining <= 0:
-            raise TimeoutError(f"Workflow {workflow_id!r} did not finish within {timeout} s.")
-        time.sleep(delay if remaining is None else min(delay, remaining))
-        delay = min(delay * 2, poll)
+    listener = notifier.current()
+    with listener.subscribe(notifier.key("w", workflow_id)) as event:
+        while True:
+            outcome = system_db.get_outcome(workflow_id)
+            if outcome is None:
+                raise DBOSNonExistentWorkflowError(f"There is no workflow with id {workflow_id!r}.")
+            finished = _outcome(workflow_id, *outcome)
+            if finished is not None:
+                return finished[0]
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                raise TimeoutError(f"Workflow {workflow_id!r} did not finish within {timeout} s.")
+            listener.wait(event, remaining)
 
 
 def _outcome(workflow_id: str, status: str, output: str | None, error: str | None) -> tuple | None:

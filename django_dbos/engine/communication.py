@@ -1,0 +1,226 @@
+"""Messages (send/recv), events (set_event/get_event) and streams between workflows and the world.
+
+Every write made from a workflow commits together with its checkpoint, so replay never repeats
+it; every wait subscribes to the notifier first and then checks the database.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from django.db import transaction
+
+from ..errors import DBOSException, DBOSNonExistentWorkflowError
+from ..models import Status
+from . import notifier, serialization, system_db
+from .context import WorkflowContext, workflow_context
+from .notifier import key as wake_key
+from .steps import replayed
+from .timers import check_duration, durable_deadline
+from .workflows import record_operation
+
+SEND = "DBOS.send"
+RECV = "DBOS.recv"
+SET_EVENT = "DBOS.setEvent"
+GET_EVENT = "DBOS.getEvent"
+WRITE_STREAM = "DBOS.writeStream"
+CLOSE_STREAM = "DBOS.closeStream"
+
+
+def _inside_workflow(operation: str) -> WorkflowContext:
+    ctx = workflow_context()
+    if ctx is None:
+        raise DBOSException(
+            f"DBOS.{operation}() can only be called inside a workflow (not in a step or outside)."
+        )
+    return ctx
+
+
+def _check_name(value: Any, what: str) -> str:
+    if not isinstance(value, str):
+        raise ValueError(f"The {what} must be a string, not {type(value).__name__}.")
+    return value
+
+
+def _record_with(
+    ctx: WorkflowContext, function_id: int, name: str, write: Callable[[], Any]
+) -> Any:
+    """Run a write and record the operation in one transaction: it happens exactly once."""
+    with transaction.atomic(using=system_db.alias()):
+        result = write()
+        record_operation(ctx, function_id, name)
+    return result
+
+
+# Messages -------------------------------------------------------------------------------------
+
+
+def send(destination_id: str, message: Any, topic: str | None = None) -> None:
+    """Queue a message for a workflow; exactly once when sent from a workflow."""
+    topic = _check_name(topic or "", "topic")
+    text = serialization.dumps(message, "message")
+    key = wake_key("m", destination_id, topic)
+
+    def write() -> None:
+        if not system_db.send_message(destination_id, topic, text, wake_key=key):
+            raise DBOSNonExistentWorkflowError(
+                f"Cannot send to workflow {destination_id!r}: there is no workflow with that id."
+            )
+
+    ctx = workflow_context()
+    if ctx is None:
+        write()
+    else:
+        function_id = ctx.next_function_id()
+        if replayed(ctx, function_id, SEND)[0]:
+            return
+        _record_with(ctx, function_id, SEND, write)
+    notifier.current().wake(key)
+
+
+def recv(topic: str | None = None, timeout_seconds: float = 60) -> Any:
+    """Wait for and consume the next message on a topic; None when the timeout passes."""
+    ctx = _inside_workflow("recv")
+    topic = _check_name(topic or "", "topic")
+    timeout = check_duration(timeout_seconds, "timeout_seconds")
+    deadline_id, function_id = ctx.next_function_id(), ctx.next_function_id()
+    done, result = replayed(ctx, function_id, RECV)
+    if done:
+        return result
+    listener = notifier.current()
+    with listener.subscribe(wake_key("m", ctx.workflow_id, topic)) as event:
+        deadline = None
+        while True:
+            message = _consume(ctx, function_id, topic)
+            if message is not None:
+                return serialization.loads(message)
+            if deadline is None:
+                deadline = durable_deadline(ctx, deadline_id, timeout)
+            remaining = deadline - time.time()
+            if remaining <= 0:
+                record_operation(ctx, function_id, RECV, output=serialization.dumps(None))
+                return None
+            listener.wait(event, remaining)
+
+
+def _consume(ctx: WorkflowContext, function_id: int, topic: str) -> str | None:
+    """Consume the oldest message and record it as this recv's outcome, in one transaction."""
+    with transaction.atomic(using=system_db.alias()):
+        message = system_db.consume_message(ctx.workflow_id, topic)
+        if message is not None:
+            record_operation(ctx, function_id, RECV, output=message)
+    return message
+
+
+# Events ---------------------------------------------------------------------------------------
+
+
+def set_event(key: str, value: Any) -> None:
+    """Publish a value under a key of the current workflow (latest value wins)."""
+    ctx = _inside_workflow("set_event")
+    key = _check_name(key, "event key")
+    text = serialization.dumps(value, f"value of event {key!r}")
+    function_id = ctx.next_function_id()
+    if replayed(ctx, function_id, SET_EVENT)[0]:
+        return
+    announce = wake_key("e", ctx.workflow_id, key)
+    _record_with(
+        ctx,
+        function_id,
+        SET_EVENT,
+        lambda: system_db.set_event(ctx.workflow_id, function_id, key, text, wake_key=announce),
+    )
+    notifier.current().wake(announce)
+
+
+def get_event(workflow_id: str, key: str, timeout_seconds: float = 60) -> Any:
+    """Wait for a workflow's event and return its value; None when the timeout passes.
+
+    Inside a workflow the value read is recorded, so recovery sees it even if the event changed.
+    """
+    key = _check_name(key, "event key")
+    timeout = check_duration(timeout_seconds, "timeout_seconds")
+    ctx = workflow_context()
+    if ctx is not None:
+        deadline_id, function_id = ctx.next_function_id(), ctx.next_function_id()
+        done, result = replayed(ctx, function_id, GET_EVENT)
+        if done:
+            return result
+    listener = notifier.current()
+    with listener.subscribe(wake_key("e", workflow_id, key)) as event:
+        deadline = None if ctx is not None else time.time() + timeout
+        while True:
+            value = system_db.get_event(workflow_id, key)
+            if value is not None:
+                break
+            if deadline is None:
+                deadline = durable_deadline(ctx, deadline_id, timeout)  # type: ignore[arg-type]
+            remaining = deadline - time.time()
+            if remaining <= 0:
+                value = serialization.dumps(None)
+                break
+            listener.wait(event, remaining)
+    if ctx is not None:
+        record_operation(ctx, function_id, GET_EVENT, output=value)
+    return serialization.loads(value)
+
+
+# Streams --------------------------------------------------------------------------------------
+
+
+def write_stream(key: str, value: Any) -> None:
+    """Append a value to one of the current workflow's streams."""
+    _append(key, value, closed=False, name=WRITE_STREAM)
+
+
+def close_stream(key: str) -> None:
+    """Mark the end of one of the current workflow's streams."""
+    _append(key, None, closed=True, name=CLOSE_STREAM)
+
+
+def _append(key: str, value: Any, *, closed: bool, name: str) -> None:
+    ctx = _inside_workflow("write_stream" if not closed else "close_stream")
+    key = _check_name(key, "stream key")
+    text = None if closed else serialization.dumps(value, f"value for stream {key!r}")
+    function_id = ctx.next_function_id()
+    if replayed(ctx, function_id, name)[0]:
+        return
+    announce = wake_key("s", ctx.workflow_id, key)
+    _record_with(
+        ctx,
+        function_id,
+        name,
+        lambda: system_db.write_stream(
+            ctx.workflow_id, function_id, key, text, closed=closed, wake_key=announce
+        ),
+    )
+    notifier.current().wake(announce)
+
+
+def read_stream(workflow_id: str, key: str) -> Iterator[Any]:
+    """Yield a stream's values in order, waiting for new ones, until it is closed or the
+    workflow ends."""
+    key = _check_name(key, "stream key")
+    position = 0
+    listener = notifier.current()
+    with listener.subscribe(wake_key("s", workflow_id, key), wake_key("w", workflow_id)) as event:
+        while True:
+            entries = system_db.read_stream(workflow_id, key, position)
+            for entry_position, value, closed in entries:
+                if closed:
+                    return
+                yield serialization.loads(value)
+                position = entry_position + 1
+            if entries:
+                continue
+            outcome = system_db.get_outcome(workflow_id)
+            if outcome is None:
+                raise DBOSNonExistentWorkflowError(f"There is no workflow with id {workflow_id!r}.")
+            if outcome[0] not in (Status.PENDING, Status.ENQUEUED):
+                # Entries commit before the workflow's end: one last read sees them all.
+                if not system_db.read_stream(workflow_id, key, position):
+                    return
+                continue
+            listener.wait(event, None)

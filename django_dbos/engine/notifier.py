@@ -1,0 +1,165 @@
+"""Wake-ups for threads that wait on the database: messages, events, streams, results.
+
+A waiter subscribes to a key, checks the database, and sleeps on its event until it is woken or
+a safety-net interval passes, then checks again. Subscribing before checking means a wake-up can
+never fall between the check and the sleep.
+
+On PostgreSQL one thread per process LISTENs on a dedicated psycopg connection (not a Django one,
+which Django may close or reset) and wakes the subscribers of each NOTIFY payload. After every
+(re)connect it wakes everybody, because notifications sent while it was away are lost. On SQLite,
+writes made by this process wake local waiters directly, and waiters poll for the rest.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import psycopg
+from django.db import connections
+
+from .. import conf
+from . import system_db
+from .system_db import CHANNEL
+
+logger = logging.getLogger("django_dbos")
+
+SQLITE_POLL_SECONDS = 0.05
+
+
+def key(kind: str, workflow_id: str, name: str = "") -> str:
+    """The wake-up key of one thing to wait for (also the NOTIFY payload)."""
+    return json.dumps([kind, workflow_id, name], separators=(",", ":"))
+
+
+class Notifier:
+    """Subscriptions of this process's waiting threads, and the PostgreSQL listener."""
+
+    def __init__(self) -> None:
+        self.pid = os.getpid()
+        self._lock = threading.Lock()
+        self._waiters: dict[str, set[threading.Event]] = {}
+        self._listener: threading.Thread | None = None
+        self._stop = threading.Event()
+        self.listening = threading.Event()
+
+    @contextmanager
+    def subscribe(self, *wake_keys: str) -> Iterator[threading.Event]:
+        """Register one event, woken by any of `wake_keys`, for the duration of the block."""
+        self._ensure_listening()
+        event = threading.Event()
+        with self._lock:
+            for wake_key in wake_keys:
+                self._waiters.setdefault(wake_key, set()).add(event)
+        try:
+            yield event
+        finally:
+            with self._lock:
+                for wake_key in wake_keys:
+                    events = self._waiters.get(wake_key)
+                    if events is not None:
+                        events.discard(event)
+                        if not events:
+                            del self._waiters[wake_key]
+
+    def wait(self, event: threading.Event, remaining: float | None) -> None:
+        """Sleep until woken, the safety-net interval passes, or `remaining` runs out."""
+        interval = self.poll_interval()
+        event.wait(interval if remaining is None else max(0.0, min(interval, remaining)))
+        event.clear()
+
+    def poll_interval(self) -> float:
+        if connections[conf.get("DATABASE")].vendor == "postgresql":
+            return float(conf.get("POLL_SECONDS"))
+        return SQLITE_POLL_SECONDS
+
+    def wake(self, wake_key: str) -> None:
+        with self._lock:
+            events = list(self._waiters.get(wake_key, ()))
+        for event in events:
+            event.set()
+
+    def wake_all(self) -> None:
+        with self._lock:
+            events = [event for events in self._waiters.values() for event in events]
+        for event in events:
+            event.set()
+
+    def _ensure_listening(self) -> None:
+        if self._listener is not None:
+            return
+        connection = connections[conf.get("DATABASE")]
+        if connection.vendor != "postgresql":
+            return
+        with self._lock:
+            if self._listener is None:
+                params = connection.get_connection_params()
+                self._listener = threading.Thread(
+                    target=self._listen_forever, args=(params,), name="dbos-notifier", daemon=True
+                )
+                self._listener.start()
+
+    def _listen_forever(self, params: dict) -> None:
+        params = {k: v for k, v in params.items() if k not in ("cursor_factory", "context")}
+        backoff = 0.1
+        while not self._stop.is_set():
+            try:
+                with psycopg.connect(**params, autocommit=True) as listener:
+                    listener.execute(f"LISTEN {CHANNEL}")
+                    self.listening.set()
+                    backoff = 0.1
+                    self.wake_all()
+                    while not self._stop.is_set():
+                        for notification in listener.notifies(timeout=1.0):
+                            if self._stop.is_set():
+                                break
+                            self.wake(notification.payload)
+            except Exception as exc:
+                self.listening.clear()
+                if self._stop.is_set():
+                    return
+                logger.warning("DBOS notifier lost its connection (%s); reconnecting.", exc)
+                self.wake_all()
+                time.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+        self.listening.clear()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._listener is not None and self._listener.is_alive():
+            try:
+                system_db.announce("stop")  # wakes the listener now, not at its next timeout
+            except Exception:
+                logger.debug("Could not wake the notifier to stop it.", exc_info=True)
+            self._listener.join(timeout=5)
+        self.wake_all()
+
+
+_current: Notifier | None = None
+_current_lock = threading.Lock()
+
+
+def current() -> Notifier:
+    """Return this process's notifier, making a new one after a fork."""
+    global _current
+    notifier = _current
+    if notifier is None or notifier.pid != os.getpid():
+        with _current_lock:
+            if _current is None or _current.pid != os.getpid():
+                _current = Notifier()
+            notifier = _current
+    return notifier
+
+
+def reset() -> None:
+    """Stop the listener (at shutdown), so the next waiter starts a new one."""
+    global _current
+    with _current_lock:
+        if _current is not None:
+            _current.stop()
+        _current = None
