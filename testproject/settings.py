@@ -4,6 +4,8 @@ DATABASE_URL picks the database: a SQLite file by default, or PostgreSQL, for ex
 DATABASE_URL=postgres://postgres@127.0.0.1:5432/dbos_demo
 """
 
+import os
+import tempfile
 from pathlib import Path
 
 import environ
@@ -63,8 +65,11 @@ if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
         "timeout": 30,
         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
     }
-    # A file, not memory: worker processes started by the tests open the same database.
-    DATABASES["default"]["TEST"] = {"NAME": str(BASE_DIR.parent / "test_db.sqlite3")}
+    # A file, not memory, so that worker processes started by the tests open the same database;
+    # one per test run, so that runs side by side do not share it.
+    DATABASES["default"]["TEST"] = {
+        "NAME": str(Path(tempfile.gettempdir()) / f"django_dbos_test_{os.getpid()}.sqlite3")
+    }
 else:
     DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=60)
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True

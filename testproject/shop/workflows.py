@@ -4,7 +4,7 @@ import time
 
 from django_dbos import DBOS
 
-from .models import LedgerEntry
+from .models import LedgerEntry, Order
 
 
 @DBOS.step()
@@ -30,3 +30,38 @@ def ten_step_journal(path: str, pause: float = 0.0) -> int:
         if number == 5:
             write_ledger_entry(path, 5)
     return 10
+
+
+# The checkout of the DBOS documentation ("Communicating with Workflows"): the workflow publishes
+# a payment URL as an event, then waits for the payment provider's webhook as a message.
+
+PAYMENT_URL = "payment_url"
+PAYMENT_STATUS = "payment_status"
+
+
+@DBOS.step()
+def reserve_inventory(order_id: int) -> None:
+    """Hold the order's items (a call to an inventory service in a real shop)."""
+
+
+@DBOS.step()
+def create_payment_session(order_id: int) -> str:
+    """Open a session with the payment provider; its URL is where the customer pays."""
+    return f"/pay/{DBOS.workflow_id}/"
+
+
+@DBOS.transaction()
+def set_order_status(order_id: int, status: str) -> None:
+    Order.objects.filter(pk=order_id).update(status=status)
+
+
+@DBOS.workflow()
+def checkout(order_id: int, payment_timeout_seconds: float = 300) -> str:
+    reserve_inventory(order_id)
+    DBOS.set_event(PAYMENT_URL, create_payment_session(order_id))
+    payment_status = DBOS.recv(PAYMENT_STATUS, timeout_seconds=payment_timeout_seconds)
+    if payment_status == "paid":
+        set_order_status(order_id, "paid")
+        return "fulfilled"
+    set_order_status(order_id, "cancelled")
+    return "cancelled"
