@@ -19,12 +19,12 @@ their argument):
 
 The floor is the p50 of a few thousand INSERT commits. Every repetition runs the three sides
 in a rotated order; the table gives the median over repetitions [min .. max], and the ratios
-are taken from those medians (per-repetition ratios are in the JSON).
+are taken from those medians (per-repetition ratios are printed too).
 
 Usage, from the repository root (any Python 3.11+; the sides bring their own interpreters)::
 
-    python3 bench/core.py                  # 3 repetitions, full sizes: about 2 minutes
-    python3 bench/core.py --quick          # 1 repetition, small sizes: a few seconds
+    python3 bench/core.py                  # 3 repetitions, full sizes: under a minute here
+    python3 bench/core.py --quick          # 1 repetition, small sizes: 5 to 10 seconds
     python3 bench/core.py --repeats 5 --json-out /tmp/core.json
 
 PostgreSQL must accept ``--user`` without a password on ``--host``:``--port``; the databases
@@ -53,7 +53,7 @@ from _common import RESULT_MARKER  # noqa: E402
 
 SIDES = ("floor", "dbos", "django-dbos")
 LABELS = {"floor": "floor (psycopg)", "dbos": "DBOS 3.4.0", "django-dbos": "django-dbos"}
-DEFAULTS = {"repeats": 3, "pairs": 300, "start_n": 1000, "floor_inserts": 5000}
+DEFAULTS = {"repeats": 3, "pairs": 500, "start_n": 1000, "floor_inserts": 5000}
 QUICK = {"repeats": 1, "pairs": 30, "start_n": 100, "floor_inserts": 500}
 SIDE_TIMEOUT_S = 600
 
@@ -74,6 +74,17 @@ def ensure_venv(venv: Path, packages: list[str]) -> Path:
         run_checked([sys.executable, "-m", "venv", str(venv)])
         run_checked([str(venv / "bin" / "pip"), "install", "-q", *packages], cwd=ROOT)
     return python
+
+
+def git_state() -> dict[str, Any]:
+    """The commit measured, and whether the engine had uncommitted changes."""
+
+    def git(*argv: str) -> str:
+        proc = subprocess.run(["git", *argv], capture_output=True, text=True, cwd=ROOT)
+        return proc.stdout.strip() if proc.returncode == 0 else ""
+
+    changed = git("status", "--porcelain", "--", "django_dbos").splitlines()
+    return {"head": git("rev-parse", "HEAD"), "django_dbos_uncommitted": changed}
 
 
 def host_cpu_jiffies() -> list[int] | None:
@@ -230,33 +241,49 @@ def spread(values: list[float]) -> dict[str, Any]:
 
 
 def parse_args() -> argparse.Namespace:
-    ap = argparse.ArgumentParser(
-        description=(__doc__ or "").splitlines()[0],
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
-    ap.add_argument("--host", default="127.0.0.1")
-    ap.add_argument("--port", type=int, default=5432)
-    ap.add_argument("--user", default="postgres")
-    ap.add_argument("--quick", action="store_true", help=f"small sizes: {QUICK}")
-    ap.add_argument("--repeats", type=int, help=f"repetitions (default {DEFAULTS['repeats']})")
+    ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    ap.add_argument("--host", default="127.0.0.1", help="PostgreSQL host (default: %(default)s)")
+    ap.add_argument("--port", type=int, default=5432, help="(default: %(default)s)")
+    ap.add_argument("--user", default="postgres", help="trusted role (default: %(default)s)")
+    ap.add_argument("--quick", action="store_true", help=f"small default sizes: {QUICK}")
+    ap.add_argument("--repeats", type=int, help=f"repetitions (default: {DEFAULTS['repeats']})")
     ap.add_argument(
         "--pairs",
         type=int,
-        help=f"inline (0-step, n-step) call pairs (default {DEFAULTS['pairs']})",
+        help=f"interleaved inline (0-step, n-step) call pairs (default: {DEFAULTS['pairs']})",
     )
-    ap.add_argument("--steps", type=int, default=10, help="steps of the long inline workflow")
     ap.add_argument(
-        "--start-n", type=int, help=f"start_workflow count (default {DEFAULTS['start_n']})"
+        "--steps", type=int, default=10, help="steps of the long inline workflow (default: 10)"
     )
-    ap.add_argument("--start-steps", type=int, default=3, help="steps per started workflow")
+    ap.add_argument(
+        "--start-n", type=int, help=f"start_workflow calls (default: {DEFAULTS['start_n']})"
+    )
+    ap.add_argument(
+        "--start-steps", type=int, default=3, help="steps per started workflow (default: 3)"
+    )
     ap.add_argument(
         "--floor-inserts",
         type=int,
-        help=f"timed INSERT commits of the floor (default {DEFAULTS['floor_inserts']})",
+        help=f"timed INSERT commits of the floor (default: {DEFAULTS['floor_inserts']})",
     )
-    ap.add_argument("--dbos-venv", type=Path, default=ROOT / ".venv-dbos")
-    ap.add_argument("--django-venv", type=Path, default=ROOT / ".venv")
-    ap.add_argument("--json-out", type=Path, default=BENCH_DIR / "results" / "core.json")
+    ap.add_argument(
+        "--dbos-venv",
+        type=Path,
+        default=ROOT / ".venv-dbos",
+        help="venv for dbos==3.4.0, created if missing (default: <repo>/.venv-dbos)",
+    )
+    ap.add_argument(
+        "--django-venv",
+        type=Path,
+        default=ROOT / ".venv",
+        help="venv with django-dbos installed, created if missing (default: <repo>/.venv)",
+    )
+    ap.add_argument(
+        "--json-out",
+        type=Path,
+        default=BENCH_DIR / "results" / "core.json",
+        help="where to write the results (default: bench/results/core.json)",
+    )
     args = ap.parse_args()
     for key, default in DEFAULTS.items():
         if getattr(args, key) is None:
@@ -266,44 +293,57 @@ def parse_args() -> argparse.Namespace:
     return args
 
 
-def main() -> None:
-    args = parse_args()
-    started_at = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-    dbos_python = ensure_venv(args.dbos_venv, ["dbos==3.4.0", "psycopg[binary]"])
-    django_python = ensure_venv(args.django_venv, ["-e", ".[dev]"])
-    commands = side_commands(args, dbos_python, django_python)
+RATIO_NAMES = {
+    "django_dbos_per_step_over_floor": "django-dbos per-step / floor per-INSERT",
+    "dbos_per_step_over_django_dbos_per_step": "DBOS per-step / django-dbos per-step",
+    "django_dbos_start_over_dbos_start": "django-dbos start wf/s / DBOS start wf/s",
+}
 
-    runs: list[dict[str, dict[str, Any]]] = []
+Run = dict[str, dict[str, Any]]
+
+
+def run_all(
+    args: argparse.Namespace, commands: dict[str, tuple[list[str], dict[str, str]]]
+) -> list[Run]:
+    """Every repetition runs every side once, in an order rotated by one each time."""
+    runs: list[Run] = []
     for rep in range(args.repeats):
         order = SIDES[rep % len(SIDES) :] + SIDES[: rep % len(SIDES)]
-        run: dict[str, dict[str, Any]] = {}
+        run: Run = {}
         for side in order:
             print(f"[{rep + 1}/{args.repeats}] {side} ...", end=" ", flush=True)
             cmd, env = commands[side]
+            head = git_state()["head"] if side == "django-dbos" else None
             run[side] = run_side(side, cmd, env)
+            if head is not None:  # the engine may change between runs while it is developed
+                run[side]["git_head"] = head
             host = run[side].get("host")
             busy = f", host CPU {host['busy_pct']:.0f}% busy" if host else ""
             print(f"{run[side]['process_wall_s']:.1f} s{busy}", flush=True)
         runs.append(run)
+    return runs
 
-    rows = figures(args.steps, args.start_n, args.start_steps)
-    table: dict[str, dict[str, dict[str, Any]]] = {}
-    for label, getters in rows:
-        table[label] = {
-            side: spread([get(run[side]) for run in runs]) for side, get in getters.items()
-        }
-    medians = {
-        side: {k: statistics.median(headline(run[side], side)[k] for run in runs) for k in keys}
-        for side, keys in (
-            ("floor", ["per_insert_ms"]),
-            ("dbos", ["per_step_ms", "wf_per_s"]),
-            ("django-dbos", ["per_step_ms", "wf_per_s"]),
-        )
+
+def summarize_runs(args: argparse.Namespace, runs: list[Run]) -> dict[str, Any]:
+    table = {
+        label: {side: spread([get(run[side]) for run in runs]) for side, get in getters.items()}
+        for label, getters in figures(args.steps, args.start_n, args.start_steps)
     }
-    ratio = ratios(medians["floor"], medians["dbos"], medians["django-dbos"])
-    ratio_runs = [ratios(*(headline(run[side], side) for side in SIDES)) for run in runs]
+    keys = {"floor": ["per_insert_ms"], "dbos": ["per_step_ms", "wf_per_s"]}
+    keys["django-dbos"] = keys["dbos"]
+    medians = {
+        side: {k: statistics.median(headline(run[side], side)[k] for run in runs) for k in ks}
+        for side, ks in keys.items()
+    }
+    return {
+        "table": table,
+        "medians": medians,
+        "ratios": ratios(*(medians[side] for side in SIDES)),
+        "ratios_per_run": [ratios(*(headline(run[side], side) for side in SIDES)) for run in runs],
+    }
 
-    # Table ---------------------------------------------------------------------------------
+
+def print_report(args: argparse.Namespace, summary: dict[str, Any]) -> None:
     many = args.repeats > 1
     head = f"median of {args.repeats} runs [min .. max]" if many else "one run"
     width = 22 if many else 14
@@ -312,7 +352,7 @@ def main() -> None:
         f"floor: {args.floor_inserts:,} INSERTs"
     )
     print(f"{'figure':50s}" + "".join(f"{LABELS[s]:>{width}s}" for s in SIDES))
-    for label, cells in table.items():
+    for label, cells in summary["table"].items():
         line = f"{label:50s}"
         for side in SIDES:
             cell = cells.get(side)
@@ -325,17 +365,23 @@ def main() -> None:
             line += f"{text:>{width}s}"
         print(line)
     print("\nratios (from the medians above):")
-    names = {
-        "django_dbos_per_step_over_floor": "django-dbos per-step / floor per-INSERT",
-        "dbos_per_step_over_django_dbos_per_step": "DBOS per-step / django-dbos per-step",
-        "django_dbos_start_over_dbos_start": "django-dbos start wf/s / DBOS start wf/s",
-    }
-    for key, name in names.items():
-        per_run = ", ".join(f"{r[key]:.2f}" for r in ratio_runs)
+    for key, name in RATIO_NAMES.items():
+        per_run = ", ".join(f"{r[key]:.2f}" for r in summary["ratios_per_run"])
         extra = f"   (per run: {per_run})" if many else ""
-        print(f"  {name:45s} {ratio[key]:7.2f}{extra}")
+        print(f"  {name:45s} {summary['ratios'][key]:7.2f}{extra}")
 
-    # JSON ----------------------------------------------------------------------------------
+
+def main() -> None:
+    args = parse_args()
+    started_at = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    loadavg_start = os.getloadavg() if hasattr(os, "getloadavg") else None
+    git_start = git_state()
+    dbos_python = ensure_venv(args.dbos_venv, ["dbos==3.4.0", "psycopg[binary]"])
+    django_python = ensure_venv(args.django_venv, ["-e", ".[dev]"])
+    runs = run_all(args, side_commands(args, dbos_python, django_python))
+    summary = summarize_runs(args, runs)
+    print_report(args, summary)
+
     last = runs[-1]
     meta = {
         "started_at": started_at,
@@ -345,21 +391,16 @@ def main() -> None:
         "host": {
             "platform": platform.platform(),
             "cpus": os.cpu_count(),
+            "loadavg_start": loadavg_start,
             "loadavg_end": os.getloadavg() if hasattr(os, "getloadavg") else None,
         },
+        "git_start": git_start,
+        "git_end": git_state(),
         "pg_settings": last["floor"]["meta"]["pg_settings"],
         "sides": {side: last[side]["meta"] for side in SIDES},
     }
-    out = {
-        "meta": meta,
-        "table": table,
-        "medians": medians,
-        "ratios": ratio,
-        "ratios_per_run": ratio_runs,
-        "runs": runs,
-    }
     args.json_out.parent.mkdir(parents=True, exist_ok=True)
-    args.json_out.write_text(json.dumps(out, indent=1) + "\n")
+    args.json_out.write_text(json.dumps({"meta": meta, **summary, "runs": runs}, indent=1) + "\n")
     print(f"\nwrote {args.json_out}")
 
 
