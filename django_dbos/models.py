@@ -76,16 +76,23 @@ class WorkflowStatus(models.Model):
 
 
 class OperationOutput(models.Model):
-    """The recorded outcome of one durable operation of a workflow (step, transaction, ...)."""
+    """The recorded outcome of one durable operation of a workflow (step, transaction, ...).
 
+    One row per step is the write budget, so this table carries a single index: its primary
+    key (workflow, function id), which is also the fence that lets only one execution record
+    each operation.
+    """
+
+    pk = models.CompositePrimaryKey("workflow_id", "function_id")
     # No database-level foreign key: every write is already guarded on the workflow row, and on
-    # PostgreSQL the FK check would lock that row (FOR KEY SHARE) on every step: a hot path.
+    # PostgreSQL the FK check would lock that row (FOR KEY SHARE) on every step.
     workflow = models.ForeignKey(
         WorkflowStatus,
         on_delete=models.CASCADE,
         related_name="operations",
         db_column="workflow_id",
         db_constraint=False,
+        db_index=False,
     )
     function_id = models.IntegerField()
     function_name = models.CharField(max_length=255)
@@ -99,9 +106,6 @@ class OperationOutput(models.Model):
         db_table = "dbos_operation_output"
         verbose_name = "step"
         ordering = ["workflow_id", "function_id"]
-        constraints = [
-            models.UniqueConstraint(fields=["workflow", "function_id"], name="dbos_op_uniq"),
-        ]
 
     def __str__(self) -> str:
         return f"{self.workflow_id}#{self.function_id} {self.function_name}"

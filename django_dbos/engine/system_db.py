@@ -69,8 +69,12 @@ def _execute(sql: str, params: Sequence[Any]) -> Any:
             # Django's own queries, but let ours be prepared: planning them costs more than
             # running them.
             raw.prepare_threshold = sys.maxsize
+        # One cursor per connection, reused: Django connections belong to one thread.
+        cursor = getattr(connection, "dbos_cursor", None)
+        if cursor is None or cursor.connection is not raw or cursor.closed:
+            cursor = connection.dbos_cursor = psycopg.Cursor(raw)
         with connection.wrap_database_errors:
-            return psycopg.Cursor(raw).execute(sql, params, prepare=prepare or None)
+            return cursor.execute(sql, params, prepare=prepare or None)
     adapt = connection.ops.adapt_datetimefield_value
     params = [adapt(p) if isinstance(p, datetime.datetime) else p for p in params]
     cursor = connection.cursor()
