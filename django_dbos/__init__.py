@@ -20,12 +20,16 @@ from .errors import (
 if TYPE_CHECKING:
     from .api import (
         DBOS,
+        Queue,
+        SetEnqueueOptions,
         SetWorkflowID,
+        SetWorkflowTimeout,
         StepInfo,
         WorkflowHandle,
         WorkflowStatus,
         WorkflowStatusString,
     )
+    from .client import DBOSClient
 
 __version__ = "0.1.0"
 
@@ -33,7 +37,10 @@ __version__ = "0.1.0"
 # this package is imported earlier (when INSTALLED_APPS is read): load it on first use.
 _LAZY = {
     "DBOS",
+    "Queue",
+    "SetEnqueueOptions",
     "SetWorkflowID",
+    "SetWorkflowTimeout",
     "StepInfo",
     "WorkflowHandle",
     "WorkflowStatus",
@@ -42,6 +49,10 @@ _LAZY = {
 
 
 def __getattr__(name: str) -> Any:
+    if name == "DBOSClient":
+        from .client import DBOSClient
+
+        return DBOSClient
     if name in _LAZY:
         from . import api
 
@@ -53,7 +64,13 @@ __all__ = [
     # Workflows
     "DBOS",
     "SetWorkflowID",
+    "SetWorkflowTimeout",
     "WorkflowHandle",
+    # Queues
+    "Queue",
+    "SetEnqueueOptions",
+    # From outside the application
+    "DBOSClient",
     # Value types
     "StepInfo",
     "WorkflowStatus",

@@ -15,12 +15,16 @@ from django.utils.functional import classproperty
 from .engine import (
     communication,
     executor,
+    management,
     notifier,
+    patches,
+    queues,
     registry,
     serialization,
     steps,
     system_db,
     timers,
+    validation,
     workflows,
 )
 from .engine.context import StartOptions, current_workflow, start_options
@@ -73,14 +77,14 @@ class StepInfo:
     completed_at: datetime.datetime
 
 
-def _status_from_row(row: Any) -> WorkflowStatus:
+def _status_from_row(row: Any, load_input: bool = True, load_output: bool = True) -> WorkflowStatus:
     return WorkflowStatus(
         workflow_id=row.workflow_id,
         status=Status(row.status),
         name=row.name,
-        input=serialization.loads(row.inputs) if row.inputs else None,
-        output=serialization.loads(row.output),
-        error=serialization.loads_error(row.error) if row.error else None,
+        input=serialization.loads(row.inputs) if row.inputs and load_input else None,
+        output=serialization.loads(row.output) if load_output else None,
+        error=serialization.loads_error(row.error) if row.error and load_output else None,
         created_at=row.created_at,
         updated_at=row.updated_at,
         queue_name=row.queue_name,
@@ -271,6 +275,92 @@ class DBOS:
         ]
 
     @staticmethod
+    def wait_first(handles: list[WorkflowHandle[Any]]) -> WorkflowHandle[Any]:
+        """Wait until one of the workflows ends and return its handle."""
+        first = management.wait_first([handle.workflow_id for handle in handles])
+        return next(handle for handle in handles if handle.workflow_id == first)
+
+    # Managing -------------------------------------------------------------------------------
+
+    @staticmethod
+    def cancel_workflow(workflow_id: str) -> None:
+        """Cancel a workflow and its descendants (except those started detached)."""
+        management.cancel(workflow_id)
+
+    @staticmethod
+    def resume_workflow(workflow_id: str) -> WorkflowHandle[Any]:
+        """Run a cancelled or failed workflow again from its last completed step."""
+        future = management.resume(workflow_id)
+        return WorkflowHandle(workflow_id, future)
+
+    @staticmethod
+    def fork_workflow(
+        workflow_id: str, start_step: int, application_version: str | None = None
+    ) -> WorkflowHandle[Any]:
+        """Start a new workflow that reuses `workflow_id`'s outcomes before `start_step`."""
+        new_id, future = management.fork(workflow_id, start_step, application_version)
+        return WorkflowHandle(new_id, future)
+
+    @staticmethod
+    def list_workflows(
+        workflow_ids: list[str] | None = None,
+        status: str | list[str] | None = None,
+        name: str | None = None,
+        queue_name: str | None = None,
+        start_time: datetime.datetime | None = None,
+        end_time: datetime.datetime | None = None,
+        app_version: str | None = None,
+        user: str | None = None,
+        limit: int | None = None,
+        offset: int | None = None,
+        sort_desc: bool = False,
+        load_input: bool = True,
+        load_output: bool = True,
+    ) -> list[WorkflowStatus]:
+        """Workflows matching every filter given, oldest first (newest with sort_desc)."""
+        rows = system_db.list_workflows(
+            workflow_ids=workflow_ids,
+            statuses=[status] if isinstance(status, str) else status,
+            name=name,
+            queue_name=queue_name,
+            start_time=start_time,
+            end_time=end_time,
+            app_version=app_version,
+            user=user,
+            limit=limit,
+            offset=offset,
+            sort_desc=sort_desc,
+        )
+        return [_status_from_row(row, load_input, load_output) for row in rows]
+
+    @staticmethod
+    def list_queued_workflows(
+        queue_name: str | None = None,
+        status: str | list[str] | None = None,
+        name: str | None = None,
+        start_time: datetime.datetime | None = None,
+        end_time: datetime.datetime | None = None,
+        limit: int | None = None,
+        offset: int | None = None,
+        sort_desc: bool = False,
+        load_input: bool = True,
+    ) -> list[WorkflowStatus]:
+        """Queued workflows still waiting or running (ENQUEUED or PENDING)."""
+        statuses = [status] if isinstance(status, str) else status
+        rows = system_db.list_workflows(
+            statuses=statuses or [Status.ENQUEUED, Status.PENDING],
+            name=name,
+            queue_name=queue_name,
+            queued_only=True,
+            start_time=start_time,
+            end_time=end_time,
+            limit=limit,
+            offset=offset,
+            sort_desc=sort_desc,
+        )
+        return [_status_from_row(row, load_input, load_output=False) for row in rows]
+
+    @staticmethod
     def shutdown(timeout_seconds: float = 5) -> None:
         """Stop taking work and wait up to `timeout_seconds` for running workflows."""
         executor.current().shutdown(timeout_seconds)
@@ -321,6 +411,16 @@ class DBOS:
 
     # Inside a workflow ----------------------------------------------------------------------
 
+    @staticmethod
+    def patch(name: str) -> bool:
+        """True where this execution runs the code after the patch (see docs/versioning.md)."""
+        return patches.patch(name)
+
+    @staticmethod
+    def deprecate_patch(name: str) -> bool:
+        """Retire a patch once no execution of the old code is left; always True."""
+        return patches.deprecate_patch(name)
+
     @classproperty
     def workflow_id(cls) -> str | None:
         """The id of the workflow running here (also inside its steps), else None."""
@@ -334,23 +434,146 @@ class DBOS:
         return ctx.function_id if ctx is not None and ctx.in_step else None
 
 
-class SetWorkflowID:
-    """Use the given id, an idempotency key, for the next workflow started in this block."""
+class _StartOptionsBlock:
+    """A `with` block that changes the options of the workflows started inside it."""
 
-    def __init__(self, workflow_id: str):
-        self.workflow_id = workflows.validate_workflow_id(workflow_id)
-        self._token: Any = None
+    def _apply(self, options: StartOptions) -> None:
+        raise NotImplementedError
 
-    def __enter__(self) -> SetWorkflowID:
+    def __enter__(self) -> Any:
         outer = start_options.get() or StartOptions()
         options = StartOptions(
-            workflow_id=self.workflow_id,
+            workflow_id=outer.workflow_id,
             timeout_seconds=outer.timeout_seconds,
             timeout_set=outer.timeout_set,
             enqueue=dict(outer.enqueue),
         )
+        self._apply(options)
         self._token = start_options.set(options)
         return self
 
     def __exit__(self, *exc_info: Any) -> None:
         start_options.reset(self._token)
+
+
+class SetWorkflowTimeout(_StartOptionsBlock):
+    """Give the workflows started in this block a timeout, from start (or dequeue) to end.
+
+    Past it, a workflow is cancelled, with its children. Inside a workflow,
+    `SetWorkflowTimeout(None)` starts children detached: neither the parent's deadline nor its
+    cancellation reaches them.
+    """
+
+    def __init__(self, timeout_seconds: float | None):
+        if timeout_seconds is not None:
+            validation.duration(timeout_seconds, "timeout_seconds")
+        self.timeout_seconds = timeout_seconds
+
+    def _apply(self, options: StartOptions) -> None:
+        options.timeout_seconds = self.timeout_seconds
+        options.timeout_set = True
+
+
+class SetEnqueueOptions(_StartOptionsBlock):
+    """Options for the workflows enqueued in this block."""
+
+    def __init__(
+        self,
+        *,
+        deduplication_id: str | None = None,
+        priority: int | None = None,
+        queue_partition_key: str | None = None,
+        delay_seconds: float | None = None,
+        app_version: str | None = None,
+    ):
+        self.options = {
+            key: value
+            for key, value in {
+                "deduplication_id": deduplication_id,
+                "priority": priority,
+                "queue_partition_key": queue_partition_key,
+                "delay_seconds": delay_seconds,
+                "app_version": app_version,
+            }.items()
+            if value is not None
+        }
+
+    def _apply(self, options: StartOptions) -> None:
+        options.enqueue.update(self.options)
+
+
+class Queue:
+    """A queue of workflows, dispatched by `rundbosworker` processes within its limits.
+
+    `concurrency` bounds the workflows of the queue running at once across all workers (per
+    partition on a partitioned queue), `worker_concurrency` those running in one worker, and
+    `limiter={"limit": n, "period": seconds}` the starts per period across all workers.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        concurrency: int | None = None,
+        limiter: dict[str, float] | None = None,
+        *,
+        worker_concurrency: int | None = None,
+        priority_enabled: bool = False,
+        partition_queue: bool = False,
+    ):
+        validation.name(name, "queue name", allow_empty=False)
+        for option, value in (
+            ("concurrency", concurrency),
+            ("worker_concurrency", worker_concurrency),
+        ):
+            if value is not None and (
+                isinstance(value, bool) or not isinstance(value, int) or value < 1
+            ):
+                raise DBOSConfigurationError(
+                    f"Queue {name!r}: {option} must be a positive integer, not {value!r}."
+                )
+        rate_limit = rate_period = None
+        if limiter is not None:
+            if not isinstance(limiter, dict) or set(limiter) != {"limit", "period"}:
+                raise DBOSConfigurationError(
+                    f'Queue {name!r}: limiter must be {{"limit": starts, "period": seconds}}.'
+                )
+            rate_limit, rate_period = limiter["limit"], limiter["period"]
+            if isinstance(rate_limit, bool) or not isinstance(rate_limit, int) or rate_limit < 1:
+                raise DBOSConfigurationError(
+                    f"Queue {name!r}: the limiter's limit must be a positive integer."
+                )
+            _positive(f"Queue {name!r}: the limiter's period", rate_period)
+        self.spec = registry.register_queue(
+            registry.QueueSpec(
+                name=name,
+                concurrency=concurrency,
+                worker_concurrency=worker_concurrency,
+                rate_limit=rate_limit,
+                rate_period_seconds=float(rate_period) if rate_period is not None else None,
+                priority_enabled=bool(priority_enabled),
+                partition_queue=bool(partition_queue),
+            )
+        )
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    def __repr__(self) -> str:
+        return f"<Queue {self.name}>"
+
+    def enqueue(self, func: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> WorkflowHandle[R]:
+        """Enqueue a workflow; a worker runs it when the queue's limits allow."""
+        entry = _registered(func, "workflow")
+        queues.ensure_row(self.spec)
+        return workflows.start(entry, args, kwargs, inline=False, queue=self.spec)
+
+
+class SetWorkflowID(_StartOptionsBlock):
+    """Use the given id, an idempotency key, for the next workflow started in this block."""
+
+    def __init__(self, workflow_id: str):
+        self.workflow_id = validation.workflow_id(workflow_id)
+
+    def _apply(self, options: StartOptions) -> None:
+        options.workflow_id = self.workflow_id

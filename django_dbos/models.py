@@ -33,6 +33,11 @@ class WorkflowStatus(models.Model):
     queue_partition_key = models.CharField(max_length=255, null=True, blank=True)
     timeout_ms = models.BigIntegerField(null=True, blank=True)
     deadline = models.DateTimeField(null=True, blank=True)
+    # Not dispatched before this time (SetEnqueueOptions(delay_seconds=...)).
+    dispatch_after = models.DateTimeField(null=True, blank=True)
+    # Started under SetWorkflowTimeout(None) inside its parent: neither the parent's deadline
+    # nor its cancellation reaches it.
+    detached = models.BooleanField(default=False)
     recovery_attempts = models.IntegerField(default=0)
     parent_workflow_id = models.CharField(max_length=255, null=True, blank=True)
     forked_from = models.CharField(max_length=255, null=True, blank=True)
@@ -62,6 +67,12 @@ class WorkflowStatus(models.Model):
                 name="dbos_wf_enqueued_idx",
                 condition=Q(status="ENQUEUED"),
             ),
+            # Flow control: how many of a queue's workflows run, and started lately.
+            models.Index(
+                fields=["queue_name", "started_at"],
+                name="dbos_wf_queue_started_idx",
+                condition=Q(queue_name__isnull=False),
+            ),
         ]
         constraints = [
             models.UniqueConstraint(
@@ -73,6 +84,32 @@ class WorkflowStatus(models.Model):
 
     def __str__(self) -> str:
         return self.workflow_id
+
+
+class Queue(models.Model):
+    """A queue's flow-control limits: written from code when a worker starts, editable in the
+    admin, read by every worker's dispatcher within seconds."""
+
+    name = models.CharField(max_length=255, primary_key=True)
+    concurrency = models.PositiveIntegerField(
+        null=True, blank=True, help_text="At most this many running at once, across all workers."
+    )
+    worker_concurrency = models.PositiveIntegerField(
+        null=True, blank=True, help_text="At most this many running at once in each worker."
+    )
+    rate_limit = models.PositiveIntegerField(
+        null=True, blank=True, help_text="At most this many starts per rate period."
+    )
+    rate_period_seconds = models.FloatField(null=True, blank=True)
+    priority_enabled = models.BooleanField(default=False)
+    partition_queue = models.BooleanField(default=False)
+    updated_at = models.DateTimeField()
+
+    class Meta:
+        db_table = "dbos_queue"
+
+    def __str__(self) -> str:
+        return self.name
 
 
 class OperationOutput(models.Model):

@@ -1,61 +1,108 @@
-"""The long-running worker process: heartbeat, recovery of dead executors, and (later) dispatch."""
+"""The long-running worker process: heartbeat, queue dispatch and recovery of dead executors."""
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 
 from django.db import close_old_connections, connections
 
 from . import conf
-from .engine import executor, registry
+from .engine import executor, registry, system_db
+from .engine.queues import Dispatcher
 from .engine.recovery import Recovery
 
 logger = logging.getLogger("django_dbos.worker")
 
+SUMMARY_SECONDS = 60.0
+
 
 class Worker:
-    """Runs until stopped: recovers its own leftovers, then watches for dead executors."""
+    """Runs until stopped: recovers its own leftovers, dispatches queued workflows, and watches
+    for dead executors whose workflows it takes over."""
 
-    def __init__(self, *, recovery: bool = True, shutdown_timeout: float = 30.0):
+    def __init__(
+        self,
+        *,
+        queues: list[str] | None = None,
+        recovery: bool = True,
+        shutdown_timeout: float = 30.0,
+    ):
+        self.queues = queues
         self.recovery_enabled = recovery
         self.shutdown_timeout = shutdown_timeout
         self._stop = threading.Event()
+        self.dispatcher: Dispatcher | None = None
 
     def stop(self) -> None:
         self._stop.set()
+        if self.dispatcher is not None:
+            self.dispatcher.wake()
 
     def run(self) -> bool:
         """Work until stop() is called; return True when every running workflow finished."""
         process = executor.current()
         process.ensure_started(role="worker")
+        system_db.sync_queues(registry.queues())
         logger.info(
             "DBOS worker %s started: app %s, application version %s, database %r (%s), "
-            "%d workflow threads.",
+            "%d workflow threads, queues: %s.",
             process.executor_id,
             conf.app_name(),
             registry.application_version(),
             conf.get("DATABASE"),
             connections[conf.get("DATABASE")].vendor,
             process.pool.max_threads,
+            ", ".join(self.queues) if self.queues else "all",
         )
         recovery = Recovery(process)
         if self.recovery_enabled:
             recovered = recovery.recover_own()
             if recovered:
                 logger.info("Recovering %d workflows left by this executor.", recovered)
-        interval = min(float(conf.get("HEARTBEAT_SECONDS")), 1.0)
-        while not self._stop.wait(interval):
-            if not self.recovery_enabled:
-                continue
-            try:
-                recovery.recover_dead()
-            except Exception:
-                logger.exception("Recovery check failed; retrying.")
-            close_old_connections()
+        self.dispatcher = Dispatcher(process, self.queues)
+        dispatching = threading.Thread(
+            target=self._dispatch, args=(self.dispatcher,), name="dbos-dispatcher", daemon=True
+        )
+        dispatching.start()
+        self._watch(recovery)
+        self.dispatcher.wake()
+        dispatching.join(timeout=10)
         logger.info("DBOS worker stopping: waiting up to %s s.", self.shutdown_timeout)
         finished = process.shutdown(self.shutdown_timeout)
         executor.reset()
         connections.close_all()
         logger.info("DBOS worker stopped%s.", "" if finished else " (some workflows left PENDING)")
         return finished
+
+    def _dispatch(self, dispatcher: Dispatcher) -> None:
+        try:
+            dispatcher.run(self._stop)
+        finally:
+            connections.close_all()
+
+    def _watch(self, recovery: Recovery) -> None:
+        """Check for dead executors every second, and log a summary every minute."""
+        interval = min(float(conf.get("HEARTBEAT_SECONDS")), 1.0)
+        next_summary = time.monotonic() + SUMMARY_SECONDS
+        while not self._stop.wait(interval):
+            if self.recovery_enabled:
+                try:
+                    recovery.recover_dead()
+                except Exception:
+                    logger.exception("Recovery check failed; retrying.")
+            if time.monotonic() >= next_summary:
+                next_summary += SUMMARY_SECONDS
+                self._log_summary()
+            close_old_connections()
+
+    def _log_summary(self) -> None:
+        dispatcher = self.dispatcher
+        if dispatcher is not None:
+            logger.info(
+                "DBOS worker: %d queued workflows started, %d finished, %d running.",
+                dispatcher.started,
+                dispatcher.finished,
+                dispatcher.in_flight,
+            )

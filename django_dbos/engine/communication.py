@@ -14,12 +14,12 @@ from django.db import transaction
 
 from ..errors import DBOSException, DBOSNonExistentWorkflowError
 from ..models import Status
-from . import notifier, serialization, system_db
+from . import cancellation, notifier, serialization, system_db, validation
 from .context import WorkflowContext, workflow_context
 from .notifier import key as wake_key
 from .steps import replayed
-from .timers import check_duration, durable_deadline
-from .workflows import record_operation
+from .timers import durable_deadline
+from .workflows import next_operation, record_operation
 
 SEND = "DBOS.send"
 RECV = "DBOS.recv"
@@ -38,12 +38,6 @@ def _inside_workflow(operation: str) -> WorkflowContext:
     return ctx
 
 
-def _check_name(value: Any, what: str) -> str:
-    if not isinstance(value, str):
-        raise ValueError(f"The {what} must be a string, not {type(value).__name__}.")
-    return value
-
-
 def _record_with(
     ctx: WorkflowContext, function_id: int, name: str, write: Callable[[], Any]
 ) -> Any:
@@ -59,7 +53,7 @@ def _record_with(
 
 def send(destination_id: str, message: Any, topic: str | None = None) -> None:
     """Queue a message for a workflow; exactly once when sent from a workflow."""
-    topic = _check_name(topic or "", "topic")
+    topic = validation.name(topic or "", "topic")
     text = serialization.dumps(message, "message")
     key = wake_key("m", destination_id, topic)
 
@@ -73,7 +67,7 @@ def send(destination_id: str, message: Any, topic: str | None = None) -> None:
     if ctx is None:
         write()
     else:
-        function_id = ctx.next_function_id()
+        function_id = next_operation(ctx)
         if replayed(ctx, function_id, SEND)[0]:
             return
         _record_with(ctx, function_id, SEND, write)
@@ -83,14 +77,16 @@ def send(destination_id: str, message: Any, topic: str | None = None) -> None:
 def recv(topic: str | None = None, timeout_seconds: float = 60) -> Any:
     """Wait for and consume the next message on a topic; None when the timeout passes."""
     ctx = _inside_workflow("recv")
-    topic = _check_name(topic or "", "topic")
-    timeout = check_duration(timeout_seconds, "timeout_seconds")
-    deadline_id, function_id = ctx.next_function_id(), ctx.next_function_id()
+    topic = validation.name(topic or "", "topic")
+    timeout = validation.duration(timeout_seconds, "timeout_seconds")
+    deadline_id, function_id = next_operation(ctx), ctx.next_function_id()
     done, result = replayed(ctx, function_id, RECV)
     if done:
         return result
     listener = notifier.current()
-    with listener.subscribe(wake_key("m", ctx.workflow_id, topic)) as event:
+    with listener.subscribe(
+        wake_key("m", ctx.workflow_id, topic), wake_key("c", ctx.workflow_id)
+    ) as event:
         deadline = None
         while True:
             message = _consume(ctx, function_id, topic)
@@ -102,7 +98,7 @@ def recv(topic: str | None = None, timeout_seconds: float = 60) -> Any:
             if remaining <= 0:
                 record_operation(ctx, function_id, RECV, output=serialization.dumps(None))
                 return None
-            listener.wait(event, remaining)
+            cancellation.wait(ctx, event, remaining)
 
 
 def _consume(ctx: WorkflowContext, function_id: int, topic: str) -> str | None:
@@ -120,9 +116,9 @@ def _consume(ctx: WorkflowContext, function_id: int, topic: str) -> str | None:
 def set_event(key: str, value: Any) -> None:
     """Publish a value under a key of the current workflow (latest value wins)."""
     ctx = _inside_workflow("set_event")
-    key = _check_name(key, "event key")
+    key = validation.name(key, "event key")
     text = serialization.dumps(value, f"value of event {key!r}")
-    function_id = ctx.next_function_id()
+    function_id = next_operation(ctx)
     if replayed(ctx, function_id, SET_EVENT)[0]:
         return
     announce = wake_key("e", ctx.workflow_id, key)
@@ -140,16 +136,18 @@ def get_event(workflow_id: str, key: str, timeout_seconds: float = 60) -> Any:
 
     Inside a workflow the value read is recorded, so recovery sees it even if the event changed.
     """
-    key = _check_name(key, "event key")
-    timeout = check_duration(timeout_seconds, "timeout_seconds")
+    key = validation.name(key, "event key")
+    timeout = validation.duration(timeout_seconds, "timeout_seconds")
     ctx = workflow_context()
     if ctx is not None:
-        deadline_id, function_id = ctx.next_function_id(), ctx.next_function_id()
+        deadline_id, function_id = next_operation(ctx), ctx.next_function_id()
         done, result = replayed(ctx, function_id, GET_EVENT)
         if done:
             return result
-    listener = notifier.current()
-    with listener.subscribe(wake_key("e", workflow_id, key)) as event:
+    keys = [wake_key("e", workflow_id, key)]
+    if ctx is not None:
+        keys.append(wake_key("c", ctx.workflow_id))
+    with notifier.current().subscribe(*keys) as event:
         deadline = None if ctx is not None else time.time() + timeout
         while True:
             value = system_db.get_event(workflow_id, key)
@@ -161,7 +159,7 @@ def get_event(workflow_id: str, key: str, timeout_seconds: float = 60) -> Any:
             if remaining <= 0:
                 value = serialization.dumps(None)
                 break
-            listener.wait(event, remaining)
+            cancellation.wait(ctx, event, remaining)
     if ctx is not None:
         record_operation(ctx, function_id, GET_EVENT, output=value)
     return serialization.loads(value)
@@ -182,9 +180,9 @@ def close_stream(key: str) -> None:
 
 def _append(key: str, value: Any, *, closed: bool, name: str) -> None:
     ctx = _inside_workflow("write_stream" if not closed else "close_stream")
-    key = _check_name(key, "stream key")
+    key = validation.name(key, "stream key")
     text = None if closed else serialization.dumps(value, f"value for stream {key!r}")
-    function_id = ctx.next_function_id()
+    function_id = next_operation(ctx)
     if replayed(ctx, function_id, name)[0]:
         return
     announce = wake_key("s", ctx.workflow_id, key)
@@ -202,7 +200,7 @@ def _append(key: str, value: Any, *, closed: bool, name: str) -> None:
 def read_stream(workflow_id: str, key: str) -> Iterator[Any]:
     """Yield a stream's values in order, waiting for new ones, until it is closed or the
     workflow ends."""
-    key = _check_name(key, "stream key")
+    key = validation.name(key, "stream key")
     position = 0
     listener = notifier.current()
     with listener.subscribe(wake_key("s", workflow_id, key), wake_key("w", workflow_id)) as event:

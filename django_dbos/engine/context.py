@@ -7,6 +7,7 @@ its own task on an event loop) and never leak into another.
 from __future__ import annotations
 
 import datetime
+import threading
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
@@ -35,6 +36,9 @@ class WorkflowContext:
     # None for a fresh workflow: nothing is recorded, so no step needs to look anything up.
     recorded: dict[int, RecordedOperation] | None = None
     deadline: datetime.datetime | None = None
+    # Set (in any process) when the workflow may have been cancelled; the database confirms.
+    cancel_hint: threading.Event | None = None
+    queue_name: str | None = None
     function_id: int = 0
     in_step: bool = False
 

@@ -12,7 +12,6 @@ writes made by this process wake local waiters directly, and waiters poll for th
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import threading
@@ -31,10 +30,7 @@ logger = logging.getLogger("django_dbos")
 
 SQLITE_POLL_SECONDS = 0.05
 
-
-def key(kind: str, workflow_id: str, name: str = "") -> str:
-    """The wake-up key of one thing to wait for (also the NOTIFY payload)."""
-    return json.dumps([kind, workflow_id, name], separators=(",", ":"))
+key = system_db.wake_key  # the key of one thing to wait for, also the NOTIFY payload
 
 
 class Notifier:
@@ -74,7 +70,7 @@ class Notifier:
         event.clear()
 
     def poll_interval(self) -> float:
-        if connections[conf.get("DATABASE")].vendor == "postgresql":
+        if connections[system_db.alias()].vendor == "postgresql":
             return float(conf.get("POLL_SECONDS"))
         return SQLITE_POLL_SECONDS
 
@@ -93,7 +89,7 @@ class Notifier:
     def _ensure_listening(self) -> None:
         if self._listener is not None:
             return
-        connection = connections[conf.get("DATABASE")]
+        connection = connections[system_db.alias()]
         if connection.vendor != "postgresql":
             return
         with self._lock:

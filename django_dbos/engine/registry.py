@@ -26,7 +26,21 @@ class Registered:
         return f"{self.func.__module__}.{self.func.__qualname__}"
 
 
+@dataclass(frozen=True)
+class QueueSpec:
+    """A queue as declared in code: its name and flow-control limits."""
+
+    name: str
+    concurrency: int | None = None
+    worker_concurrency: int | None = None
+    rate_limit: int | None = None
+    rate_period_seconds: float | None = None
+    priority_enabled: bool = False
+    partition_queue: bool = False
+
+
 _registered: dict[str, Registered] = {}
+_queues: dict[str, QueueSpec] = {}
 _version: str | None = None
 
 
@@ -55,6 +69,32 @@ def get_workflow(name: str) -> Registered:
             "declaring it is imported (a `workflows` module of an installed app is)."
         )
     return entry
+
+
+def register_queue(spec: QueueSpec) -> QueueSpec:
+    """Register a queue; declaring one name twice with other limits is an error."""
+    existing = _queues.get(spec.name)
+    if existing is not None and existing != spec:
+        raise DBOSConfigurationError(
+            f"Queue {spec.name!r} is declared twice with different limits: {existing} and "
+            f"{spec}. Declare each queue once, in a workflows module."
+        )
+    _queues[spec.name] = spec
+    return spec
+
+
+def get_queue(name: str) -> QueueSpec:
+    spec = _queues.get(name)
+    if spec is None:
+        raise DBOSNotRegisteredError(
+            f"No queue is registered as {name!r}. Declare it with Queue({name!r}, ...) in a "
+            "workflows module."
+        )
+    return spec
+
+
+def queues() -> list[QueueSpec]:
+    return list(_queues.values())
 
 
 def workflows() -> list[Registered]:

@@ -14,7 +14,7 @@ from .. import conf
 from ..errors import DBOSMaxStepRetriesExceeded
 from . import registry, serialization, system_db
 from .context import WorkflowContext, workflow_context
-from .workflows import lost_ownership, record_operation
+from .workflows import lost_ownership, next_operation, record_operation
 
 logger = logging.getLogger("django_dbos")
 
@@ -38,7 +38,7 @@ def run_step(entry: registry.Registered, args: tuple, kwargs: dict) -> Any:
     ctx = workflow_context()
     if ctx is None:
         return entry.func(*args, **kwargs)
-    function_id = ctx.next_function_id()
+    function_id = next_operation(ctx)
     done, result = replayed(ctx, function_id, entry.name)
     if done:
         return result
@@ -106,7 +106,7 @@ def run_transaction(entry: registry.Registered, args: tuple, kwargs: dict) -> An
         with transaction.atomic(using=database):
             _set_isolation(database, entry.options["isolation_level"])
             return entry.func(*args, **kwargs)
-    function_id = ctx.next_function_id()
+    function_id = next_operation(ctx)
     done, result = replayed(ctx, function_id, entry.name)
     if done:
         return result

@@ -7,14 +7,18 @@ reads go through the ORM, which converts types for both PostgreSQL and SQLite.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
+import json
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
 import psycopg
-from django.db import connections
+from django.db import connections, transaction
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
@@ -29,7 +33,11 @@ from ..models import (
     WorkflowEventHistory,
     WorkflowStatus,
 )
+from ..models import (
+    Queue as QueueRow,
+)
 from .context import RecordedOperation
+from .registry import QueueSpec
 
 WF = WorkflowStatus._meta.db_table
 OP = OperationOutput._meta.db_table
@@ -38,13 +46,37 @@ MESSAGE = Notification._meta.db_table
 EVENT = WorkflowEvent._meta.db_table
 EVENT_HISTORY = WorkflowEventHistory._meta.db_table
 STREAM = StreamEntry._meta.db_table
+QUEUE = QueueRow._meta.db_table
 
 # The PostgreSQL channel on which every write that someone may wait for is announced.
 CHANNEL = "django_dbos"
 
 
+def wake_key(kind: str, workflow_id: str, name: str = "") -> str:
+    """The key of one thing waiters wait for (a message, an event, an end...): a NOTIFY payload."""
+    return json.dumps([kind, workflow_id, name], separators=(",", ":"))
+
+
+# Any enqueue, and the end of any queued workflow, wakes the dispatchers of all workers.
+QUEUE_ACTIVITY = wake_key("q", "")
+
+
+_database: ContextVar[str | None] = ContextVar("dbos_database", default=None)
+
+
 def alias() -> str:
-    return conf.get("DATABASE")
+    """The database alias of the system tables: DBOS["DATABASE"], or a DBOSClient's."""
+    return _database.get() or conf.get("DATABASE")
+
+
+@contextmanager
+def using(database: str) -> Iterator[None]:
+    """Read and write the system tables of another database alias inside the block."""
+    token = _database.set(database)
+    try:
+        yield
+    finally:
+        _database.reset(token)
 
 
 def now() -> datetime.datetime:
@@ -84,59 +116,42 @@ def _execute(sql: str, params: Sequence[Any]) -> Any:
 
 @dataclass(frozen=True)
 class NewWorkflow:
-    """The row written when a workflow starts."""
+    """The row written when a workflow starts or is enqueued."""
 
     workflow_id: str
     name: str
     status: str
     inputs: str
     executor_id: str | None
-    application_version: str
+    application_version: str | None = None
     queue_name: str | None = None
     priority: int = 0
     deduplication_id: str | None = None
     queue_partition_key: str | None = None
     timeout_ms: int | None = None
     deadline: datetime.datetime | None = None
+    dispatch_after: datetime.datetime | None = None
     parent_workflow_id: str | None = None
+    detached: bool = False
     authenticated_user: str | None = None
+    forked_from: str | None = None
 
 
+_NEW_WORKFLOW_COLUMNS = [field.name for field in dataclasses.fields(NewWorkflow)]
 _INSERT_WORKFLOW = f"""
-INSERT INTO {WF} (workflow_id, name, status, inputs, executor_id, application_version,
-    queue_name, priority, deduplication_id, queue_partition_key, timeout_ms, deadline,
-    recovery_attempts, parent_workflow_id, authenticated_user, created_at, updated_at, started_at)
-VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, 0, %s, %s, %s, %s, %s)
+INSERT INTO {WF} ({", ".join(_NEW_WORKFLOW_COLUMNS)}, recovery_attempts, created_at, updated_at,
+    started_at)
+VALUES ({", ".join(["%s"] * len(_NEW_WORKFLOW_COLUMNS))}, 0, %s, %s, %s)
 ON CONFLICT DO NOTHING
 """
 
 
-def insert_workflow(row: NewWorkflow) -> bool:
+def insert_workflow(row: NewWorkflow, *, wake_key: str = "") -> bool:
     """Write a new workflow's row; False when the id (or deduplication id) is already taken."""
     moment = now()
     started = moment if row.status == Status.PENDING else None
-    cursor = _execute(
-        _INSERT_WORKFLOW,
-        [
-            row.workflow_id,
-            row.name,
-            row.status,
-            row.inputs,
-            row.executor_id,
-            row.application_version,
-            row.queue_name,
-            row.priority,
-            row.deduplication_id,
-            row.queue_partition_key,
-            row.timeout_ms,
-            row.deadline,
-            row.parent_workflow_id,
-            row.authenticated_user,
-            moment,
-            moment,
-            started,
-        ],
-    )
+    values = [getattr(row, column) for column in _NEW_WORKFLOW_COLUMNS]
+    cursor = _execute_and_notify(_INSERT_WORKFLOW, [*values, moment, moment, started], wake_key)
     return cursor.rowcount == 1
 
 
@@ -218,27 +233,30 @@ def finish_workflow(
     output: str | None,
     error: str | None,
     *,
-    wake_key: str = "",
+    wake_keys: Sequence[str] = (),
 ) -> bool:
     """Write a workflow's outcome, if this executor still owns it; False otherwise."""
     cursor = _execute_and_notify(
-        _FINISH_WORKFLOW, [status, output, error, now(), workflow_id, executor_id], wake_key
+        _FINISH_WORKFLOW, [status, output, error, now(), workflow_id, executor_id], *wake_keys
     )
     return cursor.rowcount == 1
 
 
-def _execute_and_notify(sql: str, params: Sequence[Any], wake_key: str) -> Any:
-    """Run a write and, on PostgreSQL, announce `wake_key` in the same statement if it wrote.
+def _execute_and_notify(sql: str, params: Sequence[Any], *wake_keys: str) -> Any:
+    """Run a write and, on PostgreSQL, announce `wake_keys` in the same statement if it wrote.
 
     NOTIFY is delivered at commit, so a listener never wakes before the row is visible.
     """
-    if not wake_key or connections[alias()].vendor != "postgresql":
+    wake_keys = tuple(key for key in wake_keys if key)
+    if not wake_keys or connections[alias()].vendor != "postgresql":
         return _execute(sql, params)
     sql = sql.strip()
     returning = "" if " RETURNING " in sql else " RETURNING 1"
+    notifies = ", ".join(["pg_notify(%s, %s)"] * len(wake_keys))
+    channel_and_keys = [value for key in wake_keys for value in (CHANNEL, key)]
     return _execute(
-        f"WITH written AS ({sql}{returning}) SELECT pg_notify(%s, %s) FROM written",
-        [*params, CHANNEL, wake_key],
+        f"WITH written AS ({sql}{returning}) SELECT {notifies} FROM written",
+        [*params, *channel_and_keys],
     )
 
 
@@ -261,10 +279,6 @@ def set_status(workflow_id: str, status: str, *, only_if: str | None = None) -> 
     if only_if is not None:
         queryset = queryset.filter(status=only_if)
     return queryset.update(status=status, updated_at=now()) == 1
-
-
-def list_workflows(**filters: Any) -> list[WorkflowStatus]:
-    return list(WorkflowStatus.objects.using(alias()).filter(**filters))
 
 
 # Executors and recovery ---------------------------------------------------------------------
@@ -327,37 +341,196 @@ def pending_executor_ids(application_version: str) -> set[str]:
 
 @dataclass(frozen=True)
 class ClaimedWorkflow:
+    """A workflow this executor now owns and is about to run."""
+
     workflow_id: str
     name: str
     inputs: str
     recovery_attempts: int
     deadline: datetime.datetime | None
+    queue_name: str | None = None
 
 
 def claim_pending(
     from_executors: Iterable[str], executor_id: str, application_version: str
 ) -> list[ClaimedWorkflow]:
-    """Move the PENDING workflows of the given executors to this one, counting an attempt.
+    """Take over the PENDING workflows of the given executors, counting a recovery attempt.
 
-    One guarded UPDATE: a second claim of the same rows, by this or another worker, finds
-    nothing, because the executor id no longer matches.
+    Queued ones go back to ENQUEUED, so that their queue's limits apply when they run again;
+    the others are claimed by this executor and returned, to be run now. Each is one guarded
+    UPDATE: a second claim of the same rows, by this or another worker, finds nothing, because
+    the executor id no longer matches.
     """
     executors = list(from_executors)
     if not executors:
         return []
     placeholders = ", ".join(["%s"] * len(executors))
-    sql = f"""
-        UPDATE {WF} SET executor_id = %s, recovery_attempts = recovery_attempts + 1,
-            updated_at = %s
-        WHERE status = 'PENDING' AND application_version = %s
-            AND executor_id IN ({placeholders})
-        RETURNING workflow_id, name, inputs, recovery_attempts, deadline
-    """
-    rows = _execute(sql, [executor_id, now(), application_version, *executors]).fetchall()
+    guard = f"status = 'PENDING' AND application_version = %s AND executor_id IN ({placeholders})"
+    with transaction.atomic(using=alias()):
+        _execute_and_notify(
+            f"""
+            UPDATE {WF} SET status = 'ENQUEUED', executor_id = NULL,
+                recovery_attempts = recovery_attempts + 1, updated_at = %s
+            WHERE {guard} AND queue_name IS NOT NULL
+            """,
+            [now(), application_version, *executors],
+            QUEUE_ACTIVITY,
+        )
+        rows = _execute(
+            f"""
+            UPDATE {WF} SET executor_id = %s, recovery_attempts = recovery_attempts + 1,
+                updated_at = %s
+            WHERE {guard} AND queue_name IS NULL
+            RETURNING workflow_id, name, inputs, recovery_attempts, deadline
+            """,
+            [executor_id, now(), application_version, *executors],
+        ).fetchall()
     return [
         ClaimedWorkflow(workflow_id, name, inputs, attempts, _parse_time(deadline))
         for workflow_id, name, inputs, attempts, deadline in rows
     ]
+
+
+# Queues ---------------------------------------------------------------------------------------
+
+
+def sync_queues(specs: Iterable[QueueSpec]) -> None:
+    """Write the limits declared in code to the queue rows (at worker start)."""
+    for spec in specs:
+        QueueRow.objects.using(alias()).update_or_create(
+            name=spec.name,
+            defaults={
+                "concurrency": spec.concurrency,
+                "worker_concurrency": spec.worker_concurrency,
+                "rate_limit": spec.rate_limit,
+                "rate_period_seconds": spec.rate_period_seconds,
+                "priority_enabled": spec.priority_enabled,
+                "partition_queue": spec.partition_queue,
+                "updated_at": now(),
+            },
+        )
+
+
+def ensure_queue(spec: QueueSpec) -> None:
+    """Create a queue's row if it has none (queues made on demand keep edited limits)."""
+    if not QueueRow.objects.using(alias()).filter(name=spec.name).exists():
+        sync_queues([spec])
+
+
+def queue_limits() -> list[QueueSpec]:
+    """The limits of every queue, as stored (and perhaps edited in the admin)."""
+    return [
+        QueueSpec(
+            name=row.name,
+            concurrency=row.concurrency,
+            worker_concurrency=row.worker_concurrency,
+            rate_limit=row.rate_limit,
+            rate_period_seconds=row.rate_period_seconds,
+            priority_enabled=row.priority_enabled,
+            partition_queue=row.partition_queue,
+        )
+        for row in QueueRow.objects.using(alias()).order_by("name")
+    ]
+
+
+def claim_queued(
+    queue: QueueSpec, executor_id: str, application_version: str, limit: int
+) -> list[ClaimedWorkflow]:
+    """Move up to `limit` due ENQUEUED workflows of a queue to PENDING on this executor.
+
+    Highest priority first (1; 0 means none and goes first), then oldest. The counts behind the
+    global concurrency and the rate limit are taken in the same transaction, under a lock on the
+    queue's row on PostgreSQL (SQLite runs one writer at a time), so two workers never spend one
+    budget twice. Rows are picked with SKIP LOCKED, so workers never wait for each other.
+    """
+    postgres = connections[alias()].vendor == "postgresql"
+    moment = now()
+    claimed: list[ClaimedWorkflow] = []
+    with transaction.atomic(using=alias()):
+        if postgres and (queue.concurrency is not None or queue.rate_limit is not None):
+            _execute(f"SELECT 1 FROM {QUEUE} WHERE name = %s FOR UPDATE", [queue.name])
+        if queue.rate_limit is not None and queue.rate_period_seconds:
+            since = moment - datetime.timedelta(seconds=queue.rate_period_seconds)
+            started = _execute(
+                f"SELECT COUNT(*) FROM {WF} WHERE queue_name = %s AND started_at > %s",
+                [queue.name, since],
+            ).fetchone()[0]
+            limit = min(limit, queue.rate_limit - started)
+        partitions: list[str | None] = [None]
+        if queue.partition_queue:
+            partitions = [
+                row[0]
+                for row in _execute(
+                    f"SELECT DISTINCT queue_partition_key FROM {WF} "
+                    "WHERE queue_name = %s AND status = 'ENQUEUED'",
+                    [queue.name],
+                ).fetchall()
+            ]
+        for partition in partitions:
+            budget = limit - len(claimed)
+            if budget > 0 and queue.concurrency is not None:
+                budget = min(budget, queue.concurrency - _running(queue.name, partition))
+            if budget > 0:
+                claimed += _claim(
+                    queue.name, partition, budget, executor_id, application_version, moment
+                )
+    return claimed
+
+
+def _running(queue_name: str, partition: str | None) -> int:
+    sql = f"SELECT COUNT(*) FROM {WF} WHERE queue_name = %s AND status = 'PENDING'"
+    params: list[Any] = [queue_name]
+    if partition is not None:
+        sql += " AND queue_partition_key = %s"
+        params.append(partition)
+    return _execute(sql, params).fetchone()[0]
+
+
+def _claim(
+    queue_name: str,
+    partition: str | None,
+    limit: int,
+    executor_id: str,
+    application_version: str,
+    moment: datetime.datetime,
+) -> list[ClaimedWorkflow]:
+    postgres = connections[alias()].vendor == "postgresql"
+    partition_filter = " AND queue_partition_key = %s" if partition is not None else ""
+    pick = f"""
+        SELECT workflow_id FROM {WF}
+        WHERE queue_name = %s{partition_filter} AND status = 'ENQUEUED'
+            AND (dispatch_after IS NULL OR dispatch_after <= %s)
+            AND (application_version = %s OR application_version IS NULL)
+        ORDER BY priority, created_at
+        LIMIT %s{" FOR UPDATE SKIP LOCKED" if postgres else ""}
+    """
+    params: list[Any] = [queue_name]
+    if partition is not None:
+        params.append(partition)
+    ids = [row[0] for row in _execute(pick, [*params, moment, application_version, limit])]
+    if not ids:
+        return []
+    placeholders = ", ".join(["%s"] * len(ids))
+    rows = _execute(
+        f"""
+        UPDATE {WF} SET status = 'PENDING', executor_id = %s, started_at = %s, updated_at = %s,
+            application_version = %s
+        WHERE workflow_id IN ({placeholders}) AND status = 'ENQUEUED'
+        RETURNING workflow_id, name, inputs, recovery_attempts, deadline, timeout_ms
+        """,
+        [executor_id, moment, moment, application_version, *ids],
+    ).fetchall()
+    claimed = []
+    for workflow_id, name, inputs, attempts, deadline, timeout_ms in rows:
+        deadline = _parse_time(deadline)
+        if deadline is None and timeout_ms is not None:
+            # A queued workflow's timeout counts from its dequeue.
+            deadline = moment + datetime.timedelta(milliseconds=timeout_ms)
+            _execute(
+                f"UPDATE {WF} SET deadline = %s WHERE workflow_id = %s", [deadline, workflow_id]
+            )
+        claimed.append(ClaimedWorkflow(workflow_id, name, inputs, attempts, deadline, queue_name))
+    return claimed
 
 
 def _parse_time(value: datetime.datetime | str | None) -> datetime.datetime | None:
@@ -369,10 +542,44 @@ def _parse_time(value: datetime.datetime | str | None) -> datetime.datetime | No
     return value
 
 
-def announce(wake_key: str) -> None:
-    """Send a NOTIFY on its own (PostgreSQL only; writes announce themselves)."""
-    if connections[alias()].vendor == "postgresql":
-        _execute("SELECT pg_notify(%s, %s)", [CHANNEL, wake_key])
+def announce(*wake_keys: str) -> None:
+    """Send NOTIFYs on their own (PostgreSQL only; most writes announce themselves)."""
+    if wake_keys and connections[alias()].vendor == "postgresql":
+        notifies = ", ".join(["pg_notify(%s, %s)"] * len(wake_keys))
+        _execute(f"SELECT {notifies}", [value for key in wake_keys for value in (CHANNEL, key)])
+
+
+# Cancellation ---------------------------------------------------------------------------------
+
+
+def descendants(workflow_id: str) -> list[str]:
+    """The ids of a workflow's children, grandchildren, ... that were not started detached."""
+    found: list[str] = []
+    frontier = [workflow_id]
+    while frontier:
+        frontier = list(
+            WorkflowStatus.objects.using(alias())
+            .filter(parent_workflow_id__in=frontier, detached=False)
+            .values_list("workflow_id", flat=True)
+        )
+        found.extend(frontier)
+    return found
+
+
+def cancel_workflows(
+    workflow_ids: Sequence[str], *, wake_keys: Callable[[str], list[str]]
+) -> list[str]:
+    """Set the unfinished ones of these workflows CANCELLED; return which were."""
+    placeholders = ", ".join(["%s"] * len(workflow_ids))
+    sql = f"""
+        UPDATE {WF} SET status = 'CANCELLED', updated_at = %s, deduplication_id = NULL
+        WHERE workflow_id IN ({placeholders}) AND status IN ('PENDING', 'ENQUEUED')
+        RETURNING workflow_id
+    """
+    with transaction.atomic(using=alias()):
+        cancelled = [row[0] for row in _execute(sql, [now(), *workflow_ids]).fetchall()]
+        announce(*[key for workflow_id in cancelled for key in wake_keys(workflow_id)])
+    return cancelled
 
 
 # Messages -------------------------------------------------------------------------------------
@@ -481,3 +688,151 @@ def read_stream(workflow_id: str, key: str, from_position: int) -> list[tuple[in
         .order_by("position")
         .values_list("position", "value", "closed")
     )
+
+
+# Resume and fork ------------------------------------------------------------------------------
+
+RESUMABLE = (Status.CANCELLED, Status.ERROR, Status.MAX_RECOVERY_ATTEMPTS_EXCEEDED)
+
+
+def resume_workflow(workflow_id: str, executor_id: str) -> ClaimedWorkflow | None:
+    """Set a cancelled or failed workflow going again, with its recovery attempts reset.
+
+    A recorded error of its last operation is discarded, so that operation runs again. A queued
+    workflow goes back to ENQUEUED; any other is claimed by this executor and returned.
+    """
+    lock = " FOR UPDATE" if connections[alias()].vendor == "postgresql" else ""
+    statuses = ", ".join(f"'{status}'" for status in RESUMABLE)
+    with transaction.atomic(using=alias()):
+        row = _execute(
+            f"SELECT name, inputs, queue_name, timeout_ms FROM {WF} "
+            f"WHERE workflow_id = %s AND status IN ({statuses}){lock}",
+            [workflow_id],
+        ).fetchone()
+        if row is None:
+            return None
+        name, inputs, queue_name, timeout_ms = row
+        _execute(
+            f"""
+            DELETE FROM {OP} WHERE workflow_id = %s AND error IS NOT NULL AND function_id =
+                (SELECT MAX(function_id) FROM {OP} WHERE workflow_id = %s)
+            """,
+            [workflow_id, workflow_id],
+        )
+        moment = now()
+        if queue_name is not None:
+            _execute_and_notify(
+                f"""
+                UPDATE {WF} SET status = 'ENQUEUED', executor_id = NULL, recovery_attempts = 0,
+                    output = NULL, error = NULL, deadline = NULL, updated_at = %s
+                WHERE workflow_id = %s
+                """,
+                [moment, workflow_id],
+                QUEUE_ACTIVITY,
+            )
+            return None
+        deadline = moment + datetime.timedelta(milliseconds=timeout_ms) if timeout_ms else None
+        _execute(
+            f"""
+            UPDATE {WF} SET status = 'PENDING', executor_id = %s, recovery_attempts = 0,
+                output = NULL, error = NULL, deadline = %s, updated_at = %s
+            WHERE workflow_id = %s
+            """,
+            [executor_id, deadline, moment, workflow_id],
+        )
+    return ClaimedWorkflow(workflow_id, name, inputs, 0, deadline)
+
+
+def fork_workflow(original: WorkflowStatus, row: NewWorkflow, start_step: int) -> None:
+    """Write a new workflow that starts as a copy of `original` before operation `start_step`:
+    its recorded operations, the values its events had then, and its stream entries."""
+    copy = [row.workflow_id, original.workflow_id, start_step]
+    with transaction.atomic(using=alias()):
+        insert_workflow(row, wake_key=QUEUE_ACTIVITY if row.status == Status.ENQUEUED else "")
+        _execute(
+            f"""
+            INSERT INTO {OP} (workflow_id, function_id, function_name, output, error,
+                child_workflow_id, started_at, completed_at)
+            SELECT %s, function_id, function_name, output, error, child_workflow_id, started_at,
+                completed_at
+            FROM {OP} WHERE workflow_id = %s AND function_id < %s
+            """,
+            copy,
+        )
+        _execute(
+            f"""
+            INSERT INTO {EVENT_HISTORY} (workflow_id, function_id, key, value)
+            SELECT %s, function_id, key, value FROM {EVENT_HISTORY}
+            WHERE workflow_id = %s AND function_id < %s
+            """,
+            copy,
+        )
+        _execute(
+            f"""
+            INSERT INTO {EVENT} (workflow_id, key, value, updated_at)
+            SELECT h.workflow_id, h.key, h.value, %s FROM {EVENT_HISTORY} h
+            WHERE h.workflow_id = %s AND h.function_id = (
+                SELECT MAX(function_id) FROM {EVENT_HISTORY} latest
+                WHERE latest.workflow_id = h.workflow_id AND latest.key = h.key)
+            """,
+            [now(), row.workflow_id],
+        )
+        _execute(
+            f"""
+            INSERT INTO {STREAM} (workflow_id, key, position, value, closed, function_id,
+                created_at)
+            SELECT %s, key, position, value, closed, function_id, created_at FROM {STREAM}
+            WHERE workflow_id = %s AND function_id < %s
+            """,
+            copy,
+        )
+
+
+def list_workflows(
+    *,
+    workflow_ids: Sequence[str] | None = None,
+    statuses: Sequence[str] | None = None,
+    name: str | None = None,
+    queue_name: str | None = None,
+    queued_only: bool = False,
+    start_time: datetime.datetime | None = None,
+    end_time: datetime.datetime | None = None,
+    app_version: str | None = None,
+    user: str | None = None,
+    limit: int | None = None,
+    offset: int | None = None,
+    sort_desc: bool = False,
+) -> list[WorkflowStatus]:
+    """Workflows matching every filter given, by creation time."""
+    rows = WorkflowStatus.objects.using(alias())
+    if workflow_ids is not None:
+        rows = rows.filter(workflow_id__in=list(workflow_ids))
+    if statuses is not None:
+        rows = rows.filter(status__in=list(statuses))
+    if name is not None:
+        rows = rows.filter(name=name)
+    if queue_name is not None:
+        rows = rows.filter(queue_name=queue_name)
+    elif queued_only:
+        rows = rows.filter(queue_name__isnull=False)
+    if start_time is not None:
+        rows = rows.filter(created_at__gte=start_time)
+    if end_time is not None:
+        rows = rows.filter(created_at__lte=end_time)
+    if app_version is not None:
+        rows = rows.filter(application_version=app_version)
+    if user is not None:
+        rows = rows.filter(authenticated_user=user)
+    rows = rows.order_by("-created_at" if sort_desc else "created_at", "workflow_id")
+    start = offset or 0
+    return list(rows[start : start + limit] if limit is not None else rows[start:])
+
+
+def get_outcomes(workflow_ids: Sequence[str]) -> dict[str, tuple[str, str | None, str | None]]:
+    """(status, output, error) of several workflows at once."""
+    return {
+        row[0]: row[1:]
+        for row in WorkflowStatus.objects.using(alias())
+        .filter(workflow_id__in=list(workflow_ids))
+        .values_list("workflow_id", "status", "output", "error")
+    }

@@ -3,25 +3,12 @@
 from __future__ import annotations
 
 import time
-from typing import Any
 
-from . import serialization
+from . import cancellation, notifier, serialization, validation
 from .context import WorkflowContext, workflow_context
-from .workflows import record_operation
+from .workflows import next_operation, record_operation
 
 SLEEP = "DBOS.sleep"
-# Longer durations are clamped to this (about 100 years): a wait that long never ends anyway,
-# and the deadline must stay a representable time.
-LONGEST_WAIT_SECONDS = 100 * 365 * 24 * 3600.0
-
-
-def check_duration(value: Any, name: str) -> float:
-    """Return a wait duration in seconds, refusing what is not a non-negative number."""
-    if isinstance(value, bool) or not isinstance(value, int | float) or value != value:
-        raise ValueError(f"{name} must be a number of seconds, not {value!r}.")
-    if value < 0:
-        raise ValueError(f"{name} must not be negative (got {value}).")
-    return min(float(value), LONGEST_WAIT_SECONDS)
 
 
 def durable_deadline(ctx: WorkflowContext, function_id: int, seconds: float) -> float:
@@ -40,12 +27,12 @@ def durable_deadline(ctx: WorkflowContext, function_id: int, seconds: float) -> 
 
 def sleep(seconds: float) -> None:
     """Sleep durably inside a workflow (the wake-up time is recorded); plainly elsewhere."""
-    seconds = check_duration(seconds, "seconds")
+    seconds = validation.duration(seconds, "seconds")
     ctx = workflow_context()
     if ctx is None:
         time.sleep(seconds)
         return
-    wake_at = durable_deadline(ctx, ctx.next_function_id(), seconds)
-    remaining = wake_at - time.time()
-    if remaining > 0:
-        time.sleep(remaining)
+    wake_at = durable_deadline(ctx, next_operation(ctx), seconds)
+    with notifier.current().subscribe(notifier.key("c", ctx.workflow_id)) as cancelled:
+        while (remaining := wake_at - time.time()) > 0:
+            cancellation.wait(ctx, cancelled, remaining)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import logging
 import threading
 import time
@@ -13,15 +14,24 @@ from django.db import transaction
 
 from ..errors import (
     DBOSAwaitedWorkflowCancelledError,
-    DBOSException,
     DBOSMaxRecoveryAttemptsExceededError,
     DBOSNonExistentWorkflowError,
+    DBOSQueueDeduplicatedError,
     DBOSSerializationError,
     DBOSWorkflowCancelledError,
     DBOSWorkflowConflictIDError,
 )
 from ..models import Status
-from . import executor, notifier, registry, serialization, system_db
+from . import (
+    cancellation,
+    executor,
+    notifier,
+    queues,
+    registry,
+    serialization,
+    system_db,
+    validation,
+)
 from .context import (
     RecordedOperation,
     StartOptions,
@@ -32,8 +42,6 @@ from .context import (
 )
 
 logger = logging.getLogger("django_dbos")
-
-MAX_WORKFLOW_ID_LENGTH = 255
 
 
 class Superseded(BaseException):
@@ -64,74 +72,120 @@ def take_start_options() -> StartOptions:
     return taken
 
 
-def validate_workflow_id(workflow_id: Any) -> str:
-    if not isinstance(workflow_id, str) or not workflow_id:
-        raise DBOSException(f"A workflow id must be a non-empty string, not {workflow_id!r}.")
-    if len(workflow_id) > MAX_WORKFLOW_ID_LENGTH:
-        raise DBOSException(
-            f"Workflow id {workflow_id[:40]!r}... is {len(workflow_id)} characters long; "
-            f"the limit is {MAX_WORKFLOW_ID_LENGTH}."
-        )
-    return workflow_id
-
-
-def start(entry: registry.Registered, args: tuple, kwargs: dict, *, inline: bool) -> Any:
-    """Record a workflow and run it: here and now when inline, else on the pool (a handle)."""
+def start(
+    entry: registry.Registered,
+    args: tuple,
+    kwargs: dict,
+    *,
+    inline: bool,
+    queue: registry.QueueSpec | None = None,
+) -> Any:
+    """Record a workflow and run it: here and now when inline, on the pool (returning a handle),
+    or, with a queue, leave it ENQUEUED for a worker to dispatch."""
     from ..api import WorkflowHandle
 
     parent = workflow_context()
     options = take_start_options()
     function_id = 0
     if parent is not None:
-        function_id = parent.next_function_id()
+        function_id = next_operation(parent)
         recorded = parent.recorded_operation(function_id, entry.name)
         if recorded is not None:
             return _attach(recorded.child_workflow_id or "", inline)
     if options.workflow_id is not None:
-        workflow_id = validate_workflow_id(options.workflow_id)
+        workflow_id = validation.workflow_id(options.workflow_id)
     elif parent is not None:
-        workflow_id = validate_workflow_id(f"{parent.workflow_id}-{function_id}")
+        workflow_id = validation.workflow_id(f"{parent.workflow_id}-{function_id}")
     else:
         workflow_id = str(uuid.uuid4())
     inputs = serialization.dumps_arguments(args, kwargs)
+    timeout_ms, deadline, detached = _timeout(options, parent, queued=queue is not None)
 
-    process = executor.current()
-    executor_id = process.ensure_started()
-    inserted = system_db.insert_workflow(
-        system_db.NewWorkflow(
+    if queue is None:
+        process = executor.current()
+        executor_id = process.ensure_started()
+        row = system_db.NewWorkflow(
             workflow_id=workflow_id,
             name=entry.name,
             status=Status.PENDING,
             inputs=inputs,
             executor_id=executor_id,
             application_version=registry.application_version(),
+            timeout_ms=timeout_ms,
+            deadline=deadline,
             parent_workflow_id=parent.workflow_id if parent else None,
+            detached=detached,
         )
-    )
+        inserted = system_db.insert_workflow(row)
+    else:
+        row = system_db.NewWorkflow(
+            workflow_id=workflow_id,
+            name=entry.name,
+            status=Status.ENQUEUED,
+            inputs=inputs,
+            executor_id=None,
+            timeout_ms=timeout_ms,
+            deadline=deadline,
+            parent_workflow_id=parent.workflow_id if parent else None,
+            detached=detached,
+            **queues.enqueue_fields(queue, options.enqueue, registry.application_version()),
+        )
+        inserted = system_db.insert_workflow(row, wake_key=system_db.QUEUE_ACTIVITY)
     if parent is not None:
         record_operation(parent, function_id, entry.name, child_workflow_id=workflow_id)
     if not inserted:
-        existing = system_db.get_workflow(workflow_id)
-        if existing is not None and existing.name != entry.name:
-            raise DBOSWorkflowConflictIDError(
-                f"Workflow id {workflow_id!r} is already used by workflow {existing.name!r}; "
-                f"it cannot also run {entry.name!r}. Choose another id."
-            )
+        check_existing(row)
         return _attach(workflow_id, inline)
+    if queue is not None:
+        return WorkflowHandle(workflow_id)
 
+    claimed = system_db.ClaimedWorkflow(workflow_id, entry.name, inputs, 0, deadline)
     if inline:
-        return execute(entry, workflow_id, executor_id, args, kwargs, recorded=None)
+        return execute(entry, claimed, executor_id, args, kwargs, recorded=None)
     if transaction.get_connection(system_db.alias()).in_atomic_block:
         # The row is part of the caller's transaction: run only once it commits.
         transaction.on_commit(
-            lambda: process.pool.submit(
-                execute, entry, workflow_id, executor_id, args, kwargs, None
-            ),
+            lambda: process.pool.submit(execute, entry, claimed, executor_id, args, kwargs, None),
             using=system_db.alias(),
         )
         return WorkflowHandle(workflow_id)
-    future = process.pool.submit(execute, entry, workflow_id, executor_id, args, kwargs, None)
+    future = process.pool.submit(execute, entry, claimed, executor_id, args, kwargs, None)
     return WorkflowHandle(workflow_id, future)
+
+
+def check_existing(row: system_db.NewWorkflow) -> None:
+    """After an insert found its id taken: fine if it is the same workflow (idempotency), else
+    raise the conflict (another workflow's id, or a taken deduplication id)."""
+    existing = system_db.get_workflow(row.workflow_id)
+    if existing is None:
+        raise DBOSQueueDeduplicatedError(
+            f"Queue {row.queue_name!r} already has an active workflow with deduplication id "
+            f"{row.deduplication_id!r}; it was not enqueued again."
+        )
+    if existing.name != row.name:
+        raise DBOSWorkflowConflictIDError(
+            f"Workflow id {row.workflow_id!r} is already used by workflow {existing.name!r}; "
+            f"it cannot also run {row.name!r}. Choose another id."
+        )
+
+
+def _timeout(
+    options: StartOptions, parent: WorkflowContext | None, *, queued: bool
+) -> tuple[int | None, datetime.datetime | None, bool]:
+    """Return (timeout_ms, deadline, detached) for a new workflow.
+
+    A timeout counts from the start (from the dequeue for a queued workflow); a child inherits
+    its parent's deadline unless it is started under SetWorkflowTimeout(None): detached.
+    """
+    if options.timeout_set:
+        if options.timeout_seconds is None:
+            return None, None, parent is not None
+        seconds = validation.duration(options.timeout_seconds, "The workflow timeout")
+        deadline = None if queued else system_db.now() + datetime.timedelta(seconds=seconds)
+        return int(seconds * 1000), deadline, False
+    if parent is not None and parent.deadline is not None:
+        return None, parent.deadline, False
+    return None, None, False
 
 
 def _attach(workflow_id: str, inline: bool) -> Any:
@@ -147,34 +201,54 @@ def _attach(workflow_id: str, inline: bool) -> Any:
 
 def execute(
     entry: registry.Registered,
-    workflow_id: str,
+    claimed: system_db.ClaimedWorkflow,
     executor_id: str,
     args: tuple,
     kwargs: dict,
     recorded: dict[int, RecordedOperation] | None,
 ) -> Any:
     """Run a workflow body that this executor owns and record its outcome."""
-    ctx = WorkflowContext(workflow_id, entry.name, executor_id, recorded)
+    workflow_id = claimed.workflow_id
     future: Future[Any] = Future()
     future.set_running_or_notify_cancel()
     with _running_lock:
         _running[workflow_id] = future
-    workflow_token = current_workflow.set(ctx)
-    options_token = start_options.set(None)
-    try:
-        result = _run_body(entry, ctx, args, kwargs)
-    except BaseException as exc:
-        future.set_exception(exc)
-        raise
-    else:
-        future.set_result(result)
-        return result
-    finally:
-        start_options.reset(options_token)
-        current_workflow.reset(workflow_token)
-        with _running_lock:
-            if _running.get(workflow_id) is future:
-                del _running[workflow_id]
+    listener = notifier.current()
+    with (
+        listener.subscribe(notifier.key("c", workflow_id)) as cancel_hint,
+        cancellation.deadline_timer(workflow_id, claimed.deadline),
+    ):
+        ctx = WorkflowContext(
+            workflow_id,
+            entry.name,
+            executor_id,
+            recorded,
+            deadline=claimed.deadline,
+            cancel_hint=cancel_hint,
+            queue_name=claimed.queue_name,
+        )
+        workflow_token = current_workflow.set(ctx)
+        options_token = start_options.set(None)
+        try:
+            result = _run_body(entry, ctx, args, kwargs)
+        except BaseException as exc:
+            future.set_exception(exc)
+            raise
+        else:
+            future.set_result(result)
+            return result
+        finally:
+            start_options.reset(options_token)
+            current_workflow.reset(workflow_token)
+            with _running_lock:
+                if _running.get(workflow_id) is future:
+                    del _running[workflow_id]
+
+
+def next_operation(ctx: WorkflowContext) -> int:
+    """Take the next function id, stopping first if the workflow was cancelled or timed out."""
+    cancellation.check(ctx)
+    return ctx.next_function_id()
 
 
 def _run_body(entry: registry.Registered, ctx: WorkflowContext, args: tuple, kwargs: dict) -> Any:
@@ -205,8 +279,9 @@ def _finish(
 ) -> bool:
     """Record the outcome (if this execution still owns the workflow) and wake its waiters."""
     done_key = notifier.key("w", ctx.workflow_id)
+    wake_keys = [done_key] if ctx.queue_name is None else [done_key, system_db.QUEUE_ACTIVITY]
     finished = system_db.finish_workflow(
-        ctx.workflow_id, ctx.executor_id, status, output, error, wake_key=done_key
+        ctx.workflow_id, ctx.executor_id, status, output, error, wake_keys=wake_keys
     )
     if finished:
         notifier.current().wake(done_key)
@@ -256,11 +331,12 @@ def lost_ownership(ctx: WorkflowContext) -> BaseException:
 
 
 def run_claimed(claimed: system_db.ClaimedWorkflow, executor_id: str) -> Any:
-    """Re-run a recovered workflow from the start, replaying its recorded operations."""
+    """Run a claimed workflow (recovered, dequeued, resumed, forked) from the start, replaying
+    whatever it has recorded."""
     entry = registry.get_workflow(claimed.name)
     args, kwargs = serialization.loads_arguments(claimed.inputs)
     recorded = system_db.load_operations(claimed.workflow_id)
-    return execute(entry, claimed.workflow_id, executor_id, args, kwargs, recorded)
+    return execute(entry, claimed, executor_id, args, kwargs, recorded)
 
 
 def local_future(workflow_id: str) -> Future[Any] | None:

@@ -9,9 +9,16 @@ from django_dbos.worker import Worker
 
 
 class Command(BaseCommand):
-    help = "Run a DBOS worker: heartbeat and recovery of dead executors' workflows."
+    help = "Run a DBOS worker: queue dispatch, heartbeat, and recovery of dead executors."
 
     def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument(
+            "--queue",
+            action="append",
+            dest="queues",
+            metavar="NAME",
+            help="Dispatch only this queue (repeat for several; default: all queues).",
+        )
         parser.add_argument(
             "--concurrency",
             type=int,
@@ -39,6 +46,7 @@ class Command(BaseCommand):
                 raise SystemExit(2)
             executor.current().max_threads = options["concurrency"]
         worker = Worker(
+            queues=options["queues"],
             recovery=not options["no_recovery"],
             shutdown_timeout=options["shutdown_timeout"],
         )

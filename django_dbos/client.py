@@ -1,0 +1,144 @@
+"""DBOSClient: enqueue and manage workflows from code that does not have them (another service,
+a script, another Django project sharing the database)."""
+
+from __future__ import annotations
+
+import functools
+import uuid
+from collections.abc import Callable
+from typing import Any, TypedDict
+
+from .api import DBOS, StepInfo, WorkflowHandle, WorkflowStatus
+from .engine import queues, registry, serialization, system_db, validation, workflows
+from .errors import DBOSNotRegisteredError
+from .models import Status
+
+
+class EnqueueOptions(TypedDict, total=False):
+    queue_name: str  # required
+    workflow_name: str  # required: the name the workflow is registered under
+    workflow_id: str
+    priority: int
+    deduplication_id: str
+    queue_partition_key: str
+    delay_seconds: float
+    app_version: str
+    workflow_timeout: float
+
+
+def _on_database(method: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(method)
+    def wrapper(self: DBOSClient, *args: Any, **kwargs: Any) -> Any:
+        with system_db.using(self.database):
+            return method(self, *args, **kwargs)
+
+    return wrapper
+
+
+class DBOSClient:
+    """Enqueue workflows by name and manage them, given only the database of the system tables.
+
+    Workflows enqueued without `app_version` are run by a worker of any application version.
+    """
+
+    def __init__(self, database: str | None = None):
+        from . import conf
+
+        self.database = database or conf.get("DATABASE")
+
+    def __repr__(self) -> str:
+        return f"<DBOSClient {self.database}>"
+
+    @_on_database
+    def enqueue(self, options: EnqueueOptions, *args: Any, **kwargs: Any) -> WorkflowHandle[Any]:
+        """Enqueue the workflow `options["workflow_name"]` on `options["queue_name"]`."""
+        missing = {"queue_name", "workflow_name"} - set(options)
+        if missing:
+            raise ValueError(f"enqueue() options need {', '.join(sorted(missing))}.")
+        name = validation.name(options["workflow_name"], "workflow_name", allow_empty=False)
+        queue = self._queue(options["queue_name"])
+        workflow_id = validation.workflow_id(options.get("workflow_id") or str(uuid.uuid4()))
+        inputs = serialization.dumps_arguments(args, kwargs)
+        timeout = options.get("workflow_timeout")
+        enqueue_options = {k: options[k] for k in queues.ENQUEUE_OPTIONS if k in options}
+        row = system_db.NewWorkflow(
+            workflow_id=workflow_id,
+            name=name,
+            status=Status.ENQUEUED,
+            inputs=inputs,
+            executor_id=None,
+            timeout_ms=None
+            if timeout is None
+            else int(validation.duration(timeout, "workflow_timeout") * 1000),
+            **queues.enqueue_fields(queue, enqueue_options, default_version=None),
+        )
+        if not system_db.insert_workflow(row, wake_key=system_db.QUEUE_ACTIVITY):
+            workflows.check_existing(row)
+        return _ClientHandle(self.database, workflow_id)
+
+    def _queue(self, name: str) -> registry.QueueSpec:
+        for queue in system_db.queue_limits():
+            if queue.name == name:
+                return queue
+        try:
+            return registry.get_queue(name)
+        except DBOSNotRegisteredError:
+            raise DBOSNotRegisteredError(
+                f"There is no queue {name!r}: declare it in the application's code and start a "
+                "worker (which records it), or check the name."
+            ) from None
+
+    @_on_database
+    def send(self, destination_id: str, message: Any, topic: str | None = None) -> None:
+        DBOS.send(destination_id, message, topic)
+
+    @_on_database
+    def get_event(self, workflow_id: str, key: str, timeout_seconds: float = 60) -> Any:
+        return DBOS.get_event(workflow_id, key, timeout_seconds)
+
+    @_on_database
+    def retrieve_workflow(self, workflow_id: str) -> WorkflowHandle[Any]:
+        return _ClientHandle(self.database, DBOS.retrieve_workflow(workflow_id).workflow_id)
+
+    @_on_database
+    def cancel_workflow(self, workflow_id: str) -> None:
+        DBOS.cancel_workflow(workflow_id)
+
+    @_on_database
+    def resume_workflow(self, workflow_id: str) -> WorkflowHandle[Any]:
+        return _ClientHandle(self.database, DBOS.resume_workflow(workflow_id).workflow_id)
+
+    @_on_database
+    def fork_workflow(
+        self, workflow_id: str, start_step: int, application_version: str | None = None
+    ) -> WorkflowHandle[Any]:
+        handle = DBOS.fork_workflow(workflow_id, start_step, application_version)
+        return _ClientHandle(self.database, handle.workflow_id)
+
+    @_on_database
+    def list_workflows(self, **filters: Any) -> list[WorkflowStatus]:
+        return DBOS.list_workflows(**filters)
+
+    @_on_database
+    def list_queued_workflows(self, **filters: Any) -> list[WorkflowStatus]:
+        return DBOS.list_queued_workflows(**filters)
+
+    @_on_database
+    def list_workflow_steps(self, workflow_id: str) -> list[StepInfo]:
+        return DBOS.list_workflow_steps(workflow_id)
+
+
+class _ClientHandle(WorkflowHandle[Any]):
+    """A handle that reads the client's database."""
+
+    def __init__(self, database: str, workflow_id: str):
+        super().__init__(workflow_id)
+        self.database = database
+
+    def get_result(self, timeout: float | None = None) -> Any:
+        with system_db.using(self.database):
+            return super().get_result(timeout)
+
+    def get_status(self) -> WorkflowStatus:
+        with system_db.using(self.database):
+            return super().get_status()

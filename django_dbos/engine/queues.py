@@ -1,0 +1,233 @@
+"""Queues: the options of an enqueue, and the dispatcher that runs queued workflows in a worker."""
+
+from __future__ import annotations
+
+import datetime
+import logging
+import threading
+import time
+from collections import Counter
+from typing import Any
+
+from django.db import close_old_connections
+
+from .. import conf
+from ..errors import DBOSException, DBOSNotRegisteredError
+from ..models import Status
+from . import notifier, registry, serialization, system_db, validation
+from .executor import ProcessExecutor
+
+logger = logging.getLogger("django_dbos.worker")
+
+# Resumed and forked workflows that belong to no queue of their own wait here for a worker.
+INTERNAL_QUEUE = "_dbos_internal_queue"
+ENQUEUE_OPTIONS = {
+    "deduplication_id",
+    "priority",
+    "queue_partition_key",
+    "delay_seconds",
+    "app_version",
+}
+MAX_PRIORITY = 2**31 - 1
+
+
+_rows_written: set[str] = set()
+
+
+def ensure_row(queue: registry.QueueSpec) -> None:
+    """Give a queue its row (once per process), so the admin shows it before a worker starts."""
+    if queue.name not in _rows_written:
+        system_db.ensure_queue(queue)
+        _rows_written.add(queue.name)
+
+
+def enqueue_fields(
+    queue: registry.QueueSpec, options: dict[str, Any], default_version: str | None
+) -> dict[str, Any]:
+    """Check SetEnqueueOptions against the queue; return the columns they set.
+
+    Workers only dequeue workflows of their own application version, or of none
+    (`default_version=None`, as the client enqueues without knowing the workers' version).
+    """
+    priority = options.get("priority")
+    if priority is None:
+        priority = 0
+    elif (
+        isinstance(priority, bool)
+        or not isinstance(priority, int)
+        or not (1 <= priority <= MAX_PRIORITY)
+    ):
+        raise ValueError(f"priority must be an integer from 1 (highest) to {MAX_PRIORITY}.")
+    elif not queue.priority_enabled:
+        raise DBOSException(
+            f"Queue {queue.name!r} does not use priorities; declare it with "
+            "priority_enabled=True to enqueue with a priority."
+        )
+    partition = options.get("queue_partition_key")
+    if queue.partition_queue and partition is None:
+        raise DBOSException(
+            f"Queue {queue.name!r} is partitioned: enqueue with "
+            "SetEnqueueOptions(queue_partition_key=...)."
+        )
+    if partition is not None and not queue.partition_queue:
+        raise DBOSException(
+            f"Queue {queue.name!r} is not partitioned; declare it with partition_queue=True to "
+            "enqueue with a queue_partition_key."
+        )
+    if partition is not None:
+        validation.name(partition, "queue_partition_key", allow_empty=False)
+    deduplication_id = options.get("deduplication_id")
+    if deduplication_id is not None:
+        validation.name(deduplication_id, "deduplication_id", allow_empty=False)
+    delay = options.get("delay_seconds")
+    dispatch_after = None
+    if delay is not None:
+        seconds = validation.duration(delay, "delay_seconds")
+        dispatch_after = system_db.now() + datetime.timedelta(seconds=seconds)
+    app_version = options.get("app_version")
+    if app_version is not None:
+        validation.name(app_version, "app_version", allow_empty=False)
+    return {
+        "queue_name": queue.name,
+        "priority": priority,
+        "deduplication_id": deduplication_id,
+        "queue_partition_key": partition,
+        "dispatch_after": dispatch_after,
+        "application_version": app_version or default_version,
+    }
+
+
+class Dispatcher:
+    """Claims this worker's share of queued workflows and runs them on its thread pool.
+
+    It sleeps until an enqueue or the end of a queued workflow (in any process) wakes it, or for
+    POLL_SECONDS at most, then claims what the queues' limits allow.
+    """
+
+    LIMITS_REFRESH_SECONDS = 2.0
+
+    def __init__(self, process: ProcessExecutor, queue_names: list[str] | None = None):
+        self.process = process
+        self.only = set(queue_names) if queue_names else None
+        self._lock = threading.Lock()
+        self._running: Counter[str] = Counter()
+        self._in_flight = 0
+        self._limits: list[registry.QueueSpec] = []
+        self._limits_read_at = 0.0
+        self._wake: threading.Event | None = None
+        self.started = 0
+        self.finished = 0
+
+    @property
+    def in_flight(self) -> int:
+        return self._in_flight
+
+    def run(self, stop: threading.Event) -> None:
+        """Dispatch until `stop` is set (call `wake()` after setting it)."""
+        listener = notifier.current()
+        with listener.subscribe(system_db.QUEUE_ACTIVITY) as event:
+            self._wake = event
+            while not stop.is_set():
+                try:
+                    claimed = self.dispatch_once()
+                except Exception:
+                    logger.exception("Queue dispatch failed; retrying.")
+                    close_old_connections()
+                    claimed = 0
+                    time.sleep(0.5)
+                if not claimed and not stop.is_set():
+                    listener.wait(event, None)
+            self._wake = None
+
+    def wake(self) -> None:
+        if self._wake is not None:
+            self._wake.set()
+
+    def dispatch_once(self) -> int:
+        """Claim and start what the queues allow now; return how many started."""
+        started = 0
+        version = registry.application_version()
+        for queue in self._queue_limits():
+            if self.only is not None and queue.name not in self.only | {INTERNAL_QUEUE}:
+                continue
+            with self._lock:
+                want = self.process.pool.max_threads - self._in_flight
+                if queue.worker_concurrency is not None:
+                    want = min(want, queue.worker_concurrency - self._running[queue.name])
+            if want <= 0:
+                continue
+            for claimed in system_db.claim_queued(queue, self.process.executor_id, version, want):
+                self._start(queue.name, claimed)
+                started += 1
+        return started
+
+    def _queue_limits(self) -> list[registry.QueueSpec]:
+        if time.monotonic() - self._limits_read_at > self.LIMITS_REFRESH_SECONDS:
+            # The stored limits win (they may have been edited in the admin); queues declared
+            # in code but without a row yet are dispatched with their declared limits.
+            limits = {queue.name: queue for queue in registry.queues()}
+            limits.update({queue.name: queue for queue in system_db.queue_limits()})
+            limits.setdefault(INTERNAL_QUEUE, registry.QueueSpec(INTERNAL_QUEUE))
+            self._limits = list(limits.values())
+            self._limits_read_at = time.monotonic()
+        return self._limits
+
+    def _start(self, queue_name: str, claimed: system_db.ClaimedWorkflow) -> None:
+        from .workflows import run_claimed
+
+        try:
+            entry = registry.get_workflow(claimed.name)
+        except DBOSNotRegisteredError as exc:
+            logger.error("Cannot run workflow %s: %s", claimed.workflow_id, exc)
+            system_db.finish_workflow(
+                claimed.workflow_id,
+                self.process.executor_id,
+                Status.ERROR,
+                None,
+                serialization.dumps_error(exc),
+            )
+            return
+        limit = entry.options.get("max_recovery_attempts") or int(conf.get("MAX_RECOVERY_ATTEMPTS"))
+        if claimed.recovery_attempts > limit:
+            logger.error(
+                "Workflow %s was recovered %d times (its limit is %d); it is now %s.",
+                claimed.workflow_id,
+                claimed.recovery_attempts,
+                limit,
+                Status.MAX_RECOVERY_ATTEMPTS_EXCEEDED,
+            )
+            system_db.set_status(
+                claimed.workflow_id, Status.MAX_RECOVERY_ATTEMPTS_EXCEEDED, only_if=Status.PENDING
+            )
+            return
+        with self._lock:
+            self._running[queue_name] += 1
+            self._in_flight += 1
+            self.started += 1
+        logger.info(
+            "Starting workflow %s (%s) from queue %s.",
+            claimed.workflow_id,
+            claimed.name,
+            queue_name,
+        )
+        self.process.pool.submit(self._run, run_claimed, queue_name, claimed)
+
+    def _run(self, run_claimed: Any, queue_name: str, claimed: system_db.ClaimedWorkflow) -> None:
+        began = time.monotonic()
+        outcome = "SUCCESS"
+        try:
+            run_claimed(claimed, self.process.executor_id)
+        except BaseException as exc:  # the workflow's own error is recorded; the worker goes on
+            outcome = f"{type(exc).__name__}: {exc}"
+        finally:
+            with self._lock:
+                self._running[queue_name] -= 1
+                self._in_flight -= 1
+                self.finished += 1
+            self.wake()
+            logger.info(
+                "Workflow %s finished in %.0f ms: %s.",
+                claimed.workflow_id,
+                (time.monotonic() - began) * 1000,
+                outcome,
+            )

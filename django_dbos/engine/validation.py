@@ -1,0 +1,40 @@
+"""Checks of user input shared by the engine: ids, durations, names."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..errors import DBOSException
+
+MAX_ID_LENGTH = 255
+# Longer durations are clamped to this (about 100 years): a wait that long never ends anyway,
+# and a deadline must stay a representable time.
+LONGEST_WAIT_SECONDS = 100 * 365 * 24 * 3600.0
+
+
+def workflow_id(value: Any) -> str:
+    if not isinstance(value, str) or not value:
+        raise DBOSException(f"A workflow id must be a non-empty string, not {value!r}.")
+    if len(value) > MAX_ID_LENGTH:
+        raise DBOSException(
+            f"Workflow id {value[:40]!r}... is {len(value)} characters long; "
+            f"the limit is {MAX_ID_LENGTH}."
+        )
+    return value
+
+
+def duration(value: Any, name: str) -> float:
+    """Return a duration in seconds, refusing what is not a non-negative number."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or value != value:
+        raise ValueError(f"{name} must be a number of seconds, not {value!r}.")
+    if value < 0:
+        raise ValueError(f"{name} must not be negative (got {value}).")
+    return min(float(value), LONGEST_WAIT_SECONDS)
+
+
+def name(value: Any, what: str, *, allow_empty: bool = True) -> str:
+    if not isinstance(value, str) or (not value and not allow_empty):
+        raise ValueError(f"The {what} must be a {'non-empty ' if not allow_empty else ''}string.")
+    if len(value) > MAX_ID_LENGTH:
+        raise ValueError(f"The {what} is longer than {MAX_ID_LENGTH} characters.")
+    return value
