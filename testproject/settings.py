@@ -78,6 +78,7 @@ DBOS = {
     "APP_NAME": "shop",
     # Pinned, so that the web process and every worker agree (see docs/recovery.md).
     "APPLICATION_VERSION": env("DBOS_APPLICATION_VERSION", default="testproject-1"),
+    "EXECUTOR_ID": env("DBOS_EXECUTOR_ID", default=None),
     "HEARTBEAT_SECONDS": env.float("DBOS_HEARTBEAT_SECONDS", default=5),
     "EXECUTOR_TIMEOUT_SECONDS": env.float("DBOS_EXECUTOR_TIMEOUT_SECONDS", default=30),
     "WORKFLOW_THREADS": env.int("DBOS_WORKFLOW_THREADS", default=16),

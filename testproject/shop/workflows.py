@@ -2,7 +2,7 @@
 
 import time
 
-from django_dbos import DBOS
+from django_dbos import DBOS, Queue
 
 from .models import LedgerEntry, Order
 
@@ -65,3 +65,20 @@ def checkout(order_id: int, payment_timeout_seconds: float = 300) -> str:
         return "fulfilled"
     set_order_status(order_id, "cancelled")
     return "cancelled"
+
+
+# A fleet of small jobs on a queue that at most four run at once, across all workers.
+
+fleet = Queue("fleet", concurrency=4)
+
+
+@DBOS.step()
+def fleet_work(seconds: float) -> None:
+    time.sleep(seconds)
+
+
+@DBOS.workflow()
+def fleet_job(seconds: float) -> str:
+    fleet_work(seconds)
+    write_ledger_entry(DBOS.workflow_id, 1)
+    return DBOS.workflow_id
