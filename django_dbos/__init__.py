@@ -26,6 +26,7 @@ if TYPE_CHECKING:
         SetWorkflowTimeout,
         StepInfo,
         WorkflowHandle,
+        WorkflowSchedule,
         WorkflowStatus,
         WorkflowStatusString,
     )
@@ -45,6 +46,7 @@ _LAZY = {
     "WorkflowHandle",
     "WorkflowStatus",
     "WorkflowStatusString",
+    "WorkflowSchedule",
 }
 
 
@@ -73,6 +75,7 @@ __all__ = [
     "DBOSClient",
     # Value types
     "StepInfo",
+    "WorkflowSchedule",
     "WorkflowStatus",
     "WorkflowStatusString",
     # Errors

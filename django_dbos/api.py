@@ -10,6 +10,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any, Generic, ParamSpec, TypeVar
 
+from django.core.exceptions import ValidationError
 from django.utils.functional import classproperty
 
 from .engine import (
@@ -20,6 +21,7 @@ from .engine import (
     patches,
     queues,
     registry,
+    scheduler,
     serialization,
     steps,
     system_db,
@@ -96,6 +98,40 @@ def _status_from_row(row: Any, load_input: bool = True, load_output: bool = True
         parent_workflow_id=row.parent_workflow_id,
         forked_from=row.forked_from,
     )
+
+
+@dataclass(frozen=True, kw_only=True)
+class WorkflowSchedule:
+    """A schedule made at run time (a snapshot of its row)."""
+
+    schedule_name: str
+    workflow_name: str
+    schedule: str
+    status: str
+    context: Any
+    automatic_backfill: bool
+    cron_timezone: str | None
+    queue_name: str | None
+    last_fired_at: datetime.datetime | None
+
+
+def _schedule_from_row(row: Any) -> WorkflowSchedule:
+    return WorkflowSchedule(
+        schedule_name=row.name,
+        workflow_name=row.workflow_name,
+        schedule=row.cron,
+        status=row.status,
+        context=row.context,
+        automatic_backfill=row.automatic_backfill,
+        cron_timezone=row.timezone or None,
+        queue_name=row.queue_name,
+        last_fired_at=row.last_fired_at,
+    )
+
+
+def _existing_schedule(found: bool, name: str) -> None:
+    if not found:
+        raise DBOSNotRegisteredError(f"There is no schedule named {name!r}.")
 
 
 class WorkflowHandle(Generic[R]):
@@ -235,6 +271,98 @@ class DBOS:
             return _decorate(entry, steps.run_transaction)
 
         return decorator
+
+    @staticmethod
+    def scheduled(cron: str) -> Callable[[Callable[P, R]], Callable[P, R]]:
+        """Run a workflow at every tick of a cron schedule (stack it on @DBOS.workflow()).
+
+        Five fields, or six with seconds first. The workflow is called with
+        `(scheduled_time, actual_time)`; `manage.py check` reports a bad expression.
+        """
+
+        def decorator(func: Callable[P, R]) -> Callable[P, R]:
+            entry = getattr(func, "__dbos__", None)
+            if entry is None or entry.kind != "workflow":
+                raise DBOSConfigurationError(
+                    "@DBOS.scheduled() goes above @DBOS.workflow(): decorate a workflow."
+                )
+            registry.register_schedule(entry.name, cron)
+            return func
+
+        return decorator
+
+    # Schedules made at run time -------------------------------------------------------------
+
+    @staticmethod
+    def create_schedule(
+        *,
+        schedule_name: str,
+        workflow_fn: Callable[..., Any],
+        schedule: str,
+        context: Any = None,
+        automatic_backfill: bool = False,
+        cron_timezone: str | None = None,
+        queue_name: str | None = None,
+    ) -> WorkflowSchedule:
+        """Store a schedule; workers run `workflow_fn(scheduled_time, context)` at its ticks."""
+        entry = _registered(workflow_fn, "workflow")
+        serialization.dumps(context, "schedule context")
+        try:
+            row = scheduler.create(
+                schedule_name,
+                entry.name,
+                schedule,
+                context=context,
+                automatic_backfill=automatic_backfill,
+                cron_timezone=cron_timezone,
+                queue_name=queue_name,
+            )
+        except ValidationError as exc:
+            raise DBOSConfigurationError(
+                "; ".join(
+                    f"{field}: {' '.join(errors)}" for field, errors in exc.message_dict.items()
+                )
+            ) from exc
+        return _schedule_from_row(row)
+
+    @staticmethod
+    def list_schedules(
+        status: str | None = None,
+        workflow_name: str | None = None,
+        schedule_name_prefix: str | None = None,
+    ) -> list[WorkflowSchedule]:
+        rows = system_db.list_schedules(status, workflow_name, schedule_name_prefix)
+        return [_schedule_from_row(row) for row in rows]
+
+    @staticmethod
+    def get_schedule(name: str) -> WorkflowSchedule | None:
+        row = system_db.get_schedule(name)
+        return _schedule_from_row(row) if row is not None else None
+
+    @staticmethod
+    def pause_schedule(name: str) -> None:
+        """Stop a schedule's ticks (workers notice within seconds) until it is resumed."""
+        _existing_schedule(system_db.update_schedule(name, status="PAUSED"), name)
+
+    @staticmethod
+    def resume_schedule(name: str) -> None:
+        _existing_schedule(system_db.update_schedule(name, status="ACTIVE"), name)
+
+    @staticmethod
+    def delete_schedule(name: str) -> None:
+        _existing_schedule(system_db.delete_schedule(name), name)
+
+    @staticmethod
+    def trigger_schedule(name: str) -> WorkflowHandle[Any]:
+        """Run a schedule's workflow once, now."""
+        return scheduler.trigger(name)
+
+    @staticmethod
+    def backfill_schedule(
+        name: str, start: datetime.datetime, end: datetime.datetime
+    ) -> list[WorkflowHandle[Any]]:
+        """Enqueue each tick from `start` to `end`, unless it ran already."""
+        return scheduler.backfill_schedule(name, start, end)
 
     # Running and waiting --------------------------------------------------------------------
 

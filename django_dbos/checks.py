@@ -118,3 +118,22 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Any]:
             Error('DBOS["PREPARED_STATEMENTS"] must be True or False.', id="django_dbos.E008")
         )
     return [error for error in errors if error is not None]
+
+
+@register(Tags.compatibility)
+def check_schedules(app_configs: Any = None, **kwargs: Any) -> list[Any]:
+    """A cron expression of @DBOS.scheduled that cannot be parsed is an error."""
+    from .engine import registry
+    from .validators import cron_error
+
+    return [
+        Error(
+            f"The schedule of workflow {workflow_name!r} is invalid: {error}",
+            hint='Fix the expression in @DBOS.scheduled(...): "* * * * *" or, with seconds, '
+            '"*/5 * * * * *".',
+            obj=workflow_name,
+            id="django_dbos.E009",
+        )
+        for workflow_name, cron in registry.schedules().items()
+        if (error := cron_error(cron)) is not None
+    ]

@@ -6,6 +6,8 @@ Only `engine/system_db.py` writes to these tables; everything else reads through
 from django.db import models
 from django.db.models import Q
 
+from .validators import validate_cron, validate_timezone
+
 
 class Status(models.TextChoices):
     PENDING = "PENDING"
@@ -267,3 +269,47 @@ class Executor(models.Model):
 
     def __str__(self) -> str:
         return self.executor_id
+
+
+class Schedule(models.Model):
+    """A cron schedule made at run time (DBOS.create_schedule or the admin), editable there."""
+
+    class State(models.TextChoices):
+        ACTIVE = "ACTIVE"
+        PAUSED = "PAUSED"
+
+    name = models.CharField(max_length=255, unique=True)
+    workflow_name = models.CharField(
+        max_length=255, help_text="The registered name of the workflow to run at each tick."
+    )
+    cron = models.CharField(
+        max_length=255,
+        validators=[validate_cron],
+        help_text='Cron, with an optional leading seconds field: "0 */15 * * * *".',
+    )
+    timezone = models.CharField(
+        max_length=64,
+        blank=True,
+        default="",
+        validators=[validate_timezone],
+        help_text="An IANA time zone for the cron fields (default UTC).",
+    )
+    status = models.CharField(max_length=10, choices=State.choices, default=State.ACTIVE)
+    context = models.JSONField(null=True, blank=True, help_text="Passed to each run.")
+    queue_name = models.CharField(
+        max_length=255, null=True, blank=True, help_text="Run on this queue (default: any worker)."
+    )
+    automatic_backfill = models.BooleanField(
+        default=False,
+        help_text="When a worker starts, run the ticks missed since the last one fired.",
+    )
+    last_fired_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        db_table = "dbos_schedule"
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name

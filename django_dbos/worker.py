@@ -1,4 +1,5 @@
-"""The long-running worker process: heartbeat, queue dispatch and recovery of dead executors."""
+"""The long-running worker process: heartbeat, queue dispatch, cron schedules and recovery of
+dead executors."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from . import conf
 from .engine import executor, registry, system_db
 from .engine.queues import Dispatcher
 from .engine.recovery import Recovery
+from .engine.scheduler import Scheduler
 
 logger = logging.getLogger("django_dbos.worker")
 
@@ -27,10 +29,12 @@ class Worker:
         *,
         queues: list[str] | None = None,
         recovery: bool = True,
+        scheduler: bool = True,
         shutdown_timeout: float = 30.0,
     ):
         self.queues = queues
         self.recovery_enabled = recovery
+        self.scheduler: Scheduler | None = Scheduler() if scheduler else None
         self.shutdown_timeout = shutdown_timeout
         self._stop = threading.Event()
         self.dispatcher: Dispatcher | None = None
@@ -39,6 +43,8 @@ class Worker:
         self._stop.set()
         if self.dispatcher is not None:
             self.dispatcher.wake()
+        if self.scheduler is not None:
+            self.scheduler.wake()
 
     def run(self) -> bool:
         """Work until stop() is called; return True when every running workflow finished."""
@@ -62,13 +68,18 @@ class Worker:
             if recovered:
                 logger.info("Recovering %d workflows left by this executor.", recovered)
         self.dispatcher = Dispatcher(process, self.queues)
-        dispatching = threading.Thread(
-            target=self._dispatch, args=(self.dispatcher,), name="dbos-dispatcher", daemon=True
-        )
-        dispatching.start()
+        parts = {"dbos-dispatcher": self.dispatcher, "dbos-scheduler": self.scheduler}
+        threads = [
+            threading.Thread(target=self._loop, args=(part,), name=name, daemon=True)
+            for name, part in parts.items()
+            if part is not None
+        ]
+        for thread in threads:
+            thread.start()
         self._watch(recovery)
-        self.dispatcher.wake()
-        dispatching.join(timeout=10)
+        self.stop()
+        for thread in threads:
+            thread.join(timeout=10)
         logger.info("DBOS worker stopping: waiting up to %s s.", self.shutdown_timeout)
         finished = process.shutdown(self.shutdown_timeout)
         executor.reset()
@@ -76,9 +87,9 @@ class Worker:
         logger.info("DBOS worker stopped%s.", "" if finished else " (some workflows left PENDING)")
         return finished
 
-    def _dispatch(self, dispatcher: Dispatcher) -> None:
+    def _loop(self, part: Dispatcher | Scheduler) -> None:
         try:
-            dispatcher.run(self._stop)
+            part.run(self._stop)
         finally:
             connections.close_all()
 

@@ -41,6 +41,7 @@ class QueueSpec:
 
 _registered: dict[str, Registered] = {}
 _queues: dict[str, QueueSpec] = {}
+_schedules: dict[str, str] = {}  # workflow name -> cron, from @DBOS.scheduled
 _version: str | None = None
 
 
@@ -95,6 +96,15 @@ def get_queue(name: str) -> QueueSpec:
 
 def queues() -> list[QueueSpec]:
     return list(_queues.values())
+
+
+def register_schedule(workflow_name: str, cron: str) -> None:
+    """Schedule a workflow from code; the cron is checked by `manage.py check`, not here."""
+    _schedules[workflow_name] = cron
+
+
+def schedules() -> dict[str, str]:
+    return dict(_schedules)
 
 
 def workflows() -> list[Registered]:

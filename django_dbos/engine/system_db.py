@@ -19,6 +19,7 @@ from typing import Any
 
 import psycopg
 from django.db import connections, transaction
+from django.db.models import Q
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
@@ -27,15 +28,14 @@ from ..models import (
     Executor,
     Notification,
     OperationOutput,
+    Schedule,
     Status,
     StreamEntry,
     WorkflowEvent,
     WorkflowEventHistory,
     WorkflowStatus,
 )
-from ..models import (
-    Queue as QueueRow,
-)
+from ..models import Queue as QueueRow
 from .context import RecordedOperation
 from .registry import QueueSpec
 
@@ -836,3 +836,51 @@ def get_outcomes(workflow_ids: Sequence[str]) -> dict[str, tuple[str, str | None
         .filter(workflow_id__in=list(workflow_ids))
         .values_list("workflow_id", "status", "output", "error")
     }
+
+
+# Schedules ------------------------------------------------------------------------------------
+
+
+def active_schedules() -> list[Schedule]:
+    return list(Schedule.objects.using(alias()).filter(status=Schedule.State.ACTIVE))
+
+
+def get_schedule(name: str) -> Schedule | None:
+    return Schedule.objects.using(alias()).filter(name=name).first()
+
+
+def list_schedules(
+    status: str | None = None, workflow_name: str | None = None, name_prefix: str | None = None
+) -> list[Schedule]:
+    rows = Schedule.objects.using(alias()).all()
+    if status is not None:
+        rows = rows.filter(status=status)
+    if workflow_name is not None:
+        rows = rows.filter(workflow_name=workflow_name)
+    if name_prefix is not None:
+        rows = rows.filter(name__startswith=name_prefix)
+    return list(rows)
+
+
+def create_schedule(**fields: Any) -> Schedule:
+    """Validate (as the admin form does) and save a new schedule; ValidationError if invalid."""
+    schedule = Schedule(**fields)
+    schedule.full_clean()
+    schedule.save(using=alias())
+    return schedule
+
+
+def update_schedule(name: str, **fields: Any) -> bool:
+    rows = Schedule.objects.using(alias()).filter(name=name)
+    return rows.update(**fields, updated_at=now()) == 1
+
+
+def delete_schedule(name: str) -> bool:
+    return Schedule.objects.using(alias()).filter(name=name).delete()[0] > 0
+
+
+def schedule_fired(name: str, tick: datetime.datetime) -> None:
+    """Remember the latest tick fired (never moving it back)."""
+    Schedule.objects.using(alias()).filter(name=name).filter(
+        Q(last_fired_at__isnull=True) | Q(last_fired_at__lt=tick)
+    ).update(last_fired_at=tick)

@@ -9,7 +9,7 @@ from django_dbos.worker import Worker
 
 
 class Command(BaseCommand):
-    help = "Run a DBOS worker: queue dispatch, heartbeat, and recovery of dead executors."
+    help = "Run a DBOS worker: queue dispatch, cron schedules, heartbeat, and recovery."
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument(
@@ -24,6 +24,11 @@ class Command(BaseCommand):
             type=int,
             default=None,
             help="Workflow threads in this process (default: DBOS['WORKFLOW_THREADS']).",
+        )
+        parser.add_argument(
+            "--no-scheduler",
+            action="store_true",
+            help="Do not fire cron schedules in this worker.",
         )
         parser.add_argument(
             "--no-recovery",
@@ -48,6 +53,7 @@ class Command(BaseCommand):
         worker = Worker(
             queues=options["queues"],
             recovery=not options["no_recovery"],
+            scheduler=not options["no_scheduler"],
             shutdown_timeout=options["shutdown_timeout"],
         )
         for sig in (signal.SIGTERM, signal.SIGINT):

@@ -1,0 +1,44 @@
+"""Validators shared by the models (admin forms), the API and the system checks."""
+
+from __future__ import annotations
+
+import zoneinfo
+
+from croniter import croniter
+from django.core.exceptions import ValidationError
+
+
+def cron_error(expression: object) -> str | None:
+    """Say what is wrong with a cron expression, or None when it is valid.
+
+    Five fields (minute hour day month weekday) or six, the first then being seconds.
+    """
+    if not isinstance(expression, str) or not expression.strip():
+        return "A cron expression must be a non-empty string."
+    fields = expression.split()
+    if len(fields) not in (5, 6):
+        return (
+            f"{expression!r} has {len(fields)} fields; a cron expression has 5 "
+            "(minute hour day month weekday) or 6 (with seconds first)."
+        )
+    if not croniter.is_valid(expression, second_at_beginning=len(fields) == 6):
+        return f"{expression!r} is not a valid cron expression."
+    return None
+
+
+def validate_cron(expression: str) -> None:
+    error = cron_error(expression)
+    if error is not None:
+        raise ValidationError(error, code="invalid_cron")
+
+
+def validate_timezone(name: str) -> None:
+    if not name:
+        return
+    try:
+        zoneinfo.ZoneInfo(name)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError) as exc:
+        raise ValidationError(
+            f"{name!r} is not a known time zone (use an IANA name such as Europe/Paris).",
+            code="invalid_timezone",
+        ) from exc
