@@ -53,7 +53,7 @@ def _record_with(
 
 def send(destination_id: str, message: Any, topic: str | None = None) -> None:
     """Queue a message for a workflow; exactly once when sent from a workflow."""
-    topic = validation.name(topic or "", "topic")
+    topic = "" if topic is None else validation.name(topic, "topic")
     text = serialization.dumps(message, "message")
     key = wake_key("m", destination_id, topic)
 
@@ -77,7 +77,7 @@ def send(destination_id: str, message: Any, topic: str | None = None) -> None:
 def recv(topic: str | None = None, timeout_seconds: float = 60) -> Any:
     """Wait for and consume the next message on a topic; None when the timeout passes."""
     ctx = _inside_workflow("recv")
-    topic = validation.name(topic or "", "topic")
+    topic = "" if topic is None else validation.name(topic, "topic")
     timeout = validation.duration(timeout_seconds, "timeout_seconds")
     deadline_id, function_id = next_operation(ctx), ctx.next_function_id()
     done, result = replayed(ctx, function_id, RECV)
