@@ -1,5 +1,6 @@
 """The demo shop's workflows (autodiscovered by django_dbos, like admin.py)."""
 
+import datetime
 import time
 
 from django_dbos import DBOS, Queue
@@ -82,3 +83,9 @@ def fleet_job(seconds: float) -> str:
     fleet_work(seconds)
     write_ledger_entry(DBOS.workflow_id, 1)
     return DBOS.workflow_id
+
+
+@DBOS.workflow()
+def scheduled_tick(scheduled_time: datetime.datetime, context: dict | None) -> str:
+    """Run by schedules made at run time (the demo's and the tests')."""
+    return scheduled_time.isoformat()
