@@ -1,71 +1,375 @@
-"""The Django admin: workflows and their steps (read-only), schedules and queue limits.
+"""The Django admin: workflows (read-only, with their steps, events, messages and streams),
+actions to cancel, resume and fork them, a dashboard, schedules and queue limits.
 
 Schedules and queue limits are configuration: the admin edits their rows directly (with the
-model's validators), and its actions call the public API.
+model's validators). Every action on a workflow goes through the public API and is logged.
 """
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from django import forms
-from django.contrib import admin
-from django.http import HttpRequest
+from django.contrib import admin, messages
+from django.contrib.admin.helpers import ActionForm
+from django.db.models import QuerySet
+from django.http import HttpRequest, HttpResponse
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
 from django.utils import timezone
+from django.utils.html import format_html, format_html_join
+from django.utils.safestring import SafeString
 
+from . import dashboard
 from .api import DBOS
 from .engine import registry
-from .models import OperationOutput, Schedule, WorkflowStatus
+from .errors import DBOSException
 from .models import Queue as QueueModel
+from .models import Schedule, Status, WorkflowStatus
+
+STATUS_COLOURS = {
+    Status.PENDING: "#2f6fb0",
+    Status.ENQUEUED: "#6b6b6b",
+    Status.SUCCESS: "#2e7d32",
+    Status.ERROR: "#c62828",
+    Status.CANCELLED: "#8d6e63",
+    Status.MAX_RECOVERY_ATTEMPTS_EXCEEDED: "#6a1b9a",
+}
 
 
-class ReadOnlyMixin:
-    """The system tables are written by the engine only; the admin shows them."""
-
-    def has_add_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return False
-
-
-class OperationOutputInline(ReadOnlyMixin, admin.TabularInline):
-    model = OperationOutput
-    fields = (
-        "function_id",
-        "function_name",
-        "output",
-        "error",
-        "child_workflow_id",
-        "started_at",
-        "completed_at",
+def status_badge(status: str) -> SafeString:
+    return format_html(
+        '<span class="dbos-status" style="background:{};color:#fff;padding:1px 6px;'
+        'border-radius:3px;font-size:11px">{}</span>',
+        STATUS_COLOURS.get(status, "#444"),
+        status,
     )
-    readonly_fields = fields
-    extra = 0
-    show_change_link = False
+
+
+def pretty_json(text: str | None) -> SafeString:
+    if text is None:
+        return format_html("<em>{}</em>", "none")
+    try:
+        shown = json.dumps(json.loads(text), indent=2, sort_keys=True)
+    except ValueError:
+        shown = text
+    return format_html('<pre style="margin:0;white-space:pre-wrap">{}</pre>', shown)
+
+
+class DistinctValuesFilter(admin.SimpleListFilter):
+    """Filter by the values a column actually holds (names, queues, versions)."""
+
+    field = ""
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        values = (
+            model_admin.get_queryset(request)
+            .exclude(**{f"{self.field}__isnull": True})
+            .order_by(self.field)
+            .values_list(self.field, flat=True)
+            .distinct()[:200]
+        )
+        return [(value, value) for value in values]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
+        if self.value():
+            return queryset.filter(**{self.field: self.value()})
+        return queryset
+
+
+class NameFilter(DistinctValuesFilter):
+    title = "workflow"
+    parameter_name = "name"
+    field = "name"
+
+
+class QueueFilter(DistinctValuesFilter):
+    title = "queue"
+    parameter_name = "queue"
+    field = "queue_name"
+
+
+class VersionFilter(DistinctValuesFilter):
+    title = "application version"
+    parameter_name = "version"
+    field = "application_version"
+
+
+class WorkflowActionForm(ActionForm):
+    start_step = forms.IntegerField(
+        required=False, min_value=1, label="Fork from step", help_text="for the fork action"
+    )
 
 
 @admin.register(WorkflowStatus)
-class WorkflowStatusAdmin(ReadOnlyMixin, admin.ModelAdmin):
+class WorkflowStatusAdmin(admin.ModelAdmin):
     list_display = (
         "workflow_id",
         "name",
-        "status",
+        "coloured_status",
         "queue_name",
         "executor_id",
         "application_version",
         "created_at",
-        "updated_at",
+        "duration",
     )
-    list_filter = ("status", "application_version")
-    search_fields = ("workflow_id", "name")
-    date_hierarchy = "created_at"
+    list_filter = (
+        "status",
+        NameFilter,
+        QueueFilter,
+        VersionFilter,
+        ("created_at", admin.DateFieldListFilter),
+    )
+    search_fields = ("=workflow_id", "name")
     ordering = ("-created_at",)
-    inlines = [OperationOutputInline]
+    list_per_page = 50
     show_full_result_count = False
+    action_form = WorkflowActionForm
+    actions = ["cancel_workflows", "resume_workflows", "fork_workflows"]
+    fieldsets = (
+        (
+            None,
+            {
+                "fields": (
+                    "workflow_id",
+                    "name",
+                    "coloured_status",
+                    "queue_name",
+                    "executor_id",
+                    "application_version",
+                    "recovery_attempts",
+                    ("created_at", "updated_at", "duration"),
+                    "family",
+                )
+            },
+        ),
+        ("Steps", {"fields": ("timeline",)}),
+        ("Input, output and error", {"fields": ("input_json", "output_json", "error_json")}),
+        ("Events, messages and streams", {"fields": ("events", "messages", "streams")}),
+    )
+
+    # Read-only: the engine writes workflows; people act on them through the actions.
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
+        return [field for _, options in self.fieldsets for field in _flatten(options["fields"])]
+
+    def has_cancel_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("django_dbos.cancel_workflowstatus")
+
+    def has_resume_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("django_dbos.resume_workflowstatus")
+
+    def has_fork_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("django_dbos.fork_workflowstatus")
+
+    # Columns and fields
+
+    @admin.display(description="status", ordering="status")
+    def coloured_status(self, obj: WorkflowStatus) -> SafeString:
+        return status_badge(obj.status)
+
+    @admin.display(description="duration")
+    def duration(self, obj: WorkflowStatus) -> str:
+        if obj.status in (Status.PENDING, Status.ENQUEUED):
+            return "running" if obj.status == Status.PENDING else "waiting"
+        seconds = (obj.updated_at - (obj.started_at or obj.created_at)).total_seconds()
+        return f"{seconds * 1000:.0f} ms" if seconds < 10 else f"{seconds:.1f} s"
+
+    @admin.display(description="parent and children")
+    def family(self, obj: WorkflowStatus) -> SafeString:
+        links = []
+        if obj.parent_workflow_id:
+            links.append(("parent", obj.parent_workflow_id))
+        if obj.forked_from:
+            links.append(("forked from", obj.forked_from))
+        children = WorkflowStatus.objects.filter(parent_workflow_id=obj.workflow_id)
+        links += [("child", child) for child in children.values_list("workflow_id", flat=True)]
+        if not links:
+            return format_html("<em>{}</em>", "none")
+        return format_html_join(
+            " ", '{}: <a href="{}">{}</a>', ((kind, _link(wid), wid) for kind, wid in links)
+        )
+
+    @admin.display(description="steps")
+    def timeline(self, obj: WorkflowStatus) -> SafeString:
+        steps = DBOS.list_workflow_steps(obj.workflow_id)
+        if not steps:
+            return format_html("<em>{}</em>", "no recorded steps")
+        start = min(step.started_at for step in steps)
+        end = max(step.completed_at for step in steps)
+        span = max((end - start).total_seconds(), 1e-6)
+        rows = []
+        for step in steps:
+            left = (step.started_at - start).total_seconds() / span * 100
+            width = max((step.completed_at - step.started_at).total_seconds() / span * 100, 0.5)
+            colour = "#c62828" if step.error is not None else "#417690"
+            took = (step.completed_at - step.started_at).total_seconds() * 1000
+            outcome = repr(step.error) if step.error is not None else json.dumps(step.output)
+            rows.append(
+                (
+                    step.function_id,
+                    step.function_name,
+                    f"{left:.2f}",
+                    f"{width:.2f}",
+                    colour,
+                    f"{took:.1f}",
+                    outcome,
+                )
+            )
+        return format_html(
+            '<table class="dbos-timeline" style="width:100%">{}</table>',
+            format_html_join(
+                "",
+                '<tr class="dbos-step"><td>{}</td><td>{}</td>'
+                '<td style="width:40%"><div style="position:relative;height:12px;'
+                'background:#eee"><div style="position:absolute;left:{}%;width:{}%;'
+                'height:12px;background:{}"></div></div></td><td>{} ms</td>'
+                "<td><code>{}</code></td></tr>",
+                rows,
+            ),
+        )
+
+    @admin.display(description="input")
+    def input_json(self, obj: WorkflowStatus) -> SafeString:
+        return pretty_json(obj.inputs)
+
+    @admin.display(description="output")
+    def output_json(self, obj: WorkflowStatus) -> SafeString:
+        return pretty_json(obj.output)
+
+    @admin.display(description="error")
+    def error_json(self, obj: WorkflowStatus) -> SafeString:
+        return pretty_json(obj.error)
+
+    @admin.display(description="events")
+    def events(self, obj: WorkflowStatus) -> SafeString:
+        return _table(
+            ("key", "value"), obj.events.values_list("key", "value").order_by("key"), "no events"
+        )
+
+    @admin.display(description="messages")
+    def messages(self, obj: WorkflowStatus) -> SafeString:
+        rows = obj.notifications.order_by("id").values_list(
+            "topic", "message", "created_at", "consumed_at"
+        )
+        return _table(("topic", "message", "sent", "consumed"), rows, "no messages")
+
+    @admin.display(description="streams")
+    def streams(self, obj: WorkflowStatus) -> SafeString:
+        rows = obj.stream_entries.order_by("key", "position").values_list(
+            "key", "position", "value", "closed"
+        )
+        return _table(("stream", "position", "value", "closed"), rows, "no streams")
+
+    # Actions
+
+    @admin.action(description="Cancel the selected workflows", permissions=["cancel"])
+    def cancel_workflows(self, request: HttpRequest, queryset: QuerySet) -> None:
+        self._act(request, queryset, "Cancelled", lambda wf: DBOS.cancel_workflow(wf.workflow_id))
+
+    @admin.action(description="Resume the selected workflows", permissions=["resume"])
+    def resume_workflows(self, request: HttpRequest, queryset: QuerySet) -> None:
+        self._act(request, queryset, "Resumed", lambda wf: DBOS.resume_workflow(wf.workflow_id))
+
+    @admin.action(description="Fork the selected workflows from a step", permissions=["fork"])
+    def fork_workflows(self, request: HttpRequest, queryset: QuerySet) -> None:
+        step = request.POST.get("start_step") or "1"
+        if not step.isdigit() or int(step) < 1:
+            self.message_user(request, "Give the step to fork from (1 or more).", messages.ERROR)
+            return
+
+        def fork(workflow: WorkflowStatus) -> str:
+            new = DBOS.fork_workflow(workflow.workflow_id, int(step))
+            return f"as {new.workflow_id} from step {step}"
+
+        self._act(request, queryset, "Forked", fork)
+
+    def _act(self, request: HttpRequest, queryset: QuerySet, verb: str, act: Any) -> None:
+        done = 0
+        for workflow in queryset:
+            try:
+                detail = act(workflow)
+            except DBOSException as exc:
+                self.message_user(request, f"{workflow.workflow_id}: {exc}", messages.ERROR)
+                continue
+            suffix = f" {detail}" if isinstance(detail, str) else ""
+            message = f"{verb} workflow {workflow.workflow_id}{suffix}"
+            self.log_change(request, workflow, message)
+            done += 1
+        if done:
+            self.message_user(request, f"{verb} {done} workflow(s).", messages.SUCCESS)
+
+    # The dashboard
+
+    def get_urls(self) -> list[Any]:
+        dashboard_view = self.admin_site.admin_view(self.dashboard_view)
+        return [
+            path("dashboard/", dashboard_view, name="django_dbos_dashboard"),
+            *super().get_urls(),
+        ]
+
+    def dashboard_view(self, request: HttpRequest) -> HttpResponse:
+        if not self.has_view_permission(request):
+            return HttpResponse(status=403)
+        minutes = dashboard.last_hour()
+        peak = max([minute.finished for minute in minutes] + [1])
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "DBOS dashboard",
+            "opts": self.model._meta,
+            "counts": dashboard.counts_by_status(),
+            "colours": {status: STATUS_COLOURS[status] for status in Status.values},
+            "queues": dashboard.queue_depths(),
+            "minutes": [
+                {
+                    "at": minute.at,
+                    "finished": minute.finished,
+                    "failed": minute.failed,
+                    "height": round(minute.finished / peak * 100),
+                    "failed_height": round(minute.failed / peak * 100),
+                }
+                for minute in minutes
+            ],
+            "hour_total": sum(minute.finished for minute in minutes),
+            "hour_failed": sum(minute.failed for minute in minutes),
+            "executors": dashboard.executors(),
+            "now": timezone.now(),
+        }
+        return TemplateResponse(request, "admin/django_dbos/dashboard.html", context)
+
+
+def _flatten(fields: tuple) -> list[str]:
+    flat: list[str] = []
+    for field in fields:
+        flat.extend(field if isinstance(field, tuple) else [field])
+    return flat
+
+
+def _link(workflow_id: str) -> str:
+    return reverse("admin:django_dbos_workflowstatus_change", args=[workflow_id])
+
+
+def _table(headers: tuple[str, ...], rows: Any, empty: str) -> SafeString:
+    rows = list(rows)
+    if not rows:
+        return format_html("<em>{}</em>", empty)
+    head = format_html_join("", "<th>{}</th>", ((header,) for header in headers))
+    body = format_html_join(
+        "",
+        "<tr>{}</tr>",
+        ((format_html_join("", "<td>{}</td>", ((cell,) for cell in row)),) for row in rows),
+    )
+    return format_html("<table><thead><tr>{}</tr></thead><tbody>{}</tbody></table>", head, body)
 
 
 class ScheduleForm(forms.ModelForm):

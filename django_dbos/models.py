@@ -52,6 +52,11 @@ class WorkflowStatus(models.Model):
         db_table = "dbos_workflow_status"
         verbose_name = "workflow"
         verbose_name_plural = "workflows"
+        permissions = [
+            ("cancel_workflowstatus", "Can cancel workflows"),
+            ("resume_workflowstatus", "Can resume workflows"),
+            ("fork_workflowstatus", "Can fork workflows"),
+        ]
         indexes = [
             models.Index(fields=["created_at"], name="dbos_wf_created_idx"),
             models.Index(fields=["name", "created_at"], name="dbos_wf_name_idx"),

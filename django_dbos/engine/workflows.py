@@ -11,6 +11,7 @@ from concurrent.futures import Future
 from typing import Any
 
 from django.db import transaction
+from django.dispatch import Signal
 
 from ..errors import (
     DBOSAwaitedWorkflowCancelledError,
@@ -22,6 +23,7 @@ from ..errors import (
     DBOSWorkflowConflictIDError,
 )
 from ..models import Status
+from ..signals import workflow_finished, workflow_started
 from . import (
     cancellation,
     executor,
@@ -252,11 +254,13 @@ def next_operation(ctx: WorkflowContext) -> int:
 
 
 def _run_body(entry: registry.Registered, ctx: WorkflowContext, args: tuple, kwargs: dict) -> Any:
+    _signal(workflow_started, ctx)
     try:
         result = entry.func(*args, **kwargs)
     except Superseded:
         return await_result(ctx.workflow_id, None)
     except DBOSWorkflowCancelledError as exc:
+        _signal(workflow_finished, ctx, status=Status.CANCELLED)
         raise DBOSAwaitedWorkflowCancelledError(
             f"Workflow {ctx.workflow_id!r} was cancelled."
         ) from exc
@@ -285,7 +289,20 @@ def _finish(
     )
     if finished:
         notifier.current().wake(done_key)
+        _signal(workflow_finished, ctx, status=status)
     return finished
+
+
+def _signal(signal: Signal, ctx: WorkflowContext, **arguments: Any) -> None:
+    if not signal.receivers:
+        return
+    for receiver, response in signal.send_robust(
+        sender=ctx.name, workflow_id=ctx.workflow_id, **arguments
+    ):
+        if isinstance(response, Exception):
+            logger.error(
+                "Receiver %r failed for workflow %s: %r", receiver, ctx.workflow_id, response
+            )
 
 
 def record_operation(

@@ -1,0 +1,331 @@
+"""`manage.py dbos`: list, inspect and manage workflows and queues (the DBOS CLI's verbs)."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import datetime
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.serializers.json import DjangoJSONEncoder
+from django.db.models import Count
+from django.utils import timezone
+
+from django_dbos import (
+    DBOS,
+    DBOSException,
+    StepInfo,
+    WorkflowStatus,
+    WorkflowStatusString,
+    conf,
+    models,
+)
+
+MAX_CELL = 40  # table cells are cut to this many characters; --json gives the full values
+RESUMABLE = {
+    WorkflowStatusString.CANCELLED,
+    WorkflowStatusString.ERROR,
+    WorkflowStatusString.MAX_RECOVERY_ATTEMPTS_EXCEEDED,
+}
+
+
+class _Encoder(DjangoJSONEncoder):
+    """Dates as ISO 8601, errors as "Class: message", anything else the JSON cannot hold as repr."""
+
+    def default(self, o: Any) -> Any:
+        if isinstance(o, BaseException):
+            return _error(o)
+        try:
+            return super().default(o)
+        except TypeError:
+            return repr(o)
+
+
+def _error(error: BaseException | None) -> str | None:
+    return None if error is None else f"{type(error).__name__}: {error}"
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, cls=_Encoder, ensure_ascii=False)
+
+
+def _when(moment: datetime.datetime | None) -> str:
+    if moment is None:
+        return "-"
+    if timezone.is_aware(moment):
+        moment = timezone.localtime(moment)
+    return moment.strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _duration(step: StepInfo) -> str:
+    seconds = (step.completed_at - step.started_at).total_seconds()
+    return f"{seconds * 1000:.0f} ms" if seconds < 1 else f"{seconds:.1f} s"
+
+
+def _cell(value: Any) -> str:
+    text = "-" if value is None or value == "" else " ".join(str(value).split())
+    return text if len(text) <= MAX_CELL else text[: MAX_CELL - 1] + "…"
+
+
+WORKFLOW_COLUMNS = ("ID", "NAME", "STATUS", "QUEUE", "CREATED", "UPDATED")
+STEP_COLUMNS = ("STEP", "NAME", "OUTPUT / ERROR", "CHILD", "STARTED", "DURATION")
+QUEUE_COLUMNS = ("NAME", "CONCURRENCY", "PER WORKER", "RATE LIMIT", "PRIORITY", "PARTITIONS")
+QUEUE_COLUMNS += ("ENQUEUED", "PENDING")
+
+
+def _workflow_row(wf: WorkflowStatus) -> list[Any]:
+    created, updated = _when(wf.created_at), _when(wf.updated_at)
+    return [wf.workflow_id, wf.name, wf.status, wf.queue_name, created, updated]
+
+
+def _step_row(step: StepInfo) -> list[Any]:
+    outcome = f"raised {_error(step.error)}" if step.error else _json(step.output)
+    timing = [_when(step.started_at), _duration(step)]
+    return [step.function_id, step.function_name, outcome, step.child_workflow_id, *timing]
+
+
+def _queue_row(queue: dict[str, Any]) -> list[Any]:
+    rate = queue["rate_limit"] and f"{queue['rate_limit']} / {queue['rate_period_seconds']:g} s"
+    flags = ["yes" if queue[flag] else "no" for flag in ("priority_enabled", "partition_queue")]
+    limits = [queue["concurrency"], queue["worker_concurrency"], rate, *flags]
+    return [queue["name"], *limits, queue["enqueued"], queue["pending"]]
+
+
+def _status_fields(status: WorkflowStatus) -> dict[str, Any]:
+    return {field.name: getattr(status, field.name) for field in dataclasses.fields(status)}
+
+
+def _step_fields(step: StepInfo) -> dict[str, Any]:
+    fields = {field.name: getattr(step, field.name) for field in dataclasses.fields(step)}
+    duration = step.completed_at - step.started_at
+    return {**fields, "duration_ms": round(duration.total_seconds() * 1000, 3)}
+
+
+class Command(BaseCommand):
+    help = "List, inspect, cancel, resume and fork workflows; list queues."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        groups = parser.add_subparsers(dest="group", required=True, metavar="{workflow,queue}")
+        workflow = groups.add_parser("workflow", help="Inspect and manage workflows.")
+        verbs = workflow.add_subparsers(dest="verb", required=True)
+
+        listing = verbs.add_parser("list", help="List workflows, oldest first.")
+        listing.add_argument(
+            "--status",
+            action="extend",
+            nargs="+",
+            type=str.upper,
+            choices=WorkflowStatusString.values,
+            help="Only workflows with one of these statuses.",
+        )
+        listing.add_argument("--name", help="Only workflows of this registered name.")
+        listing.add_argument("--queue", help="Only workflows of this queue.")
+        listing.add_argument("--limit", type=int, default=20, help="At most this many (20).")
+        listing.add_argument("--offset", type=int, default=0, help="Skip this many first.")
+        listing.add_argument("--sort-desc", action="store_true", help="Newest first.")
+        listing.set_defaults(handler=self.workflow_list)
+
+        get = verbs.add_parser("get", help="Show a workflow, with its input, output and error.")
+        get.set_defaults(handler=self.workflow_get)
+        steps = verbs.add_parser("steps", help="Show the recorded steps of a workflow.")
+        steps.set_defaults(handler=self.workflow_steps)
+        cancel = verbs.add_parser("cancel", help="Cancel a workflow and its descendants.")
+        cancel.set_defaults(handler=self.workflow_cancel)
+        resume = verbs.add_parser(
+            "resume",
+            help="Run a cancelled or failed workflow again from its last completed step. "
+            "One that is not queued runs in this process: the command waits for it.",
+        )
+        resume.set_defaults(handler=self.workflow_resume)
+        fork = verbs.add_parser(
+            "fork",
+            help="Start a new workflow that reuses the outcomes of the steps before --step. "
+            "One that runs in this process is waited for.",
+        )
+        fork.add_argument("--step", type=int, required=True, help="The first step to run anew.")
+        fork.add_argument("--application-version", help="Run the fork on workers of this version.")
+        fork.set_defaults(handler=self.workflow_fork)
+        for verb in (get, steps, cancel, resume, fork):
+            verb.add_argument("workflow_id", metavar="ID")
+
+        queue = groups.add_parser("queue", help="Inspect queues.")
+        queue_verbs = queue.add_subparsers(dest="verb", required=True)
+        queue_list = queue_verbs.add_parser("list", help="List queues, their limits and load.")
+        queue_list.set_defaults(handler=self.queue_list)
+
+        for verb in (listing, get, steps, fork, queue_list):
+            verb.add_argument("--json", action="store_true", help="Print JSON, not a table.")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        try:
+            options["handler"](options)
+        except DBOSException as exc:
+            raise CommandError(str(exc)) from exc
+
+    # Output ---------------------------------------------------------------------------------
+
+    def _print_json(self, value: Any) -> None:
+        self.stdout.write(json.dumps(value, cls=_Encoder, indent=2, ensure_ascii=False))
+
+    def _print_table(self, headers: Sequence[str], rows: list[Sequence[Any]], empty: str) -> None:
+        if not rows:
+            self.stdout.write(empty)
+            return
+        cells = [[_cell(value) for value in row] for row in rows]
+        widths = [max(len(row[i]) for row in [headers, *cells]) for i in range(len(headers))]
+        for row in [headers, *cells]:
+            self.stdout.write(
+                "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
+            )
+
+    def _existing(self, workflow_id: str) -> WorkflowStatus:
+        status = DBOS.get_workflow_status(workflow_id)
+        if status is None:
+            raise CommandError(f"There is no workflow with id {workflow_id!r}.")
+        return status
+
+    # Workflows ------------------------------------------------------------------------------
+
+    def workflow_list(self, options: dict[str, Any]) -> None:
+        if options["limit"] < 1 or options["offset"] < 0:
+            raise CommandError("--limit must be at least 1 and --offset at least 0.")
+        found = DBOS.list_workflows(
+            status=options["status"],
+            name=options["name"],
+            queue_name=options["queue"],
+            limit=options["limit"],
+            offset=options["offset"],
+            sort_desc=options["sort_desc"],
+            load_input=False,
+            load_output=False,
+        )
+        if options["json"]:
+            keep = ("workflow_id", "name", "status", "queue_name", "created_at", "updated_at")
+            keep += ("executor_id", "app_version", "recovery_attempts", "parent_workflow_id")
+            self._print_json([{key: getattr(wf, key) for key in keep} for wf in found])
+            return
+        self._print_table(
+            WORKFLOW_COLUMNS, [_workflow_row(wf) for wf in found], "No workflows match."
+        )
+
+    def workflow_get(self, options: dict[str, Any]) -> None:
+        fields = _status_fields(self._existing(options["workflow_id"]))
+        if options["json"]:
+            self._print_json(fields)
+            return
+        width = max(len(name) for name in fields)
+        for name, value in fields.items():
+            if name in ("input", "output"):
+                text = _json(value)
+            elif name == "error":
+                text = _error(value) or "-"
+            elif isinstance(value, datetime.datetime):
+                text = _when(value)
+            else:
+                text = "-" if value is None else str(value)
+            self.stdout.write(f"{name.ljust(width)}  {text}")
+
+    def workflow_steps(self, options: dict[str, Any]) -> None:
+        self._existing(options["workflow_id"])
+        steps = DBOS.list_workflow_steps(options["workflow_id"])
+        if options["json"]:
+            self._print_json([_step_fields(step) for step in steps])
+            return
+        self._print_table(STEP_COLUMNS, [_step_row(step) for step in steps], "No steps recorded.")
+
+    def workflow_cancel(self, options: dict[str, Any]) -> None:
+        workflow_id = options["workflow_id"]
+        DBOS.cancel_workflow(workflow_id)
+        status = self._existing(workflow_id).status
+        if status == WorkflowStatusString.CANCELLED:
+            self.stdout.write(f"Cancelled workflow {workflow_id}.")
+        else:
+            self.stdout.write(f"Workflow {workflow_id} is {status}: there is nothing to cancel.")
+
+    def workflow_resume(self, options: dict[str, Any]) -> None:
+        workflow_id = options["workflow_id"]
+        before = self._existing(workflow_id).status
+        if before not in RESUMABLE:
+            self.stdout.write(f"Workflow {workflow_id} is {before}: there is nothing to resume.")
+            return
+        handle = DBOS.resume_workflow(workflow_id)
+        queue_name = self._existing(workflow_id).queue_name
+        if queue_name is not None:
+            self.stdout.write(f"Resumed workflow {workflow_id}: back on queue {queue_name}.")
+            return
+        status = self._wait_here(handle)
+        self.stdout.write(f"Resumed workflow {workflow_id}: {status.status}.")
+
+    def workflow_fork(self, options: dict[str, Any]) -> None:
+        original = options["workflow_id"]
+        try:
+            handle = DBOS.fork_workflow(original, options["step"], options["application_version"])
+        except ValueError as exc:
+            raise CommandError(str(exc)) from exc
+        status = self._existing(handle.workflow_id)
+        if status.status != WorkflowStatusString.ENQUEUED:
+            status = self._wait_here(handle)
+        if options["json"]:
+            self._print_json(_status_fields(status))
+        elif status.status == WorkflowStatusString.ENQUEUED:
+            self.stdout.write(handle.workflow_id)
+            self.stderr.write(f"Enqueued on {status.queue_name} for version {status.app_version}.")
+        else:
+            self.stdout.write(handle.workflow_id)
+            self.stderr.write(f"Forked from {original} at step {options['step']}: {status.status}.")
+
+    def _wait_here(self, handle: Any) -> WorkflowStatus:
+        """Wait for a workflow that runs in this process: exiting would abandon it to recovery."""
+        self.stderr.write(f"Workflow {handle.workflow_id} runs in this process: waiting for it.")
+        with contextlib.suppress(Exception):  # its outcome is in its status, shown by the caller
+            handle.get_result()
+        return self._existing(handle.workflow_id)
+
+    # Queues ---------------------------------------------------------------------------------
+
+    def queue_list(self, options: dict[str, Any]) -> None:
+        found = _queues()
+        if options["json"]:
+            self._print_json(found)
+            return
+        self._print_table(
+            QUEUE_COLUMNS,
+            [_queue_row(queue) for queue in found],
+            "No queues yet: a queue is recorded when a worker starts or work is enqueued on it.",
+        )
+
+
+def _queues() -> list[dict[str, Any]]:
+    """Each queue's limits (as stored, perhaps edited in the admin) and its waiting and running
+    workflows."""
+    database = conf.get("DATABASE")
+    waiting = (WorkflowStatusString.ENQUEUED, WorkflowStatusString.PENDING)
+    counts: dict[tuple[str, str], int] = {
+        (row["queue_name"], row["status"]): row["count"]
+        for row in models.WorkflowStatus.objects.using(database)
+        .filter(queue_name__isnull=False, status__in=waiting)
+        .values("queue_name", "status")
+        .annotate(count=Count("workflow_id"))
+        .order_by()
+    }
+    queues = {queue.name: queue for queue in models.Queue.objects.using(database)}
+    # Work may wait on a queue without a row: the internal queue of forks for other versions.
+    for name, _ in counts:
+        queues.setdefault(name, models.Queue(name=name))
+    return [
+        {
+            "name": queue.name,
+            "concurrency": queue.concurrency,
+            "worker_concurrency": queue.worker_concurrency,
+            "rate_limit": queue.rate_limit,
+            "rate_period_seconds": queue.rate_period_seconds,
+            "priority_enabled": queue.priority_enabled,
+            "partition_queue": queue.partition_queue,
+            "enqueued": counts.get((queue.name, WorkflowStatusString.ENQUEUED), 0),
+            "pending": counts.get((queue.name, WorkflowStatusString.PENDING), 0),
+        }
+        for queue in sorted(queues.values(), key=lambda queue: queue.name)
+    ]
