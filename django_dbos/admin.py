@@ -13,6 +13,7 @@ from typing import Any
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.helpers import ActionForm
+from django.core.cache import cache
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
@@ -58,18 +59,24 @@ def pretty_json(text: str | None) -> SafeString:
 
 
 class DistinctValuesFilter(admin.SimpleListFilter):
-    """Filter by the values a column actually holds (names, queues, versions)."""
+    """Filter by the values a column actually holds (names, queues, versions).
+
+    The values are cached for a minute: finding them scans the table, and they rarely change.
+    """
 
     field = ""
 
     def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
-        values = (
-            model_admin.get_queryset(request)
-            .exclude(**{f"{self.field}__isnull": True})
-            .order_by(self.field)
-            .values_list(self.field, flat=True)
-            .distinct()[:200]
-        )
+        def distinct_values() -> list[str]:
+            return list(
+                model_admin.get_queryset(request)
+                .exclude(**{f"{self.field}__isnull": True})
+                .order_by(self.field)
+                .values_list(self.field, flat=True)
+                .distinct()[:200]
+            )
+
+        values = cache.get_or_set(f"django_dbos:admin:{self.field}", distinct_values, 60)
         return [(value, value) for value in values]
 
     def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
@@ -121,7 +128,7 @@ class WorkflowStatusAdmin(admin.ModelAdmin):
         VersionFilter,
         ("created_at", admin.DateFieldListFilter),
     )
-    search_fields = ("=workflow_id", "name")
+    search_fields = ("name",)
     ordering = ("-created_at",)
     list_per_page = 50
     show_full_result_count = False
@@ -159,6 +166,15 @@ class WorkflowStatusAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
+
+    def get_search_results(
+        self, request: HttpRequest, queryset: QuerySet, search_term: str
+    ) -> tuple[QuerySet, bool]:
+        """A workflow id finds that workflow (an index lookup); other text searches names."""
+        term = search_term.strip()
+        if term and queryset.filter(workflow_id=term).exists():
+            return queryset.filter(workflow_id=term), False
+        return super().get_search_results(request, queryset, search_term)
 
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
         return [field for _, options in self.fieldsets for field in _flatten(options["fields"])]
