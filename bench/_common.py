@@ -2,7 +2,9 @@
 
 Each side process (``_floor_side.py``, ``_dbos_side.py``, ``_django_side.py``) runs under its
 own interpreter, imports this module from its own directory, measures, and prints one line
-``RESULT_MARKER + json`` on stdout, which ``core.py`` collects.
+``RESULT_MARKER + json`` on stdout, which the orchestrator (``core.py``, ``messaging.py``)
+collects. The workflow sides run the same measuring code against either ``DBOS`` class: both
+have the same names for what is measured here.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import math
 import platform
 import statistics
 import sys
+import threading
 import time
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
@@ -21,12 +24,22 @@ RESULT_MARKER = "@@BENCH-RESULT@@ "
 
 # Warm-up calls before timing (connection pools, prepared statements, code paths).
 WARMUP = 20
+# Warm-up trials of each messaging measurement.
+MESSAGING_WARMUP = 3
+# How long the driver lets a waiter block (in recv or get_event) before it wakes it.
+SETTLE_S = 0.1
+# Bound on every in-memory wait of the messaging driver, so that a lost wake-up fails loudly.
+SIGNAL_TIMEOUT_S = 30.0
 
 
 class Handle(Protocol):
     """What both DBOS and django-dbos return from ``DBOS.start_workflow``."""
 
     def get_result(self) -> Any: ...
+
+
+class StartedHandle(Handle, Protocol):
+    def get_workflow_id(self) -> str: ...
 
 
 def ms(seconds: float) -> float:
@@ -139,6 +152,146 @@ def measure_start(
         "submit_per_s": count / (t_submitted - t0),
         "process_cpu_ms_per_wf": ms(proc_cpu / count),
     }
+
+
+# Messaging ------------------------------------------------------------------------------------
+
+
+class Signals:
+    """In-memory signals between the messaging driver and its workflows, by workflow id."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._events: dict[tuple[str, str], threading.Event] = {}
+        self.stamps: dict[tuple[str, str], float] = {}
+
+    def event(self, name: str, workflow_id: str) -> threading.Event:
+        with self._lock:
+            return self._events.setdefault((name, workflow_id), threading.Event())
+
+    def stamp(self, name: str, workflow_id: str) -> None:
+        self.stamps[(name, workflow_id)] = time.perf_counter()
+
+
+def wait_for(event: threading.Event, what: str) -> None:
+    if not event.wait(SIGNAL_TIMEOUT_S):
+        raise TimeoutError(f"no {what} within {SIGNAL_TIMEOUT_S} s")
+
+
+class Messaging:
+    """send -> recv and set_event -> get_event latencies, the same code for either ``DBOS``.
+
+    Construct it before the DBOS side launches: it declares its two workflows with
+    ``dbos.workflow``. Each trial starts a fresh workflow, waits until it is about to block,
+    gives the blocking call ``SETTLE_S`` to set up, then wakes it; in-memory signals and
+    ``time.perf_counter`` stamps (one process, one clock) time the wake-up.
+    """
+
+    def __init__(self, dbos: Any) -> None:
+        self.dbos = dbos
+        self.signals = signals = Signals()
+
+        @dbos.workflow(name="bench_recv")
+        def wf_recv() -> Any:
+            wid = dbos.workflow_id
+            signals.event("ready", wid).set()
+            message = dbos.recv("bench", timeout_seconds=60)
+            signals.stamp("received", wid)  # recv() returned inside the workflow
+            return message
+
+        @dbos.workflow(name="bench_set_event")
+        def wf_set_event() -> None:
+            wid = dbos.workflow_id
+            signals.event("ready", wid).set()
+            wait_for(signals.event("go", wid), "go signal")
+            signals.stamp("setting", wid)  # just before set_event()
+            dbos.set_event("k", 1)
+            signals.stamp("set", wid)
+
+        self.wf_recv, self.wf_set_event = wf_recv, wf_set_event
+
+    def _start(self, workflow: Callable[[], Any]) -> tuple[StartedHandle, str]:
+        """Start a workflow and wait until it is about to block."""
+        handle: StartedHandle = self.dbos.start_workflow(workflow)
+        wid = handle.get_workflow_id()
+        wait_for(self.signals.event("ready", wid), "workflow start")
+        return handle, wid
+
+    def send_recv(self, trials: int) -> dict[str, Any]:
+        """From just before ``send`` (outside any workflow) to just after ``recv`` returns in
+        the workflow; also the ``send`` call alone, and until ``get_result`` returns."""
+        wake, call, result = [], [], []
+        for i in range(MESSAGING_WARMUP + trials):
+            handle, wid = self._start(self.wf_recv)
+            time.sleep(SETTLE_S)  # let recv() finish its setup and block
+            t0 = time.perf_counter()
+            self.dbos.send(wid, "hello", "bench")
+            t_sent = time.perf_counter()
+            message = handle.get_result()
+            t_done = time.perf_counter()
+            if message != "hello":
+                raise AssertionError(f"recv() returned {message!r}")
+            if i >= MESSAGING_WARMUP:
+                wake.append(self.signals.stamps[("received", wid)] - t0)
+                call.append(t_sent - t0)
+                result.append(t_done - t0)
+        return {
+            "send_to_recv": summarize(wake),
+            "send_call": summarize(call),
+            "send_to_result": summarize(result),
+            "samples_ms": [ms(s) for s in wake],
+        }
+
+    def set_get_event(self, trials: int) -> dict[str, Any]:
+        """From just before ``set_event`` in the workflow to just after ``get_event`` returns
+        in a thread outside any workflow, started ``SETTLE_S`` earlier; also the ``set_event``
+        call alone."""
+        wake, call = [], []
+        for i in range(MESSAGING_WARMUP + trials):
+            handle, wid = self._start(self.wf_set_event)
+            got: dict[str, Any] = {}
+
+            def waiter(wid: str = wid, got: dict[str, Any] = got) -> None:
+                got["value"] = self.dbos.get_event(wid, "k", timeout_seconds=60)
+                got["t"] = time.perf_counter()
+
+            thread = threading.Thread(target=waiter, name=f"get_event-{i}")
+            thread.start()
+            time.sleep(SETTLE_S)  # let get_event() register and block
+            self.signals.event("go", wid).set()
+            thread.join(SIGNAL_TIMEOUT_S)
+            handle.get_result()
+            if got.get("value") != 1:
+                raise AssertionError(f"get_event() returned {got.get('value')!r}")
+            if i >= MESSAGING_WARMUP:
+                setting = self.signals.stamps[("setting", wid)]
+                wake.append(got["t"] - setting)
+                call.append(self.signals.stamps[("set", wid)] - setting)
+        return {
+            "set_event_to_get_event": summarize(wake),
+            "set_event_call": summarize(call),
+            "samples_ms": [ms(s) for s in wake],
+        }
+
+    def run(self, trials: int) -> dict[str, Any]:
+        return {"send_recv": self.send_recv(trials), "set_get_event": self.set_get_event(trials)}
+
+
+def pg_settings(db_url: str) -> dict[str, str]:
+    """The server's version and durability settings."""
+    import psycopg
+
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        return query_pg_settings(conn)
+
+
+def query_pg_settings(conn: Any) -> dict[str, str]:
+    """``pg_settings`` on an open psycopg connection."""
+    rows = conn.execute(
+        "SELECT name, setting FROM pg_settings WHERE name IN "
+        "('fsync', 'synchronous_commit', 'wal_sync_method', 'server_version')"
+    ).fetchall()
+    return dict(rows)
 
 
 def base_meta() -> dict[str, Any]:

@@ -11,7 +11,15 @@ import time
 from importlib.metadata import version
 
 import psycopg
-from _common import WARMUP, base_meta, emit, ms, reset_database, summarize
+from _common import (
+    WARMUP,
+    base_meta,
+    emit,
+    ms,
+    query_pg_settings,
+    reset_database,
+    summarize,
+)
 
 
 def main() -> None:
@@ -23,12 +31,7 @@ def main() -> None:
     reset_database(args.db)
     with psycopg.connect(args.db, autocommit=True) as conn:
         conn.execute("CREATE TABLE floor (id bigserial PRIMARY KEY, v integer NOT NULL)")
-        settings = dict(
-            conn.execute(
-                "SELECT name, setting FROM pg_settings WHERE name IN "
-                "('fsync', 'synchronous_commit', 'wal_sync_method', 'server_version')"
-            ).fetchall()
-        )
+        settings = query_pg_settings(conn)
         # psycopg prepares a statement after 5 executions; warm that up too.
         for i in range(WARMUP * 10):
             conn.execute("INSERT INTO floor (v) VALUES (%s)", (i,))

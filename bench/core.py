@@ -34,120 +34,57 @@ PostgreSQL must accept ``--user`` without a password on ``--host``:``--port``; t
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
 import statistics
-import subprocess
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-BENCH_DIR = Path(__file__).resolve().parent
-ROOT = BENCH_DIR.parent
-sys.path.insert(0, str(BENCH_DIR))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import RESULT_MARKER  # noqa: E402
+from _orchestrate import (
+    BENCH_DIR,
+    Command,
+    Run,
+    add_server_args,
+    add_venv_and_output_args,
+    base_env,
+    db_url,
+    django_env,
+    ensure_venvs,
+    fmt,
+    git_state,
+    loadavg,
+    run_all,
+    run_meta,
+    spread,
+    write_json,
+)
 
 SIDES = ("floor", "dbos", "django-dbos")
 LABELS = {"floor": "floor (psycopg)", "dbos": "DBOS 3.4.0", "django-dbos": "django-dbos"}
 DEFAULTS = {"repeats": 3, "pairs": 500, "start_n": 1000, "floor_inserts": 5000}
 QUICK = {"repeats": 1, "pairs": 30, "start_n": 100, "floor_inserts": 500}
-SIDE_TIMEOUT_S = 600
-
-
-# Environment -------------------------------------------------------------------------------
-
-
-def run_checked(cmd: list[str], **kwargs: Any) -> None:
-    print("$ " + " ".join(cmd), flush=True)
-    subprocess.run(cmd, check=True, **kwargs)
-
-
-def ensure_venv(venv: Path, packages: list[str]) -> Path:
-    """Return the venv's interpreter, creating the venv (and installing) if it is missing."""
-    python = venv / "bin" / "python"
-    if not python.exists():
-        print(f"creating {venv} ...", flush=True)
-        run_checked([sys.executable, "-m", "venv", str(venv)])
-        run_checked([str(venv / "bin" / "pip"), "install", "-q", *packages], cwd=ROOT)
-    return python
-
-
-def git_state() -> dict[str, Any]:
-    """The commit measured, and whether the engine had uncommitted changes."""
-
-    def git(*argv: str) -> str:
-        proc = subprocess.run(["git", *argv], capture_output=True, text=True, cwd=ROOT)
-        return proc.stdout.strip() if proc.returncode == 0 else ""
-
-    changed = git("status", "--porcelain", "--", "django_dbos").splitlines()
-    return {"head": git("rev-parse", "HEAD"), "django_dbos_uncommitted": changed}
-
-
-def host_cpu_jiffies() -> list[int] | None:
-    """The aggregate ``cpu`` line of /proc/stat (user nice system idle iowait irq softirq
-    steal), or None off Linux."""
-    try:
-        with open("/proc/stat") as f:
-            return [int(x) for x in f.readline().split()[1:9]]
-    except OSError:
-        return None
-
-
-def run_side(name: str, cmd: list[str], env: dict[str, str]) -> dict[str, Any]:
-    """Run one side process; return its result line, plus wall time and host CPU use."""
-    j0, t0 = host_cpu_jiffies(), time.perf_counter()
-    proc = subprocess.run(
-        cmd, capture_output=True, text=True, env=env, cwd=ROOT, timeout=SIDE_TIMEOUT_S
-    )
-    elapsed, j1 = time.perf_counter() - t0, host_cpu_jiffies()
-    lines = [line for line in proc.stdout.splitlines() if line.startswith(RESULT_MARKER)]
-    if proc.returncode != 0 or not lines:
-        sys.stderr.write(proc.stdout[-4000:] + proc.stderr[-4000:])
-        raise SystemExit(f"side {name!r} failed (exit code {proc.returncode})")
-    result: dict[str, Any] = json.loads(lines[-1][len(RESULT_MARKER) :])
-    result["process_wall_s"] = elapsed
-    if j0 is not None and j1 is not None:
-        delta = [b - a for a, b in zip(j0, j1, strict=True)]
-        total = max(1, sum(delta))
-        result["host"] = {
-            "busy_pct": 100.0 * (total - delta[3] - delta[4]) / total,
-            "steal_pct": 100.0 * delta[7] / total,
-        }
-    return result
 
 
 def side_commands(
     args: argparse.Namespace, dbos_python: Path, django_python: Path
-) -> dict[str, tuple[list[str], dict[str, str]]]:
-    def url(db: str, scheme: str = "postgresql") -> str:
-        return f"{scheme}://{args.user}@{args.host}:{args.port}/{db}"
-
-    base_env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+) -> dict[str, Command]:
     sizes = [
         *("--pairs", str(args.pairs), "--steps", str(args.steps)),
         *("--start-n", str(args.start_n), "--start-steps", str(args.start_steps)),
     ]
-    django_env = {
-        **base_env,
-        "DJANGO_SETTINGS_MODULE": "testproject.settings",
-        "DATABASE_URL": url("bench_django_dbos", "postgres"),
-        "PYTHONPATH": str(ROOT),
-        "CONN_MAX_AGE": "600",
-        # As in production: with DEBUG on, Django would also keep a log of every query.
-        "DJANGO_DEBUG": "False",
-        "DBOS_LOG_LEVEL": "WARNING",
-    }
-    floor = [str(django_python), str(BENCH_DIR / "_floor_side.py"), "--db", url("bench_floor")]
-    dbos = [str(dbos_python), str(BENCH_DIR / "_dbos_side.py"), "--db", url("bench_dbos")]
+    floor = [
+        *(str(django_python), str(BENCH_DIR / "_floor_side.py")),
+        *("--db", db_url(args, "bench_floor")),
+    ]
+    dbos = [str(dbos_python), str(BENCH_DIR / "_dbos_side.py"), "--db", db_url(args, "bench_dbos")]
     django = [str(django_python), str(BENCH_DIR / "_django_side.py")]
     return {
-        "floor": ([*floor, "--inserts", str(args.floor_inserts)], base_env),
-        "dbos": ([*dbos, *sizes], base_env),
-        "django-dbos": ([*django, *sizes], django_env),
+        "floor": ([*floor, "--inserts", str(args.floor_inserts)], base_env()),
+        "dbos": ([*dbos, *sizes], base_env()),
+        "django-dbos": ([*django, *sizes], django_env(args, "bench_django_dbos")),
     }
 
 
@@ -221,30 +158,12 @@ def headline(result: dict[str, Any], side: str) -> dict[str, float]:
     }
 
 
-def fmt(value: float) -> str:
-    for limit, spec in ((100, ".0f"), (10, ".1f"), (1, ".2f")):
-        if abs(value) >= limit:
-            return format(value, spec)
-    return format(value, ".3f")
-
-
-def spread(values: list[float]) -> dict[str, Any]:
-    return {
-        "median": statistics.median(values),
-        "min": min(values),
-        "max": max(values),
-        "values": values,
-    }
-
-
 # Main --------------------------------------------------------------------------------------
 
 
 def parse_args() -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    ap.add_argument("--host", default="127.0.0.1", help="PostgreSQL host (default: %(default)s)")
-    ap.add_argument("--port", type=int, default=5432, help="(default: %(default)s)")
-    ap.add_argument("--user", default="postgres", help="trusted role (default: %(default)s)")
+    add_server_args(ap)
     ap.add_argument("--quick", action="store_true", help=f"small default sizes: {QUICK}")
     ap.add_argument("--repeats", type=int, help=f"repetitions (default: {DEFAULTS['repeats']})")
     ap.add_argument(
@@ -266,24 +185,7 @@ def parse_args() -> argparse.Namespace:
         type=int,
         help=f"timed INSERT commits of the floor (default: {DEFAULTS['floor_inserts']})",
     )
-    ap.add_argument(
-        "--dbos-venv",
-        type=Path,
-        default=ROOT / ".venv-dbos",
-        help="venv for dbos==3.4.0, created if missing (default: <repo>/.venv-dbos)",
-    )
-    ap.add_argument(
-        "--django-venv",
-        type=Path,
-        default=ROOT / ".venv",
-        help="venv with django-dbos installed, created if missing (default: <repo>/.venv)",
-    )
-    ap.add_argument(
-        "--json-out",
-        type=Path,
-        default=BENCH_DIR / "results" / "core.json",
-        help="where to write the results (default: bench/results/core.json)",
-    )
+    add_venv_and_output_args(ap, "core.json")
     args = ap.parse_args()
     for key, default in DEFAULTS.items():
         if getattr(args, key) is None:
@@ -298,30 +200,6 @@ RATIO_NAMES = {
     "dbos_per_step_over_django_dbos_per_step": "DBOS per-step / django-dbos per-step",
     "django_dbos_start_over_dbos_start": "django-dbos start wf/s / DBOS start wf/s",
 }
-
-Run = dict[str, dict[str, Any]]
-
-
-def run_all(
-    args: argparse.Namespace, commands: dict[str, tuple[list[str], dict[str, str]]]
-) -> list[Run]:
-    """Every repetition runs every side once, in an order rotated by one each time."""
-    runs: list[Run] = []
-    for rep in range(args.repeats):
-        order = SIDES[rep % len(SIDES) :] + SIDES[: rep % len(SIDES)]
-        run: Run = {}
-        for side in order:
-            print(f"[{rep + 1}/{args.repeats}] {side} ...", end=" ", flush=True)
-            cmd, env = commands[side]
-            head = git_state()["head"] if side == "django-dbos" else None
-            run[side] = run_side(side, cmd, env)
-            if head is not None:  # the engine may change between runs while it is developed
-                run[side]["git_head"] = head
-            host = run[side].get("host")
-            busy = f", host CPU {host['busy_pct']:.0f}% busy" if host else ""
-            print(f"{run[side]['process_wall_s']:.1f} s{busy}", flush=True)
-        runs.append(run)
-    return runs
 
 
 def summarize_runs(args: argparse.Namespace, runs: list[Run]) -> dict[str, Any]:
@@ -374,34 +252,19 @@ def print_report(args: argparse.Namespace, summary: dict[str, Any]) -> None:
 def main() -> None:
     args = parse_args()
     started_at = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-    loadavg_start = os.getloadavg() if hasattr(os, "getloadavg") else None
-    git_start = git_state()
-    dbos_python = ensure_venv(args.dbos_venv, ["dbos==3.4.0", "psycopg[binary]"])
-    django_python = ensure_venv(args.django_venv, ["-e", ".[dev]"])
-    runs = run_all(args, side_commands(args, dbos_python, django_python))
+    load_start, git_start = loadavg(), git_state()
+    dbos_python, django_python = ensure_venvs(args)
+    runs = run_all(SIDES, args.repeats, side_commands(args, dbos_python, django_python))
     summary = summarize_runs(args, runs)
     print_report(args, summary)
 
     last = runs[-1]
     meta = {
-        "started_at": started_at,
-        "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "argv": sys.argv,
-        "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
-        "host": {
-            "platform": platform.platform(),
-            "cpus": os.cpu_count(),
-            "loadavg_start": loadavg_start,
-            "loadavg_end": os.getloadavg() if hasattr(os, "getloadavg") else None,
-        },
-        "git_start": git_start,
-        "git_end": git_state(),
+        **run_meta(args, started_at, load_start, git_start),
         "pg_settings": last["floor"]["meta"]["pg_settings"],
         "sides": {side: last[side]["meta"] for side in SIDES},
     }
-    args.json_out.parent.mkdir(parents=True, exist_ok=True)
-    args.json_out.write_text(json.dumps({"meta": meta, **summary, "runs": runs}, indent=1) + "\n")
-    print(f"\nwrote {args.json_out}")
+    write_json(args.json_out, {"meta": meta, **summary, "runs": runs})
 
 
 if __name__ == "__main__":

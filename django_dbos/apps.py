@@ -13,3 +13,4 @@ class DjangoDBOSConfig(AppConfig):
         module_name = conf.user_settings().get("AUTODISCOVER", conf.DEFAULTS["AUTODISCOVER"])
         if isinstance(module_name, str) and module_name:
             autodiscover_modules(module_name)
+        from . import task_runner  # noqa: F401  (the workflow that runs Django tasks)

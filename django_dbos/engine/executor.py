@@ -6,6 +6,7 @@ workflow and heartbeats from then on, so that workers can tell when it has died.
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 import socket
@@ -19,6 +20,8 @@ from . import registry, system_db
 from .pool import WorkflowThreadPool
 
 logger = logging.getLogger("django_dbos")
+
+EXIT_TIMEOUT_SECONDS = 5.0
 
 
 class ProcessExecutor:
@@ -59,6 +62,7 @@ class ProcessExecutor:
                     )
                     thread.start()
                     self._heartbeat = thread
+                    atexit.register(self._at_exit)
         return self.executor_id
 
     def beat(self) -> None:
@@ -82,6 +86,12 @@ class ProcessExecutor:
                     connections.close_all()
         finally:
             connections.close_all()
+
+    def _at_exit(self) -> None:
+        """At interpreter exit, give running workflows a few seconds to finish (DBOS.shutdown
+        does the same when called); what is still running is left to recovery."""
+        if current() is self and not self._stop.is_set():
+            self.shutdown(EXIT_TIMEOUT_SECONDS)
 
     def shutdown(self, timeout: float) -> bool:
         """Stop taking work and wait for running workflows; True if all finished in time."""

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import datetime
 import uuid
 from collections.abc import Sequence
 from typing import Any
 
-from ..errors import DBOSNonExistentWorkflowError
+from ..errors import (
+    DBOSNonExistentWorkflowError,
+    DBOSNotRegisteredError,
+    DBOSWorkflowConflictIDError,
+)
 from ..models import Status
 from . import cancellation, executor, notifier, registry, system_db, validation
 from .context import start_options
@@ -27,12 +32,33 @@ def cancel(workflow_id: str) -> None:
     cancellation.cancel(workflow_id)
 
 
+def _runs_here(name: str, application_version: str | None, queue_name: str | None) -> bool:
+    """Whether this process should run a resumed or forked workflow itself: it has the code, of
+    the right version, and the workflow belongs to no queue. Otherwise a worker runs it."""
+    if queue_name is not None:
+        return False
+    if application_version not in (None, registry.application_version()):
+        return False
+    try:
+        registry.get_workflow(name)
+    except DBOSNotRegisteredError:
+        return False
+    return True
+
+
 def resume(workflow_id: str) -> Any:
     """Run a cancelled or failed workflow again from its last completed step; return a future
-    when it runs in this process (None when it went back to its queue or needs nothing)."""
-    _existing(workflow_id)
+    when it runs in this process (None when a worker will run it, or nothing was to be done)."""
+    row = _existing(workflow_id)
+    if not _runs_here(row.name, row.application_version, row.queue_name):
+        system_db.resume_workflow(
+            workflow_id, executor_id=None, queue_name=row.queue_name or INTERNAL_QUEUE
+        )
+        return None
     process = executor.current()
-    claimed = system_db.resume_workflow(workflow_id, process.ensure_started())
+    claimed = system_db.resume_workflow(
+        workflow_id, executor_id=process.ensure_started(), queue_name=None
+    )
     if claimed is None:
         return None
     return process.pool.submit(run_claimed, claimed, process.executor_id)
@@ -53,8 +79,11 @@ def fork(workflow_id: str, start_step: int, application_version: str | None = No
     if options is not None:
         options.workflow_id = None
     version = application_version or original.application_version
-    runs_here = original.queue_name is None and version == registry.application_version()
+    runs_here = _runs_here(original.name, version, original.queue_name)
     process = executor.current()
+    deadline = None
+    if runs_here and original.timeout_ms:
+        deadline = system_db.now() + datetime.timedelta(milliseconds=original.timeout_ms)
     row = system_db.NewWorkflow(
         workflow_id=new_id,
         name=original.name,
@@ -66,13 +95,17 @@ def fork(workflow_id: str, start_step: int, application_version: str | None = No
         priority=original.priority,
         queue_partition_key=original.queue_partition_key,
         timeout_ms=original.timeout_ms,
+        deadline=deadline,
         authenticated_user=original.authenticated_user,
         forked_from=original.workflow_id,
     )
-    system_db.fork_workflow(original, row, start_step)
+    if not system_db.fork_workflow(original, row, start_step):
+        raise DBOSWorkflowConflictIDError(
+            f"Cannot fork into workflow id {new_id!r}: a workflow with that id exists."
+        )
     if not runs_here:
         return new_id, None
-    claimed = system_db.ClaimedWorkflow(new_id, original.name, original.inputs, 0, None)
+    claimed = system_db.ClaimedWorkflow(new_id, original.name, original.inputs, 0, deadline)
     return new_id, process.pool.submit(run_claimed, claimed, process.executor_id)
 
 

@@ -185,6 +185,7 @@ class Dispatcher:
                 Status.ERROR,
                 None,
                 serialization.dumps_error(exc),
+                wake_keys=[notifier.key("w", claimed.workflow_id), system_db.QUEUE_ACTIVITY],
             )
             return
         limit = entry.options.get("max_recovery_attempts") or int(conf.get("MAX_RECOVERY_ATTEMPTS"))
@@ -196,9 +197,7 @@ class Dispatcher:
                 limit,
                 Status.MAX_RECOVERY_ATTEMPTS_EXCEEDED,
             )
-            system_db.set_status(
-                claimed.workflow_id, Status.MAX_RECOVERY_ATTEMPTS_EXCEEDED, only_if=Status.PENDING
-            )
+            system_db.give_up(claimed.workflow_id)
             return
         with self._lock:
             self._running[queue_name] += 1

@@ -77,11 +77,7 @@ class Recovery:
                 continue
             max_attempts = entry.options.get("max_recovery_attempts") or default_max
             if workflow.recovery_attempts > max_attempts:
-                system_db.set_status(
-                    workflow.workflow_id,
-                    Status.MAX_RECOVERY_ATTEMPTS_EXCEEDED,
-                    only_if=Status.PENDING,
-                )
+                system_db.give_up(workflow.workflow_id)
                 logger.error(
                     "Workflow %s was recovered %d times (its limit is %d); it is now %s.",
                     workflow.workflow_id,

@@ -274,11 +274,18 @@ def get_outcome(workflow_id: str) -> tuple[str, str | None, str | None] | None:
     )
 
 
-def set_status(workflow_id: str, status: str, *, only_if: str | None = None) -> bool:
-    queryset = WorkflowStatus.objects.using(alias()).filter(workflow_id=workflow_id)
-    if only_if is not None:
-        queryset = queryset.filter(status=only_if)
-    return queryset.update(status=status, updated_at=now()) == 1
+def give_up(workflow_id: str) -> bool:
+    """Stop a PENDING workflow recovered too often: MAX_RECOVERY_ATTEMPTS_EXCEEDED, its
+    deduplication id released, its waiters woken."""
+    cursor = _execute_and_notify(
+        f"""
+        UPDATE {WF} SET status = %s, updated_at = %s, deduplication_id = NULL
+        WHERE workflow_id = %s AND status = 'PENDING'
+        """,
+        [Status.MAX_RECOVERY_ATTEMPTS_EXCEEDED, now(), workflow_id],
+        wake_key("w", workflow_id),
+    )
+    return cursor.rowcount == 1
 
 
 # Executors and recovery ---------------------------------------------------------------------
@@ -695,23 +702,26 @@ def read_stream(workflow_id: str, key: str, from_position: int) -> list[tuple[in
 RESUMABLE = (Status.CANCELLED, Status.ERROR, Status.MAX_RECOVERY_ATTEMPTS_EXCEEDED)
 
 
-def resume_workflow(workflow_id: str, executor_id: str) -> ClaimedWorkflow | None:
+def resume_workflow(
+    workflow_id: str, *, executor_id: str | None, queue_name: str | None
+) -> ClaimedWorkflow | None:
     """Set a cancelled or failed workflow going again, with its recovery attempts reset.
 
-    A recorded error of its last operation is discarded, so that operation runs again. A queued
-    workflow goes back to ENQUEUED; any other is claimed by this executor and returned.
+    A recorded error of its last operation is discarded, so that operation runs again. With an
+    executor id, that executor claims it (and gets it back, to run); otherwise it goes back to
+    ENQUEUED on `queue_name` for a worker. Returns None when there is nothing to run here.
     """
     lock = " FOR UPDATE" if connections[alias()].vendor == "postgresql" else ""
     statuses = ", ".join(f"'{status}'" for status in RESUMABLE)
     with transaction.atomic(using=alias()):
         row = _execute(
-            f"SELECT name, inputs, queue_name, timeout_ms FROM {WF} "
+            f"SELECT name, inputs, timeout_ms FROM {WF} "
             f"WHERE workflow_id = %s AND status IN ({statuses}){lock}",
             [workflow_id],
         ).fetchone()
         if row is None:
             return None
-        name, inputs, queue_name, timeout_ms = row
+        name, inputs, timeout_ms = row
         _execute(
             f"""
             DELETE FROM {OP} WHERE workflow_id = %s AND error IS NOT NULL AND function_id =
@@ -720,14 +730,15 @@ def resume_workflow(workflow_id: str, executor_id: str) -> ClaimedWorkflow | Non
             [workflow_id, workflow_id],
         )
         moment = now()
-        if queue_name is not None:
+        if executor_id is None:
             _execute_and_notify(
                 f"""
-                UPDATE {WF} SET status = 'ENQUEUED', executor_id = NULL, recovery_attempts = 0,
-                    output = NULL, error = NULL, deadline = NULL, updated_at = %s
+                UPDATE {WF} SET status = 'ENQUEUED', queue_name = %s, executor_id = NULL,
+                    recovery_attempts = 0, output = NULL, error = NULL, deadline = NULL,
+                    updated_at = %s
                 WHERE workflow_id = %s
                 """,
-                [moment, workflow_id],
+                [queue_name, moment, workflow_id],
                 QUEUE_ACTIVITY,
             )
             return None
@@ -743,12 +754,15 @@ def resume_workflow(workflow_id: str, executor_id: str) -> ClaimedWorkflow | Non
     return ClaimedWorkflow(workflow_id, name, inputs, 0, deadline)
 
 
-def fork_workflow(original: WorkflowStatus, row: NewWorkflow, start_step: int) -> None:
+def fork_workflow(original: WorkflowStatus, row: NewWorkflow, start_step: int) -> bool:
     """Write a new workflow that starts as a copy of `original` before operation `start_step`:
-    its recorded operations, the values its events had then, and its stream entries."""
+    its recorded operations, the values its events had then, and its stream entries. False
+    (and nothing written) when the new workflow's id is taken."""
     copy = [row.workflow_id, original.workflow_id, start_step]
     with transaction.atomic(using=alias()):
-        insert_workflow(row, wake_key=QUEUE_ACTIVITY if row.status == Status.ENQUEUED else "")
+        queued = row.status == Status.ENQUEUED
+        if not insert_workflow(row, wake_key=QUEUE_ACTIVITY if queued else ""):
+            return False
         _execute(
             f"""
             INSERT INTO {OP} (workflow_id, function_id, function_name, output, error,
@@ -786,6 +800,7 @@ def fork_workflow(original: WorkflowStatus, row: NewWorkflow, start_step: int) -
             """,
             copy,
         )
+    return True
 
 
 def list_workflows(

@@ -93,6 +93,8 @@ def start(
         function_id = next_operation(parent)
         recorded = parent.recorded_operation(function_id, entry.name)
         if recorded is not None:
+            if recorded.error is not None:
+                raise serialization.loads_error(recorded.error)
             return _attach(recorded.child_workflow_id or "", inline)
     if options.workflow_id is not None:
         workflow_id = validation.workflow_id(options.workflow_id)
@@ -133,10 +135,18 @@ def start(
             **queues.enqueue_fields(queue, options.enqueue, registry.application_version()),
         )
         inserted = system_db.insert_workflow(row, wake_key=system_db.QUEUE_ACTIVITY)
+    if not inserted:
+        try:
+            check_existing(row)
+        except (DBOSQueueDeduplicatedError, DBOSWorkflowConflictIDError) as exc:
+            if parent is not None:  # the refusal is the start's outcome, replayed as such
+                record_operation(
+                    parent, function_id, entry.name, error=serialization.dumps_error(exc)
+                )
+            raise
     if parent is not None:
         record_operation(parent, function_id, entry.name, child_workflow_id=workflow_id)
     if not inserted:
-        check_existing(row)
         return _attach(workflow_id, inline)
     if queue is not None:
         return WorkflowHandle(workflow_id)

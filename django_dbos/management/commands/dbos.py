@@ -48,8 +48,8 @@ def _error(error: BaseException | None) -> str | None:
     return None if error is None else f"{type(error).__name__}: {error}"
 
 
-def _json(value: Any) -> str:
-    return json.dumps(value, cls=_Encoder, ensure_ascii=False)
+def _json(value: Any) -> str | None:
+    return None if value is None else json.dumps(value, cls=_Encoder, ensure_ascii=False)
 
 
 def _when(moment: datetime.datetime | None) -> str:
@@ -62,7 +62,7 @@ def _when(moment: datetime.datetime | None) -> str:
 
 def _duration(step: StepInfo) -> str:
     seconds = (step.completed_at - step.started_at).total_seconds()
-    return f"{seconds * 1000:.0f} ms" if seconds < 1 else f"{seconds:.1f} s"
+    return f"{seconds * 1000:.3g} ms" if seconds < 1 else f"{seconds:.1f} s"
 
 
 def _cell(value: Any) -> str:
@@ -160,12 +160,18 @@ class Command(BaseCommand):
             verb.add_argument("--json", action="store_true", help="Print JSON, not a table.")
 
     def handle(self, *args: Any, **options: Any) -> None:
+        self.verbosity = options["verbosity"]
         try:
             options["handler"](options)
         except DBOSException as exc:
             raise CommandError(str(exc)) from exc
 
     # Output ---------------------------------------------------------------------------------
+
+    def _note(self, message: str) -> None:
+        """Tell the user what happens, on stderr, so that stdout stays one id or valid JSON."""
+        if self.verbosity >= 1:
+            self.stderr.write(message)
 
     def _print_json(self, value: Any) -> None:
         self.stdout.write(json.dumps(value, cls=_Encoder, indent=2, ensure_ascii=False))
@@ -219,7 +225,7 @@ class Command(BaseCommand):
         width = max(len(name) for name in fields)
         for name, value in fields.items():
             if name in ("input", "output"):
-                text = _json(value)
+                text = _json(value) or "-"
             elif name == "error":
                 text = _error(value) or "-"
             elif isinstance(value, datetime.datetime):
@@ -272,14 +278,14 @@ class Command(BaseCommand):
             self._print_json(_status_fields(status))
         elif status.status == WorkflowStatusString.ENQUEUED:
             self.stdout.write(handle.workflow_id)
-            self.stderr.write(f"Enqueued on {status.queue_name} for version {status.app_version}.")
+            self._note(f"Enqueued on {status.queue_name} for version {status.app_version}.")
         else:
             self.stdout.write(handle.workflow_id)
-            self.stderr.write(f"Forked from {original} at step {options['step']}: {status.status}.")
+            self._note(f"Forked from {original} at step {options['step']}: {status.status}.")
 
     def _wait_here(self, handle: Any) -> WorkflowStatus:
         """Wait for a workflow that runs in this process: exiting would abandon it to recovery."""
-        self.stderr.write(f"Workflow {handle.workflow_id} runs in this process: waiting for it.")
+        self._note(f"Workflow {handle.workflow_id} runs in this process: waiting for it.")
         with contextlib.suppress(Exception):  # its outcome is in its status, shown by the caller
             handle.get_result()
         return self._existing(handle.workflow_id)

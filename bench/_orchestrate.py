@@ -1,0 +1,224 @@
+"""Helpers shared by the orchestrators (``core.py``, ``messaging.py``); standard library only.
+
+An orchestrator runs each side as a fresh subprocess under its own interpreter, collects the
+one ``RESULT_MARKER + json`` line the side prints, and reports. This module holds what every
+orchestrator needs for that: the venvs, the side environments, running a side, rotating the
+side order over repetitions, and the run's metadata.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from _common import RESULT_MARKER
+
+BENCH_DIR = Path(__file__).resolve().parent
+ROOT = BENCH_DIR.parent
+SIDE_TIMEOUT_S = 600
+
+Command = tuple[list[str], dict[str, str]]
+Run = dict[str, dict[str, Any]]
+
+
+# Environment -------------------------------------------------------------------------------
+
+
+def run_checked(cmd: list[str], **kwargs: Any) -> None:
+    print("$ " + " ".join(cmd), flush=True)
+    subprocess.run(cmd, check=True, **kwargs)
+
+
+def ensure_venv(venv: Path, packages: list[str]) -> Path:
+    """Return the venv's interpreter, creating the venv (and installing) if it is missing."""
+    python = venv / "bin" / "python"
+    if not python.exists():
+        print(f"creating {venv} ...", flush=True)
+        run_checked([sys.executable, "-m", "venv", str(venv)])
+        run_checked([str(venv / "bin" / "pip"), "install", "-q", *packages], cwd=ROOT)
+    return python
+
+
+def ensure_venvs(args: argparse.Namespace) -> tuple[Path, Path]:
+    """The interpreters of the DBOS side and the django-dbos side."""
+    dbos_python = ensure_venv(args.dbos_venv, ["dbos==3.4.0", "psycopg[binary]"])
+    django_python = ensure_venv(args.django_venv, ["-e", ".[dev]"])
+    return dbos_python, django_python
+
+
+def git_state() -> dict[str, Any]:
+    """The commit measured, and whether the engine had uncommitted changes."""
+
+    def git(*argv: str) -> str:
+        proc = subprocess.run(["git", *argv], capture_output=True, text=True, cwd=ROOT)
+        return proc.stdout.strip() if proc.returncode == 0 else ""
+
+    changed = git("status", "--porcelain", "--", "django_dbos").splitlines()
+    return {"head": git("rev-parse", "HEAD"), "django_dbos_uncommitted": changed}
+
+
+def db_url(args: argparse.Namespace, db: str, scheme: str = "postgresql") -> str:
+    return f"{scheme}://{args.user}@{args.host}:{args.port}/{db}"
+
+
+def base_env() -> dict[str, str]:
+    """This process's environment without PYTHONPATH (the DBOS side must not see the repo)."""
+    return {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+
+
+def django_env(args: argparse.Namespace, db: str) -> dict[str, str]:
+    """The environment of a django-dbos side process on database ``db``."""
+    return {
+        **base_env(),
+        "DJANGO_SETTINGS_MODULE": "testproject.settings",
+        "DATABASE_URL": db_url(args, db, "postgres"),
+        "PYTHONPATH": str(ROOT),
+        "CONN_MAX_AGE": "600",
+        # As in production: with DEBUG on, Django would also keep a log of every query.
+        "DJANGO_DEBUG": "False",
+        "DBOS_LOG_LEVEL": "WARNING",
+    }
+
+
+def host_cpu_jiffies() -> list[int] | None:
+    """The aggregate ``cpu`` line of /proc/stat (user nice system idle iowait irq softirq
+    steal), or None off Linux."""
+    try:
+        with open("/proc/stat") as f:
+            return [int(x) for x in f.readline().split()[1:9]]
+    except OSError:
+        return None
+
+
+def loadavg() -> tuple[float, float, float] | None:
+    return os.getloadavg() if hasattr(os, "getloadavg") else None
+
+
+# Running sides -----------------------------------------------------------------------------
+
+
+def run_side(name: str, cmd: list[str], env: dict[str, str]) -> dict[str, Any]:
+    """Run one side process; return its result line, plus wall time and host CPU use."""
+    j0, t0 = host_cpu_jiffies(), time.perf_counter()
+    proc = subprocess.run(
+        cmd, capture_output=True, text=True, env=env, cwd=ROOT, timeout=SIDE_TIMEOUT_S
+    )
+    elapsed, j1 = time.perf_counter() - t0, host_cpu_jiffies()
+    lines = [line for line in proc.stdout.splitlines() if line.startswith(RESULT_MARKER)]
+    if proc.returncode != 0 or not lines:
+        sys.stderr.write(proc.stdout[-4000:] + proc.stderr[-4000:])
+        raise SystemExit(f"side {name!r} failed (exit code {proc.returncode})")
+    result: dict[str, Any] = json.loads(lines[-1][len(RESULT_MARKER) :])
+    result["process_wall_s"] = elapsed
+    if j0 is not None and j1 is not None:
+        delta = [b - a for a, b in zip(j0, j1, strict=True)]
+        total = max(1, sum(delta))
+        result["host"] = {
+            "busy_pct": 100.0 * (total - delta[3] - delta[4]) / total,
+            "steal_pct": 100.0 * delta[7] / total,
+        }
+    return result
+
+
+def run_all(sides: Sequence[str], repeats: int, commands: dict[str, Command]) -> list[Run]:
+    """Every repetition runs every side once, in an order rotated by one each time."""
+    runs: list[Run] = []
+    for rep in range(repeats):
+        shift = rep % len(sides)
+        order = [*sides[shift:], *sides[:shift]]
+        run: Run = {}
+        for side in order:
+            print(f"[{rep + 1}/{repeats}] {side} ...", end=" ", flush=True)
+            cmd, env = commands[side]
+            head = git_state()["head"] if side == "django-dbos" else None
+            run[side] = run_side(side, cmd, env)
+            if head is not None:  # the engine may change between runs while it is developed
+                run[side]["git_head"] = head
+            host = run[side].get("host")
+            busy = f", host CPU {host['busy_pct']:.0f}% busy" if host else ""
+            print(f"{run[side]['process_wall_s']:.1f} s{busy}", flush=True)
+        runs.append(run)
+    return runs
+
+
+# Options and output ------------------------------------------------------------------------
+
+
+def add_server_args(ap: argparse.ArgumentParser) -> None:
+    """The PostgreSQL server, the same for every orchestrator."""
+    ap.add_argument("--host", default="127.0.0.1", help="PostgreSQL host (default: %(default)s)")
+    ap.add_argument("--port", type=int, default=5432, help="(default: %(default)s)")
+    ap.add_argument("--user", default="postgres", help="trusted role (default: %(default)s)")
+
+
+def add_venv_and_output_args(ap: argparse.ArgumentParser, json_name: str) -> None:
+    """The two venvs and --json-out, the same for every orchestrator."""
+    ap.add_argument(
+        "--dbos-venv",
+        type=Path,
+        default=ROOT / ".venv-dbos",
+        help="venv for dbos==3.4.0, created if missing (default: <repo>/.venv-dbos)",
+    )
+    ap.add_argument(
+        "--django-venv",
+        type=Path,
+        default=ROOT / ".venv",
+        help="venv with django-dbos installed, created if missing (default: <repo>/.venv)",
+    )
+    ap.add_argument(
+        "--json-out",
+        type=Path,
+        default=BENCH_DIR / "results" / json_name,
+        help=f"where to write the results (default: bench/results/{json_name})",
+    )
+
+
+def run_meta(
+    args: argparse.Namespace, started_at: str, load_start: Any, git_start: dict[str, Any]
+) -> dict[str, Any]:
+    """What every results file records about the run itself."""
+    return {
+        "started_at": started_at,
+        "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "argv": sys.argv,
+        "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+        "host": {
+            "platform": platform.platform(),
+            "cpus": os.cpu_count(),
+            "loadavg_start": load_start,
+            "loadavg_end": loadavg(),
+        },
+        "git_start": git_start,
+        "git_end": git_state(),
+    }
+
+
+def write_json(path: Path, data: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=1) + "\n")
+    print(f"\nwrote {path}")
+
+
+def fmt(value: float) -> str:
+    for limit, spec in ((100, ".0f"), (10, ".1f"), (1, ".2f")):
+        if abs(value) >= limit:
+            return format(value, spec)
+    return format(value, ".3f")
+
+
+def spread(values: list[float]) -> dict[str, Any]:
+    return {
+        "median": statistics.median(values),
+        "min": min(values),
+        "max": max(values),
+        "values": values,
+    }

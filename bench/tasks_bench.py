@@ -1,0 +1,142 @@
+"""Django's Tasks framework: DBOSTaskBackend against django-tasks-db's DatabaseBackend.
+
+One run on PostgreSQL, each side on a fresh database, with one worker process:
+- enqueue rate: 1,000 trivial tasks enqueued one by one from one thread, in autocommit, with no
+  worker running (the first 20 untimed);
+- end to end: then one worker process starts (`manage.py rundbosworker` with its default 16
+  workflow threads, or `manage.py db_worker`, which runs one task at a time), and the clock runs
+  until every task has finished (the side polls the database every 20 ms). The worker's start-up
+  is included; "drain" is the rate after the first task finished.
+
+Both sides run in one venv, .venv-bench-tasks (Django 5.2, the django-tasks backport,
+django-tasks-db, this repository), made if missing. Standard library only here; the sides are
+bench/_tasks_side.py, with bench/_tasks_settings.py.
+
+    python3 bench/tasks_bench.py [--tasks 1000] [--repeat 1] [--json-out bench/results/tasks.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+BENCH_DIR = Path(__file__).resolve().parent
+ROOT = BENCH_DIR.parent
+RESULT_MARKER = "@@TASKS-BENCH@@ "
+PACKAGES = ["-e", ".", "django>=5.2,<6", "django-environ", "django-tasks>=0.12", "django-tasks-db"]
+SIDES = {"dbos": "django-dbos DBOSTaskBackend", "db": "django-tasks-db DatabaseBackend"}
+METRICS = [  # key, label, higher is better
+    ("enqueue_per_s", "enqueue (tasks/s, one thread)", True),
+    ("enqueue_cpu_ms_per_task", "enqueue CPU (ms/task)", False),
+    ("end_to_end_per_s", "end to end (tasks/s)", True),
+    ("end_to_end_s", "end to end (s)", False),
+    ("first_finished_s", "first task finished after (s)", False),
+    ("drain_per_s", "drain after the first (tasks/s)", True),
+    ("worker_cpu_ms_per_task", "worker CPU (ms/task)", False),
+]
+
+
+def ensure_venv(venv: Path) -> Path:
+    python = venv / "bin" / "python"
+    if not python.exists():
+        print(f"creating {venv} ...", flush=True)
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+        subprocess.run([str(python), "-m", "pip", "install", "-q", *PACKAGES], check=True, cwd=ROOT)
+    return python
+
+
+def versions(python: Path) -> dict[str, str]:
+    code = (
+        "import importlib.metadata as m, json; print(json.dumps({p: m.version(p) for p in "
+        "('django', 'django-tasks', 'django-tasks-db', 'psycopg')}))"
+    )
+    return json.loads(subprocess.run([python, "-c", code], capture_output=True, text=True).stdout)
+
+
+def run_side(python: Path, side: str, args: argparse.Namespace) -> dict[str, Any]:
+    log = args.json_out.parent / f"tasks-worker-{side}.log"
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "DJANGO_SETTINGS_MODULE": "_tasks_settings",
+        "PYTHONPATH": f"{BENCH_DIR}:{ROOT}",
+        "DATABASE_URL": f"{args.server}/bench_tasks_{side}",
+        "BENCH_TASKS_SIDE": side,
+        "BENCH_TASKS": str(args.tasks),
+        "BENCH_TASKS_WARMUP": str(args.warmup),
+        "BENCH_TASKS_LOG": str(log),
+        "DBOS_WORKFLOW_THREADS": str(args.dbos_threads),
+        # As in production: with DEBUG on, Django would also keep a log of every query.
+        "DJANGO_DEBUG": "False",
+        "CONN_MAX_AGE": "600",
+        "DBOS_LOG_LEVEL": "WARNING",
+    }
+    code = "import _tasks_side; _tasks_side.main()"
+    proc = subprocess.run([python, "-c", code], capture_output=True, text=True, env=env, cwd=ROOT)
+    lines = [line for line in proc.stdout.splitlines() if line.startswith(RESULT_MARKER)]
+    if proc.returncode != 0 or not lines:
+        sys.stderr.write(proc.stdout[-4000:] + proc.stderr[-4000:])
+        raise SystemExit(f"side {side!r} failed (exit code {proc.returncode})")
+    return json.loads(lines[-1][len(RESULT_MARKER) :])
+
+
+def report(runs: list[dict[str, dict[str, Any]]]) -> dict[str, dict[str, float]]:
+    """Print the medians of each side and the ratios; return the medians."""
+    medians = {
+        side: {key: statistics.median(run[side][key] for run in runs) for key, _, _ in METRICS}
+        for side in SIDES
+    }
+    print(f"\n{'':34}{'django-dbos':>14}{'django-tasks-db':>18}{'dbos/db':>10}")
+    for key, label, _ in METRICS:
+        dbos, db = medians["dbos"][key], medians["db"][key]
+        print(f"{label:34}{dbos:>14.2f}{db:>18.2f}{dbos / db:>10.2f}")
+    for key, label, higher in METRICS:
+        if key in ("enqueue_per_s", "end_to_end_per_s"):
+            ratio = medians["dbos"][key] / medians["db"][key]
+            faster = "faster" if (ratio >= 1) == higher else "slower"
+            print(f"{label}: django-dbos is {max(ratio, 1 / ratio):.2f}x {faster}")
+    return medians
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--tasks", type=int, default=1000)
+    parser.add_argument("--warmup", type=int, default=20, help="untimed enqueues (of --tasks)")
+    parser.add_argument("--repeat", type=int, default=1, help="runs of both sides (median)")
+    parser.add_argument("--dbos-threads", type=int, default=16, help="DBOS WORKFLOW_THREADS")
+    parser.add_argument("--server", default="postgres://postgres@127.0.0.1:5432")
+    parser.add_argument("--venv", type=Path, default=ROOT / ".venv-bench-tasks")
+    parser.add_argument("--json-out", type=Path, default=BENCH_DIR / "results" / "tasks.json")
+    args = parser.parse_args()
+    args.json_out.parent.mkdir(parents=True, exist_ok=True)
+
+    python = ensure_venv(args.venv)
+    runs = []
+    for rep in range(args.repeat):
+        run = {}
+        for side in list(SIDES)[rep % 2 :] + list(SIDES)[: rep % 2]:
+            print(f"[{rep + 1}/{args.repeat}] {SIDES[side]} ...", end=" ", flush=True)
+            run[side] = run_side(python, side, args)
+            print(f"{run[side]['end_to_end_s']:.1f} s end to end", flush=True)
+        runs.append(run)
+    medians = report(runs)
+    output = {
+        "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "host": {"machine": platform.machine(), "python": platform.python_version()},
+        "versions": versions(python),
+        "settings": vars(args) | {"venv": str(args.venv), "json_out": str(args.json_out)},
+        "medians": medians,
+        "runs": runs,
+    }
+    args.json_out.write_text(json.dumps(output, indent=2, default=str))
+    print(f"\nwrote {args.json_out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,493 @@
+"""The OpenAPI 3.1 document of the JSON API (`GET openapi.json`), as a Python dict."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+STATUSES = [
+    "PENDING",
+    "ENQUEUED",
+    "SUCCESS",
+    "ERROR",
+    "CANCELLED",
+    "MAX_RECOVERY_ATTEMPTS_EXCEEDED",
+]
+MAX_INTEGER = 2**31 - 1
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _nullable(schema: dict[str, Any]) -> dict[str, Any]:
+    return {"anyOf": [schema, {"type": "null"}]}
+
+
+def _content(schema: dict[str, Any]) -> dict[str, Any]:
+    return {"application/json": {"schema": schema}}
+
+
+def _ok(description: str, schema: str, status: str = "200") -> dict[str, Any]:
+    return {status: {"description": description, "content": _content(_ref(schema))}}
+
+
+def _errors(*statuses: str) -> dict[str, Any]:
+    return {status: {"$ref": f"#/components/responses/{status}"} for status in statuses}
+
+
+def _body(schema: str, required: bool = True) -> dict[str, Any]:
+    return {"required": required, "content": _content(_ref(schema))}
+
+
+def _path_parameter(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/parameters/{name}"}
+
+
+STRING = {"type": "string"}
+NULLABLE_STRING = {"type": ["string", "null"]}
+DATE_TIME = {"type": "string", "format": "date-time"}
+ANY: dict[str, Any] = {}
+
+SCHEMAS: dict[str, Any] = {
+    "Error": {
+        "type": "object",
+        "required": ["error", "detail"],
+        "properties": {
+            "error": {"type": "string", "description": "What went wrong, and what to do."},
+            "detail": {"description": "More about the error (any JSON value), or null."},
+        },
+    },
+    "WorkflowError": {
+        "type": "object",
+        "required": ["type", "message"],
+        "properties": {
+            "type": {"type": "string", "description": "The exception's class."},
+            "message": STRING,
+        },
+    },
+    "Workflow": {
+        "type": "object",
+        "required": [
+            "workflow_id",
+            "status",
+            "name",
+            "input",
+            "output",
+            "error",
+            "created_at",
+            "updated_at",
+            "queue_name",
+            "executor_id",
+            "app_version",
+            "recovery_attempts",
+            "priority",
+            "deduplication_id",
+            "parent_workflow_id",
+            "forked_from",
+        ],
+        "properties": {
+            "workflow_id": STRING,
+            "status": {"type": "string", "enum": STATUSES},
+            "name": {"type": "string", "description": "The name the workflow is registered as."},
+            "input": {
+                "type": ["object", "null"],
+                "description": '{"args": [...], "kwargs": {...}}',
+            },
+            "output": {"description": "The result (any JSON value); null until it succeeds."},
+            "error": _nullable(_ref("WorkflowError")),
+            "created_at": DATE_TIME,
+            "updated_at": DATE_TIME,
+            "queue_name": NULLABLE_STRING,
+            "executor_id": NULLABLE_STRING,
+            "app_version": NULLABLE_STRING,
+            "recovery_attempts": {"type": "integer"},
+            "priority": {"type": "integer", "description": "1 is the highest; 0 is none."},
+            "deduplication_id": NULLABLE_STRING,
+            "parent_workflow_id": NULLABLE_STRING,
+            "forked_from": NULLABLE_STRING,
+        },
+    },
+    "WorkflowList": {
+        "type": "object",
+        "required": ["workflows", "limit", "offset"],
+        "properties": {
+            "workflows": {"type": "array", "items": _ref("Workflow")},
+            "limit": {"type": "integer"},
+            "offset": {"type": "integer"},
+        },
+    },
+    "Step": {
+        "type": "object",
+        "required": [
+            "function_id",
+            "function_name",
+            "output",
+            "error",
+            "child_workflow_id",
+            "started_at",
+            "completed_at",
+        ],
+        "properties": {
+            "function_id": {"type": "integer", "description": "1 for the first operation."},
+            "function_name": STRING,
+            "output": ANY,
+            "error": _nullable(_ref("WorkflowError")),
+            "child_workflow_id": NULLABLE_STRING,
+            "started_at": DATE_TIME,
+            "completed_at": DATE_TIME,
+        },
+    },
+    "StepList": {
+        "type": "object",
+        "required": ["workflow_id", "steps"],
+        "properties": {"workflow_id": STRING, "steps": {"type": "array", "items": _ref("Step")}},
+    },
+    "WorkflowId": {
+        "type": "object",
+        "required": ["workflow_id"],
+        "properties": {"workflow_id": STRING},
+    },
+    "Event": {
+        "type": "object",
+        "required": ["workflow_id", "key", "value"],
+        "properties": {
+            "workflow_id": STRING,
+            "key": STRING,
+            "value": {"description": "The event's value, or null when it was not set in time."},
+        },
+    },
+    "Sent": {
+        "type": "object",
+        "required": ["workflow_id", "topic"],
+        "properties": {"workflow_id": STRING, "topic": NULLABLE_STRING},
+    },
+    "Queue": {
+        "type": "object",
+        "required": [
+            "name",
+            "concurrency",
+            "worker_concurrency",
+            "rate_limit",
+            "rate_period_seconds",
+            "priority_enabled",
+            "partition_queue",
+            "enqueued",
+            "pending",
+        ],
+        "properties": {
+            "name": STRING,
+            "concurrency": {"type": ["integer", "null"]},
+            "worker_concurrency": {"type": ["integer", "null"]},
+            "rate_limit": {"type": ["integer", "null"]},
+            "rate_period_seconds": {"type": ["number", "null"]},
+            "priority_enabled": {"type": ["boolean", "null"]},
+            "partition_queue": {"type": ["boolean", "null"]},
+            "enqueued": {"type": "integer", "description": "Workflows waiting (ENQUEUED)."},
+            "pending": {"type": "integer", "description": "Workflows running (PENDING)."},
+        },
+    },
+    "QueueList": {
+        "type": "object",
+        "required": ["queues"],
+        "properties": {"queues": {"type": "array", "items": _ref("Queue")}},
+    },
+    "Health": {
+        "type": "object",
+        "required": ["status", "database", "live_executors"],
+        "properties": {
+            "status": {"const": "ok"},
+            "database": {"const": "reachable"},
+            "live_executors": {
+                "type": "integer",
+                "description": "Processes whose heartbeat is recent.",
+            },
+        },
+    },
+    "StartRequest": {
+        "type": "object",
+        "additionalProperties": False,
+        "properties": {
+            "args": {"type": "array", "description": "Positional arguments."},
+            "kwargs": {"type": "object", "description": "Keyword arguments."},
+            "workflow_id": {
+                "type": "string",
+                "minLength": 1,
+                "maxLength": 255,
+                "description": "An idempotency key: a second start with it runs nothing new.",
+            },
+            "queue_name": {"type": "string", "description": "Enqueue on this queue."},
+        },
+    },
+    "ForkRequest": {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["start_step"],
+        "properties": {
+            "start_step": {
+                "type": "integer",
+                "minimum": 1,
+                "maximum": MAX_INTEGER,
+                "description": "Operations before this function id are reused, not rerun.",
+            },
+            "application_version": {"type": "string", "minLength": 1, "maxLength": 255},
+        },
+    },
+    "SendRequest": {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["message"],
+        "properties": {
+            "message": {"description": "Any JSON value."},
+            "topic": NULLABLE_STRING,
+        },
+    },
+}
+
+
+def _error(description: str, **headers: Any) -> dict[str, Any]:
+    response: dict[str, Any] = {"description": description, "content": _content(_ref("Error"))}
+    if headers:
+        response["headers"] = headers
+    return response
+
+
+RESPONSES: dict[str, Any] = {
+    "400": _error("Malformed request: the error names what is wrong."),
+    "401": _error(
+        "Not authenticated.",
+        **{"WWW-Authenticate": {"schema": {"type": "string"}, "description": "Basic"}},
+    ),
+    "403": _error("No permission, or a session request without its CSRF token."),
+    "404": _error("No such workflow (or workflow name)."),
+    "409": _error("The workflow id or deduplication id is taken."),
+    "413": _error("The request body is too large."),
+    "503": _error("The system database is unreachable."),
+}
+
+PARAMETERS: dict[str, Any] = {
+    "workflow_id": {"name": "workflow_id", "in": "path", "required": True, "schema": STRING},
+    "key": {"name": "key", "in": "path", "required": True, "schema": STRING},
+    "name": {
+        "name": "name",
+        "in": "path",
+        "required": True,
+        "schema": STRING,
+        "description": "The name the workflow is registered as.",
+    },
+}
+
+
+def _query(name: str, schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {
+        "name": name,
+        "in": "query",
+        "required": False,
+        "schema": schema,
+        "description": description,
+    }
+
+
+READ = _errors("400", "401", "403", "404")
+WRITE = _errors("400", "401", "403", "404", "413")
+
+PATHS: dict[str, Any] = {
+    "/workflows/": {
+        "get": {
+            "operationId": "listWorkflows",
+            "summary": "List workflows",
+            "parameters": [
+                _query(
+                    "status",
+                    {"type": "array", "items": {"type": "string", "enum": STATUSES}},
+                    "Only workflows in these statuses (repeat the parameter for several).",
+                ),
+                _query("name", STRING, "Only workflows registered under this name."),
+                _query("queue_name", STRING, "Only workflows of this queue."),
+                _query(
+                    "limit",
+                    {"type": "integer", "minimum": 1, "maximum": 500, "default": 50},
+                    "At most this many workflows.",
+                ),
+                _query(
+                    "offset",
+                    {"type": "integer", "minimum": 0, "maximum": MAX_INTEGER, "default": 0},
+                    "Skip this many workflows first.",
+                ),
+                _query(
+                    "sort_desc",
+                    {"type": "boolean", "default": False},
+                    "Newest first (default: oldest first).",
+                ),
+            ],
+            "responses": {**_ok("Workflows, by creation time.", "WorkflowList"), **READ},
+        }
+    },
+    "/workflows/{workflow_id}/": {
+        "parameters": [_path_parameter("workflow_id")],
+        "get": {
+            "operationId": "getWorkflow",
+            "summary": "Get a workflow's status",
+            "responses": {**_ok("The workflow.", "Workflow"), **READ},
+        },
+    },
+    "/workflows/{workflow_id}/steps/": {
+        "parameters": [_path_parameter("workflow_id")],
+        "get": {
+            "operationId": "listWorkflowSteps",
+            "summary": "List a workflow's recorded operations, in order",
+            "responses": {**_ok("The steps.", "StepList"), **READ},
+        },
+    },
+    "/workflows/{workflow_id}/cancel/": {
+        "parameters": [_path_parameter("workflow_id")],
+        "post": {
+            "operationId": "cancelWorkflow",
+            "summary": "Cancel a workflow and its descendants",
+            "description": "Needs django_dbos.cancel_workflowstatus. Any request body is ignored.",
+            "responses": {**_ok("The workflow, after the cancellation.", "Workflow"), **WRITE},
+        },
+    },
+    "/workflows/{workflow_id}/resume/": {
+        "parameters": [_path_parameter("workflow_id")],
+        "post": {
+            "operationId": "resumeWorkflow",
+            "summary": "Run a cancelled or failed workflow again from its last completed step",
+            "description": "Needs django_dbos.resume_workflowstatus. Any request body is ignored.",
+            "responses": {**_ok("Resumed (or nothing to do).", "WorkflowId", "202"), **WRITE},
+        },
+    },
+    "/workflows/{workflow_id}/fork/": {
+        "parameters": [_path_parameter("workflow_id")],
+        "post": {
+            "operationId": "forkWorkflow",
+            "summary": "Start a new workflow that reruns this one from a step",
+            "description": "Needs django_dbos.fork_workflowstatus.",
+            "requestBody": _body("ForkRequest"),
+            "responses": {**_ok("The new workflow's id.", "WorkflowId", "202"), **WRITE},
+        },
+    },
+    "/workflows/{workflow_id}/send/": {
+        "parameters": [_path_parameter("workflow_id")],
+        "post": {
+            "operationId": "sendMessage",
+            "summary": "Send a message to a workflow (it reads it with DBOS.recv)",
+            "description": "Needs django_dbos.change_workflowstatus.",
+            "requestBody": _body("SendRequest"),
+            "responses": {**_ok("Sent.", "Sent", "202"), **WRITE},
+        },
+    },
+    "/workflows/{workflow_id}/events/{key}/": {
+        "parameters": [_path_parameter("workflow_id"), _path_parameter("key")],
+        "get": {
+            "operationId": "getEvent",
+            "summary": "Get the value a workflow published under a key",
+            "parameters": [
+                _query(
+                    "timeout_seconds",
+                    {"type": "number", "minimum": 0, "maximum": 60, "default": 0},
+                    "Wait up to this long for the event to be set (0: do not wait).",
+                )
+            ],
+            "responses": {**_ok("The value, or null if not set in time.", "Event"), **READ},
+        },
+    },
+    "/workflows/{workflow_id}/streams/{key}/": {
+        "parameters": [_path_parameter("workflow_id"), _path_parameter("key")],
+        "get": {
+            "operationId": "readStream",
+            "summary": "Read a workflow's stream as Server-Sent Events",
+            "description": (
+                "One `data: <json>` event per value, in order, as the workflow writes them; then "
+                "`event: end` once the stream is closed or the workflow has ended (`event: error` "
+                "if a value cannot be read)."
+            ),
+            "responses": {
+                "200": {
+                    "description": "The stream, as Server-Sent Events.",
+                    "content": {"text/event-stream": {"schema": {"type": "string"}}},
+                },
+                **READ,
+            },
+        },
+    },
+    "/workflows/start/{name}/": {
+        "parameters": [_path_parameter("name")],
+        "post": {
+            "operationId": "startWorkflow",
+            "summary": "Start a workflow declared with @DBOS.workflow(http=True)",
+            "description": (
+                "Needs django_dbos.add_workflowstatus. Runs in the web process, or on "
+                "`queue_name` for a worker to run. Other workflows are refused with 403."
+            ),
+            "requestBody": _body("StartRequest", required=False),
+            "responses": {
+                **_ok("Started.", "WorkflowId", "202"),
+                **_errors("400", "401", "403", "404", "409", "413"),
+            },
+        },
+    },
+    "/queues/": {
+        "get": {
+            "operationId": "listQueues",
+            "summary": "List queues with their limits and active workflows",
+            "responses": {**_ok("The queues.", "QueueList"), **_errors("401", "403")},
+        }
+    },
+    "/health/": {
+        "get": {
+            "operationId": "health",
+            "summary": "Check the system database and count live executors",
+            "security": [],
+            "responses": {**_ok("Healthy.", "Health"), **_errors("503")},
+        }
+    },
+    "/openapi.json": {
+        "get": {
+            "operationId": "openapi",
+            "summary": "This document",
+            "security": [],
+            "responses": {
+                "200": {
+                    "description": "The OpenAPI document.",
+                    "content": {"application/json": {"schema": {"type": "object"}}},
+                }
+            },
+        }
+    },
+}
+
+DOCUMENT: dict[str, Any] = {
+    "openapi": "3.1.0",
+    "info": {
+        "title": "django-dbos",
+        "version": "1",
+        "description": (
+            "Durable workflows: list, inspect, manage and start them. Authenticate with HTTP "
+            "Basic, or with Django's session cookie; session requests other than GET need the "
+            "CSRF token in the X-CSRFToken header. Reading needs the "
+            "django_dbos.view_workflowstatus permission. Errors are "
+            '{"error": "<message>", "detail": <any JSON or null>}.'
+        ),
+    },
+    "servers": [{"url": "/dbos"}],
+    "security": [{"basicAuth": []}, {"cookieAuth": []}],
+    "paths": PATHS,
+    "components": {
+        "schemas": SCHEMAS,
+        "responses": RESPONSES,
+        "parameters": PARAMETERS,
+        "securitySchemes": {
+            "basicAuth": {"type": "http", "scheme": "basic"},
+            "cookieAuth": {"type": "apiKey", "in": "cookie", "name": "sessionid"},
+        },
+    },
+}
+
+
+def document(server_url: str = "/dbos", cookie_name: str = "sessionid") -> dict[str, Any]:
+    """Return the document for an API mounted at `server_url`, with the project's cookie name."""
+    result = copy.deepcopy(DOCUMENT)
+    result["servers"] = [{"url": server_url}]
+    result["components"]["securitySchemes"]["cookieAuth"]["name"] = cookie_name
+    return result

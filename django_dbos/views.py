@@ -1,0 +1,641 @@
+"""The JSON API: list, inspect, manage and start workflows over HTTP, through the public API.
+
+Mount it with `path("dbos/", include("django_dbos.urls"))`. Clients authenticate with Django's
+session (then unsafe requests need the CSRF token) or with HTTP Basic (no token). Every error is
+`{"error": "<message>", "detail": <anything or null>}`.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import dataclasses
+import datetime
+import functools
+import inspect
+import json
+import logging
+import math
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import nullcontext
+from typing import Any
+
+from asgiref.sync import sync_to_async
+from django.conf import settings
+from django.contrib.auth import authenticate
+from django.core.exceptions import RequestDataTooBig
+from django.core.handlers.asgi import ASGIRequest
+from django.core.serializers.json import DjangoJSONEncoder
+from django.db import DatabaseError, connections
+from django.db.models import Count
+from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
+from django.middleware.csrf import CsrfViewMiddleware
+from django.utils import timezone
+from django.views.decorators.csrf import csrf_exempt
+
+from . import conf, openapi
+from .api import DBOS, Queue, SetWorkflowID, StepInfo, WorkflowStatus
+from .engine import registry
+from .errors import (
+    DBOSException,
+    DBOSNonExistentWorkflowError,
+    DBOSNotRegisteredError,
+    DBOSQueueDeduplicatedError,
+    DBOSWorkflowConflictIDError,
+)
+from .models import Executor, Status
+from .models import Queue as QueueRow
+from .models import WorkflowStatus as WorkflowRow
+
+logger = logging.getLogger("django_dbos")
+
+VIEW = "django_dbos.view_workflowstatus"
+SEND = "django_dbos.change_workflowstatus"
+CANCEL = "django_dbos.cancel_workflowstatus"
+RESUME = "django_dbos.resume_workflowstatus"
+FORK = "django_dbos.fork_workflowstatus"
+START = "django_dbos.add_workflowstatus"
+
+DEFAULT_LIMIT, MAX_LIMIT = 50, 500
+MAX_INTEGER = 2**31 - 1  # offsets and step ids beyond this cannot be in the tables
+MAX_WAIT_SECONDS = 60.0  # the longest a request may hold a web worker waiting for an event
+MAX_KEY_LENGTH = 255
+SAFE_METHODS = ("GET", "HEAD", "OPTIONS", "TRACE")
+
+
+# Errors ---------------------------------------------------------------------------------------
+
+
+class APIError(Exception):
+    """An error answered as `{"error": message, "detail": detail}` with an HTTP status."""
+
+    def __init__(
+        self, status: int, message: str, detail: Any = None, headers: dict[str, str] | None = None
+    ):
+        super().__init__(message)
+        self.status, self.message, self.detail = status, message, detail
+        self.headers = headers or {}
+
+    def response(self) -> JsonResponse:
+        return _json(
+            {"error": self.message, "detail": self.detail}, status=self.status, headers=self.headers
+        )
+
+
+# The errors of the public API that bad input causes, most specific first.
+_ERROR_STATUSES: tuple[tuple[type[Exception], int], ...] = (
+    (DBOSNonExistentWorkflowError, 404),
+    (DBOSNotRegisteredError, 404),
+    (DBOSWorkflowConflictIDError, 409),
+    (DBOSQueueDeduplicatedError, 409),
+    (DBOSException, 400),
+    (ValueError, 400),
+)
+
+
+def _error_response(exc: Exception) -> JsonResponse:
+    status = next(code for kind, code in _ERROR_STATUSES if isinstance(exc, kind))
+    return APIError(status, str(exc), detail={"type": type(exc).__name__}).response()
+
+
+# JSON -----------------------------------------------------------------------------------------
+
+_ENCODER = DjangoJSONEncoder()
+
+
+def _plain(value: Any) -> Any:
+    """Return a JSON-ready copy of a stored value: what DjangoJSONEncoder knows as it renders
+    it, containers as lists and objects, and anything else as its repr()."""
+    if value is None or isinstance(value, str | bool | int):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else str(value)
+    if isinstance(value, dict):
+        return {
+            key if isinstance(key, str) else str(key): _plain(item) for key, item in value.items()
+        }
+    if isinstance(value, list | tuple | set | frozenset):
+        return [_plain(item) for item in value]
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    try:
+        return _ENCODER.default(value)
+    except TypeError:
+        return repr(value)
+
+
+def _json(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> JsonResponse:
+    return JsonResponse(data, status=status, headers=headers, encoder=DjangoJSONEncoder, safe=False)
+
+
+def _error_json(error: BaseException | None) -> dict[str, str] | None:
+    if error is None:
+        return None
+    kind = type(error)
+    name = (
+        kind.__qualname__
+        if kind.__module__ == "builtins"
+        else f"{kind.__module__}.{kind.__qualname__}"
+    )
+    return {"type": name, "message": str(error)}
+
+
+def _workflow_json(status: WorkflowStatus) -> dict[str, Any]:
+    return {
+        "workflow_id": status.workflow_id,
+        "status": str(status.status),
+        "name": status.name,
+        "input": _plain(status.input),
+        "output": _plain(status.output),
+        "error": _error_json(status.error),
+        "created_at": status.created_at,
+        "updated_at": status.updated_at,
+        "queue_name": status.queue_name,
+        "executor_id": status.executor_id,
+        "app_version": status.app_version,
+        "recovery_attempts": status.recovery_attempts,
+        "priority": status.priority,
+        "deduplication_id": status.deduplication_id,
+        "parent_workflow_id": status.parent_workflow_id,
+        "forked_from": status.forked_from,
+    }
+
+
+def _step_json(step: StepInfo) -> dict[str, Any]:
+    return {
+        "function_id": step.function_id,
+        "function_name": step.function_name,
+        "output": _plain(step.output),
+        "error": _error_json(step.error),
+        "child_workflow_id": step.child_workflow_id,
+        "started_at": step.started_at,
+        "completed_at": step.completed_at,
+    }
+
+
+# Input ----------------------------------------------------------------------------------------
+
+
+def _text(value: str, what: str) -> str:
+    """Refuse what no database column can hold: NUL characters and unpaired surrogates."""
+    if "\x00" in value:
+        raise APIError(400, f"The {what} must not contain NUL characters.")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise APIError(400, f"The {what} is not valid Unicode text.") from None
+    return value
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON value")
+
+
+def _json_body(request: HttpRequest, fields: set[str]) -> dict[str, Any]:
+    """Return the request's body, a JSON object with no other keys than `fields`."""
+    try:
+        raw = request.body
+    except RequestDataTooBig:
+        raise APIError(413, "The request body is too large.") from None
+    if not raw.strip():
+        return {}
+    try:
+        body = json.loads(raw, parse_constant=_refuse_constant)
+    except (ValueError, RecursionError) as exc:
+        raise APIError(400, f"The request body is not valid JSON: {exc}.") from None
+    if not isinstance(body, dict):
+        raise APIError(400, "The request body must be a JSON object.")
+    unknown = sorted(set(body) - fields)
+    if unknown:
+        raise APIError(
+            400,
+            f"Unknown field(s) in the request body: {', '.join(unknown)}. "
+            f"Expected: {', '.join(sorted(fields))}.",
+            detail={"fields": unknown},
+        )
+    return body
+
+
+def _field(body: dict[str, Any], name: str, kind: type, expected: str) -> Any:
+    """Return an optional field of a JSON body (None when absent), checking its type."""
+    value = body.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
+        raise APIError(
+            400, f'"{name}" must be {expected}, not {json.dumps(value)[:60]}.', {"field": name}
+        )
+    return _text(value, f'"{name}"') if isinstance(value, str) else value
+
+
+def _int_param(request: HttpRequest, name: str, default: int, low: int, high: int) -> int:
+    raw = request.GET.get(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        value = None
+    if value is None or not low <= value <= high:
+        raise APIError(400, f"{name} must be an integer from {low} to {high}.", {"parameter": name})
+    return value
+
+
+def _bool_param(request: HttpRequest, name: str) -> bool:
+    raw = request.GET.get(name, "false").lower()
+    if raw not in ("true", "false", "1", "0"):
+        raise APIError(400, f"{name} must be true or false.", {"parameter": name})
+    return raw in ("true", "1")
+
+
+def _text_param(request: HttpRequest, name: str) -> str | None:
+    raw = request.GET.get(name)
+    return None if raw is None else _text(raw, f"{name} parameter")
+
+
+def _statuses(request: HttpRequest) -> list[str] | None:
+    values = request.GET.getlist("status")
+    unknown = [value for value in values if value not in Status.values]
+    if unknown:
+        raise APIError(
+            400, f"status must be one of {', '.join(Status.values)}.", {"parameter": "status"}
+        )
+    return values or None
+
+
+def _timeout(request: HttpRequest) -> float:
+    raw = request.GET.get("timeout_seconds", "0")
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    if not 0 <= value <= MAX_WAIT_SECONDS:
+        raise APIError(
+            400,
+            f"timeout_seconds must be a number of seconds from 0 to {MAX_WAIT_SECONDS:g}.",
+            {"parameter": "timeout_seconds"},
+        )
+    return value
+
+
+def _key(key: str) -> str:
+    if len(key) > MAX_KEY_LENGTH:
+        raise APIError(400, f"The key is longer than {MAX_KEY_LENGTH} characters.")
+    return key
+
+
+def _existing(workflow_id: str) -> WorkflowStatus:
+    status = DBOS.get_workflow_status(workflow_id)
+    if status is None:
+        raise APIError(404, f"There is no workflow with id {workflow_id!r}.")
+    return status
+
+
+# Authentication and permissions ---------------------------------------------------------------
+
+
+def _unauthorized(message: str) -> APIError:
+    return APIError(401, message, headers={"WWW-Authenticate": 'Basic realm="django-dbos"'})
+
+
+class _CsrfCheck(CsrfViewMiddleware):
+    """Django's CSRF check, answering a failure with its reason instead of the failure page."""
+
+    def _reject(self, request: HttpRequest, reason: str) -> str:  # type: ignore[override]
+        return reason
+
+
+def _check_csrf(request: HttpRequest) -> None:
+    check = _CsrfCheck(lambda request: HttpResponse())
+    check.process_request(request)
+    reason = check.process_view(request, None, (), {})  # type: ignore[arg-type]
+    if reason:
+        raise APIError(
+            403,
+            f"CSRF verification failed: {reason} Send the csrftoken cookie's value in the "
+            f"{settings.CSRF_HEADER_NAME.removeprefix('HTTP_').replace('_', '-')} header, or "
+            "authenticate with HTTP Basic.",
+        )
+
+
+def _basic_user(request: HttpRequest, credentials: str) -> Any:
+    try:
+        decoded = base64.b64decode(credentials.strip(), validate=True)
+        try:
+            text = decoded.decode("utf-8")
+        except UnicodeDecodeError:
+            text = decoded.decode("latin-1")
+    except (binascii.Error, ValueError):
+        text = ""
+    username, colon, password = text.partition(":")
+    if not colon or "\x00" in text:
+        raise _unauthorized("Malformed HTTP Basic credentials: expected base64 of user:password.")
+    user = authenticate(request, username=username, password=password)
+    if user is None:
+        raise _unauthorized("Invalid username or password.")
+    return user
+
+
+def _authorize(request: HttpRequest, permission: str) -> None:
+    """Authenticate with HTTP Basic or the session (checking CSRF), then check the permission."""
+    header = request.META.get("HTTP_AUTHORIZATION", "")
+    if header[:6].lower() == "basic ":
+        request.user = _basic_user(request, header[6:])
+    else:
+        user = getattr(request, "user", None)
+        if user is None or not user.is_authenticated:
+            raise _unauthorized("Authentication required: log in, or use HTTP Basic.")
+        if request.method not in SAFE_METHODS:
+            _check_csrf(request)
+    if not request.user.has_perm(permission):
+        raise APIError(403, f"You do not have the {permission} permission.")
+
+
+View = Callable[..., HttpResponse]
+
+
+def api_view(method: str, permission: str | None) -> Callable[[View], View]:
+    """Make a view an API endpoint: its method, authentication and permission (None: public),
+    URL arguments checked, and errors answered as JSON."""
+
+    def decorator(view: View) -> View:
+        @csrf_exempt
+        @functools.wraps(view)
+        def endpoint(request: HttpRequest, **kwargs: str) -> HttpResponse:
+            try:
+                if request.method != method:
+                    raise APIError(
+                        405,
+                        f"Method {request.method} is not allowed here; use {method}.",
+                        headers={"Allow": method},
+                    )
+                if permission is not None:
+                    _authorize(request, permission)
+                for name, value in kwargs.items():
+                    _text(value, name)
+                return view(request, **kwargs)
+            except APIError as exc:
+                return exc.response()
+            except tuple(kind for kind, _ in _ERROR_STATUSES) as exc:
+                return _error_response(exc)
+
+        endpoint.http_method = method  # type: ignore[attr-defined]
+        return endpoint
+
+    return decorator
+
+
+# Reading workflows ----------------------------------------------------------------------------
+
+
+@api_view("GET", VIEW)
+def list_workflows(request: HttpRequest) -> HttpResponse:
+    """List workflows, oldest first (newest with sort_desc), filtered by the query."""
+    limit = _int_param(request, "limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
+    offset = _int_param(request, "offset", 0, 0, MAX_INTEGER)
+    workflows = DBOS.list_workflows(
+        status=_statuses(request),
+        name=_text_param(request, "name"),
+        queue_name=_text_param(request, "queue_name"),
+        limit=limit,
+        offset=offset,
+        sort_desc=_bool_param(request, "sort_desc"),
+    )
+    return _json(
+        {"workflows": [_workflow_json(w) for w in workflows], "limit": limit, "offset": offset}
+    )
+
+
+@api_view("GET", VIEW)
+def get_workflow(request: HttpRequest, workflow_id: str) -> HttpResponse:
+    return _json(_workflow_json(_existing(workflow_id)))
+
+
+@api_view("GET", VIEW)
+def list_steps(request: HttpRequest, workflow_id: str) -> HttpResponse:
+    _existing(workflow_id)
+    steps = DBOS.list_workflow_steps(workflow_id)
+    return _json({"workflow_id": workflow_id, "steps": [_step_json(step) for step in steps]})
+
+
+@api_view("GET", VIEW)
+def get_event(request: HttpRequest, workflow_id: str, key: str) -> HttpResponse:
+    """Return an event's value, waiting up to ?timeout_seconds= for it (null if never set)."""
+    timeout = _timeout(request)
+    _existing(workflow_id)
+    value = DBOS.get_event(workflow_id, _key(key), timeout_seconds=timeout)
+    return _json({"workflow_id": workflow_id, "key": key, "value": _plain(value)})
+
+
+@api_view("GET", VIEW)
+def read_stream(request: HttpRequest, workflow_id: str, key: str) -> HttpResponse:
+    """Send a stream's values as Server-Sent Events until it is closed or the workflow ends."""
+    _existing(workflow_id)
+    events = _server_sent_events(DBOS.read_stream(workflow_id, _key(key)))
+    if isinstance(request, ASGIRequest):
+        events = _one_at_a_time(events)  # type: ignore[assignment]
+    response = StreamingHttpResponse(events, content_type="text/event-stream")
+    response["Cache-Control"] = "no-cache"
+    response["X-Accel-Buffering"] = "no"  # nginx: pass each event on at once
+    return response
+
+
+def _server_sent_events(values: Iterator[Any]) -> Iterator[str]:
+    """One `data:` event per value, then an `end` event (or an `error` event)."""
+    try:
+        for value in values:
+            yield f"data: {json.dumps(_plain(value), cls=DjangoJSONEncoder)}\n\n"
+    except (DBOSException, ValueError) as exc:
+        error = {"error": str(exc), "detail": {"type": type(exc).__name__}}
+        yield f"event: error\ndata: {json.dumps(error)}\n\n"
+        return
+    yield "event: end\ndata: null\n\n"
+
+
+async def _one_at_a_time(events: Iterator[str]) -> AsyncIterator[str]:
+    """Under ASGI, pass each event on as it comes (Django would read a plain iterator to its end
+    first), reading them on the request's thread, where its database connection lives."""
+    next_event = sync_to_async(next, thread_sensitive=True)
+    while (event := await next_event(events, None)) is not None:
+        yield event
+
+
+# Managing workflows ---------------------------------------------------------------------------
+
+
+@api_view("POST", CANCEL)
+def cancel_workflow(request: HttpRequest, workflow_id: str) -> HttpResponse:
+    """Cancel a workflow and its descendants; answer with its status after."""
+    DBOS.cancel_workflow(workflow_id)
+    return _json(_workflow_json(_existing(workflow_id)))
+
+
+@api_view("POST", RESUME)
+def resume_workflow(request: HttpRequest, workflow_id: str) -> HttpResponse:
+    handle = DBOS.resume_workflow(workflow_id)
+    return _json({"workflow_id": handle.workflow_id}, status=202)
+
+
+@api_view("POST", FORK)
+def fork_workflow(request: HttpRequest, workflow_id: str) -> HttpResponse:
+    """Start a copy of a workflow that reruns it from `start_step`."""
+    body = _json_body(request, {"start_step", "application_version"})
+    start_step = _field(body, "start_step", int, "an integer of 1 or more")
+    if start_step is None:
+        raise APIError(400, 'The body needs "start_step": the step to rerun from.')
+    if not 1 <= start_step <= MAX_INTEGER:
+        raise APIError(
+            400, f'"start_step" must be from 1 to {MAX_INTEGER}.', {"field": "start_step"}
+        )
+    version = _field(body, "application_version", str, "a string")
+    handle = DBOS.fork_workflow(workflow_id, start_step, application_version=version)
+    return _json({"workflow_id": handle.workflow_id}, status=202)
+
+
+@api_view("POST", SEND)
+def send_message(request: HttpRequest, workflow_id: str) -> HttpResponse:
+    body = _json_body(request, {"message", "topic"})
+    if "message" not in body:
+        raise APIError(400, 'The body needs "message": any JSON value.')
+    topic = _field(body, "topic", str, "a string")
+    DBOS.send(workflow_id, body["message"], topic=topic)
+    return _json({"workflow_id": workflow_id, "topic": topic}, status=202)
+
+
+# Starting workflows ---------------------------------------------------------------------------
+
+
+@api_view("POST", START)
+def start_workflow(request: HttpRequest, name: str) -> HttpResponse:
+    """Start a workflow declared with @DBOS.workflow(http=True), here or on a queue."""
+    entry = registry.get_workflow(name)
+    if not entry.options.get("http"):
+        raise APIError(
+            403,
+            f"Workflow {name!r} cannot be started over HTTP: declare it with "
+            "@DBOS.workflow(http=True) to allow it.",
+        )
+    body = _json_body(request, {"args", "kwargs", "workflow_id", "queue_name"})
+    args = _field(body, "args", list, "a JSON array") or []
+    kwargs = _field(body, "kwargs", dict, "a JSON object") or {}
+    workflow_id = _field(body, "workflow_id", str, "a string")
+    queue_name = _field(body, "queue_name", str, "a string")
+    _check_arguments(entry, args, kwargs)
+    queue = _queue(queue_name) if queue_name is not None else None
+    function = _workflow_function(entry)
+    with SetWorkflowID(workflow_id) if workflow_id is not None else nullcontext():
+        if queue is None:
+            handle = DBOS.start_workflow(function, *args, **kwargs)
+        else:
+            handle = queue.enqueue(function, *args, **kwargs)
+    return _json({"workflow_id": handle.workflow_id}, status=202)
+
+
+def _check_arguments(entry: registry.Registered, args: list, kwargs: dict) -> None:
+    try:
+        signature = inspect.signature(entry.func)
+    except (TypeError, ValueError):
+        return
+    try:
+        signature.bind(*args, **kwargs)
+    except TypeError as exc:
+        raise APIError(400, f"The arguments do not fit workflow {entry.name!r}: {exc}.") from None
+
+
+def _workflow_function(entry: registry.Registered) -> Callable[..., Any]:
+    """What DBOS.start_workflow takes for a registered workflow (the registry keeps only the
+    undecorated function; the public API finds the workflow through `__dbos__`)."""
+
+    def workflow(*args: Any, **kwargs: Any) -> Any:
+        raise NotImplementedError
+
+    workflow.__qualname__ = entry.name
+    workflow.__dbos__ = entry  # type: ignore[attr-defined]
+    return workflow
+
+
+def _queue(name: str) -> Queue:
+    try:
+        spec = registry.get_queue(name)
+    except DBOSNotRegisteredError as exc:
+        raise APIError(400, str(exc), {"field": "queue_name"}) from None
+    limiter = (
+        {"limit": spec.rate_limit, "period": spec.rate_period_seconds} if spec.rate_limit else None
+    )
+    return Queue(
+        spec.name,
+        spec.concurrency,
+        limiter,
+        worker_concurrency=spec.worker_concurrency,
+        priority_enabled=spec.priority_enabled,
+        partition_queue=spec.partition_queue,
+    )
+
+
+# Queues, health, the schema -------------------------------------------------------------------
+
+_LIMITS = (
+    "concurrency",
+    "worker_concurrency",
+    "rate_limit",
+    "rate_period_seconds",
+    "priority_enabled",
+    "partition_queue",
+)
+
+
+@api_view("GET", VIEW)
+def list_queues(request: HttpRequest) -> HttpResponse:
+    """Every queue known to the code or the database, its limits and its active workflows."""
+    database = conf.get("DATABASE")
+    limits: dict[str, Any] = {spec.name: spec for spec in registry.queues()}
+    # A queue's row holds its limits as edited in the admin: those are the ones in force.
+    limits.update((row.name, row) for row in QueueRow.objects.using(database))
+    counts = (
+        WorkflowRow.objects.using(database)
+        .filter(queue_name__isnull=False, status__in=[Status.ENQUEUED, Status.PENDING])
+        .values_list("queue_name", "status")
+        .annotate(count=Count("workflow_id"))
+        .order_by()
+    )
+    active = {(queue, status): count for queue, status, count in counts}
+    names = sorted(set(limits) | {queue for queue, _ in active})
+    queues = [
+        {
+            "name": name,
+            **{field: getattr(limits.get(name), field, None) for field in _LIMITS},
+            "enqueued": active.get((name, Status.ENQUEUED), 0),
+            "pending": active.get((name, Status.PENDING), 0),
+        }
+        for name in names
+    ]
+    return _json({"queues": queues})
+
+
+@api_view("GET", None)
+def health(request: HttpRequest) -> HttpResponse:
+    """200 when the system database answers, with the number of live executors; else 503.
+
+    Public, like any probe a load balancer calls; it tells nothing about the workflows.
+    """
+    database = conf.get("DATABASE")
+    silent_since = timezone.now() - datetime.timedelta(
+        seconds=float(conf.get("EXECUTOR_TIMEOUT_SECONDS"))
+    )
+    try:
+        with connections[database].cursor() as cursor:
+            cursor.execute("SELECT 1")
+        live = Executor.objects.using(database).filter(last_heartbeat__gte=silent_since).count()
+    except DatabaseError:
+        logger.exception("Health check: the system database %r did not answer.", database)
+        raise APIError(503, "The system database is unreachable.") from None
+    return _json({"status": "ok", "database": "reachable", "live_executors": live})
+
+
+@api_view("GET", None)
+def openapi_schema(request: HttpRequest) -> HttpResponse:
+    """The OpenAPI 3.1 document of this API, with its server set to where it is mounted."""
+    prefix = request.path.removesuffix("openapi.json").rstrip("/")
+    return _json(
+        openapi.document(server_url=prefix or "/", cookie_name=settings.SESSION_COOKIE_NAME)
+    )
