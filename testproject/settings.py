@@ -4,10 +4,12 @@ DATABASE_URL picks the database: a SQLite file by default, or PostgreSQL, for ex
 DATABASE_URL=postgres://postgres@127.0.0.1:5432/dbos_demo
 """
 
+import importlib.util
 import os
 import tempfile
 from pathlib import Path
 
+import django
 import environ
 
 BASE_DIR = Path(__file__).resolve().parent
@@ -27,6 +29,9 @@ INSTALLED_APPS = [
     "django_dbos",
     "testproject.shop",
 ]
+if django.VERSION < (6, 0) and importlib.util.find_spec("django_tasks"):
+    # Django 5.2: the Tasks framework is the django-tasks backport (a dev dependency).
+    INSTALLED_APPS.append("django_tasks")
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
@@ -82,6 +87,20 @@ DBOS = {
     "HEARTBEAT_SECONDS": env.float("DBOS_HEARTBEAT_SECONDS", default=5),
     "EXECUTOR_TIMEOUT_SECONDS": env.float("DBOS_EXECUTOR_TIMEOUT_SECONDS", default=30),
     "WORKFLOW_THREADS": env.int("DBOS_WORKFLOW_THREADS", default=16),
+}
+
+# Django's Tasks framework, run by DBOS workers (docs/tasks.md).
+TASKS = {
+    "default": {
+        "BACKEND": "django_dbos.tasks.DBOSTaskBackend",
+        "QUEUES": ["default", "emails", "serial"],
+        "OPTIONS": {
+            "queues": {
+                "emails": {"concurrency": 4, "limiter": {"limit": 10, "period": 60}},
+                "serial": {"concurrency": 1},
+            }
+        },
+    }
 }
 
 AUTH_PASSWORD_VALIDATORS = []

@@ -295,7 +295,8 @@ INSERT INTO {EXECUTOR} (executor_id, hostname, pid, role, application_version, s
     last_heartbeat)
 VALUES (%s, %s, %s, %s, %s, %s, %s)
 ON CONFLICT (executor_id) DO UPDATE SET last_heartbeat = EXCLUDED.last_heartbeat,
-    role = EXCLUDED.role
+    role = EXCLUDED.role, hostname = EXCLUDED.hostname, pid = EXCLUDED.pid,
+    application_version = EXCLUDED.application_version, started_at = EXCLUDED.started_at
 """
 
 

@@ -23,7 +23,7 @@ def journal(request: HttpRequest) -> HttpResponse:
         JOURNALS.mkdir(exist_ok=True)
         path = tempfile.mktemp(dir=JOURNALS, suffix=".txt")
         handle = DBOS.start_workflow(ten_step_journal, path, 1.0)
-        return redirect(f"/?workflow={handle.workflow_id}")
+        return redirect(f"/journal/?workflow={handle.workflow_id}")
     workflow_id = request.GET.get("workflow")
     status = DBOS.get_workflow_status(workflow_id) if workflow_id else None
     steps = DBOS.list_workflow_steps(workflow_id) if status else []

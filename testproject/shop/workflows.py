@@ -89,3 +89,59 @@ def fleet_job(seconds: float) -> str:
 def scheduled_tick(scheduled_time: datetime.datetime, context: dict | None) -> str:
     """Run by schedules made at run time (the demo's and the tests')."""
     return scheduled_time.isoformat()
+
+
+# The demo's checkout: the same flow as `checkout` above, run by the worker from a queue, with a
+# pause in each step (so that there is time to crash the worker) and its progress written to a
+# stream that the demo page follows live.
+
+checkouts = Queue("checkout", worker_concurrency=10)
+DEMO_STEP_SECONDS = 1.0
+
+
+@DBOS.step()
+def demo_step(order_id: int, title: str, seconds: float) -> str:
+    """One visible step of the demo: counted in a ledger so the page can show it ran once."""
+    time.sleep(seconds)
+    LedgerEntry.objects.create(reference=f"demo-step:{order_id}:{title}", amount=1)
+    return title
+
+
+def _progress(title: str, state: str) -> None:
+    DBOS.write_stream("progress", {"step": title, "state": state})
+
+
+@DBOS.workflow()
+def demo_checkout(order_id: int, step_seconds: float = DEMO_STEP_SECONDS) -> str:
+    for title in ("Validate the order", "Reserve the items"):
+        _progress(title, "done" if demo_step(order_id, title, step_seconds) else "")
+    DBOS.set_event(PAYMENT_URL, f"/pay/{DBOS.workflow_id}/")
+    _progress("Wait for the payment", "waiting")
+    payment_status = DBOS.recv(PAYMENT_STATUS, timeout_seconds=600)
+    if payment_status != "paid":
+        set_order_status(order_id, "cancelled")
+        _progress("Payment declined", "done")
+        DBOS.close_stream("progress")
+        return "cancelled"
+    _progress("Wait for the payment", "done")
+    for title in ("Capture the payment", "Pack the parcel", "Hand it to the carrier"):
+        _progress(title, "done" if demo_step(order_id, title, step_seconds) else "")
+    set_order_status(order_id, "fulfilled")
+    DBOS.close_stream("progress")
+    return "fulfilled"
+
+
+# The fan-out demo: many small workflows on a rate-limited queue.
+
+fanout = Queue("fanout", limiter={"limit": 10, "period": 1})
+
+
+@DBOS.step()
+def fanout_work(number: int) -> int:
+    time.sleep(0.2)
+    return number * number
+
+
+@DBOS.workflow()
+def fanout_job(number: int) -> int:
+    return fanout_work(number)

@@ -1,4 +1,5 @@
-"""Set up and run the demo: migrate, make a local admin login, start a worker and the web server."""
+"""Set up and run the demo: migrate, make a local admin login, start a worker (restarted when
+it dies, as a process supervisor would) beside the development web server."""
 
 import os
 import secrets
@@ -12,6 +13,10 @@ from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandParser
 
+from django_dbos import DBOS
+from testproject.shop.demo import DEMO_WORKER
+from testproject.shop.workflows import scheduled_tick
+
 MANAGE = str(Path(__file__).resolve().parents[4] / "manage.py")
 
 
@@ -24,27 +29,41 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         call_command("migrate", verbosity=0)
         self._admin_login()
-        children = [
-            subprocess.Popen([sys.executable, MANAGE, "rundbosworker"]),
-            subprocess.Popen(
-                [sys.executable, MANAGE, "runserver", f"127.0.0.1:{options['port']}", "--noreload"]
-            ),
-        ]
+        if DBOS.get_schedule("demo-tick") is None:
+            DBOS.create_schedule(
+                schedule_name="demo-tick", workflow_fn=scheduled_tick, schedule="*/10 * * * * *"
+            )
+        port = options["port"]
+        server = subprocess.Popen(
+            [sys.executable, MANAGE, "runserver", f"127.0.0.1:{port}", "--noreload"]
+        )
+        worker = self._start_worker()
         time.sleep(1.5)
         self.stdout.write(
-            self.style.SUCCESS(f"\nThe demo runs at http://127.0.0.1:{options['port']}/")
-            + f"\nThe admin is at http://127.0.0.1:{options['port']}/admin/. Ctrl-C stops it.\n"
+            self.style.SUCCESS(f"\nThe demo runs at http://127.0.0.1:{port}/")
+            + f"\nThe admin is at http://127.0.0.1:{port}/admin/. Ctrl-C stops it.\n"
         )
         try:
-            while all(child.poll() is None for child in children):
+            while server.poll() is None:
+                if worker.poll() is not None:
+                    self.stdout.write(
+                        f"The worker died (exit {worker.returncode}); restarting it.", ending="\n"
+                    )
+                    worker = self._start_worker()
                 time.sleep(0.5)
         except KeyboardInterrupt:
             pass
         finally:
-            for child in children:
+            for child in (worker, server):
                 child.terminate()
-            for child in children:
+            for child in (worker, server):
                 child.wait(30)
+
+    def _start_worker(self) -> subprocess.Popen:
+        """The worker keeps one executor id across restarts, so that each new one recovers
+        what the last one left at once."""
+        env = {**os.environ, "DBOS_EXECUTOR_ID": DEMO_WORKER}
+        return subprocess.Popen([sys.executable, MANAGE, "rundbosworker"], env=env)
 
     def _admin_login(self) -> None:
         """Create a local admin login once, and print its password that one time."""
