@@ -41,6 +41,10 @@ class WorkflowStatus(models.Model):
     # nor its cancellation reaches it.
     detached = models.BooleanField(default=False)
     recovery_attempts = models.IntegerField(default=0)
+    # Counts the executions that took the workflow (start, dequeue, recovery, resume). Every
+    # checkpoint is fenced on it, so an execution that was cancelled, or taken over, and missed
+    # it records nothing more, even when the same executor runs the next execution.
+    execution = models.IntegerField(default=0)
     parent_workflow_id = models.CharField(max_length=255, null=True, blank=True)
     forked_from = models.CharField(max_length=255, null=True, blank=True)
     authenticated_user = models.CharField(max_length=255, null=True, blank=True)

@@ -5,15 +5,13 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-STATUSES = [
-    "PENDING",
-    "ENQUEUED",
-    "SUCCESS",
-    "ERROR",
-    "CANCELLED",
-    "MAX_RECOVERY_ATTEMPTS_EXCEEDED",
-]
-MAX_INTEGER = 2**31 - 1
+from .models import Status
+
+STATUSES = list(Status.values)
+# The limits the views enforce.
+DEFAULT_LIMIT, MAX_LIMIT = 50, 500
+MAX_INTEGER = 2**31 - 1  # offsets and step ids beyond this cannot be in the tables
+MAX_WAIT_SECONDS = 60  # the longest a request may hold a web worker waiting for an event
 
 
 def _ref(name: str) -> dict[str, str]:
@@ -306,7 +304,12 @@ PATHS: dict[str, Any] = {
                 _query("queue_name", STRING, "Only workflows of this queue."),
                 _query(
                     "limit",
-                    {"type": "integer", "minimum": 1, "maximum": 500, "default": 50},
+                    {
+                        "type": "integer",
+                        "minimum": 1,
+                        "maximum": MAX_LIMIT,
+                        "default": DEFAULT_LIMIT,
+                    },
                     "At most this many workflows.",
                 ),
                 _query(
@@ -385,7 +388,7 @@ PATHS: dict[str, Any] = {
             "parameters": [
                 _query(
                     "timeout_seconds",
-                    {"type": "number", "minimum": 0, "maximum": 60, "default": 0},
+                    {"type": "number", "minimum": 0, "maximum": MAX_WAIT_SECONDS, "default": 0},
                     "Wait up to this long for the event to be set (0: do not wait).",
                 )
             ],

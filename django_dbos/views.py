@@ -46,6 +46,7 @@ from .errors import (
 from .models import Executor, Status
 from .models import Queue as QueueRow
 from .models import WorkflowStatus as WorkflowRow
+from .openapi import DEFAULT_LIMIT, MAX_INTEGER, MAX_LIMIT, MAX_WAIT_SECONDS
 
 logger = logging.getLogger("django_dbos")
 
@@ -56,9 +57,6 @@ RESUME = "django_dbos.resume_workflowstatus"
 FORK = "django_dbos.fork_workflowstatus"
 START = "django_dbos.add_workflowstatus"
 
-DEFAULT_LIMIT, MAX_LIMIT = 50, 500
-MAX_INTEGER = 2**31 - 1  # offsets and step ids beyond this cannot be in the tables
-MAX_WAIT_SECONDS = 60.0  # the longest a request may hold a web worker waiting for an event
 MAX_KEY_LENGTH = 255
 SAFE_METHODS = ("GET", "HEAD", "OPTIONS", "TRACE")
 

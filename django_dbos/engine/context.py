@@ -33,6 +33,7 @@ class WorkflowContext:
     workflow_id: str
     name: str
     executor_id: str
+    execution: int
     # None for a fresh workflow: nothing is recorded, so no step needs to look anything up.
     recorded: dict[int, RecordedOperation] | None = None
     deadline: datetime.datetime | None = None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import queue
 import threading
 import time
@@ -10,6 +11,8 @@ from concurrent.futures import Future
 from typing import Any
 
 from django.db import close_old_connections, connections
+
+logger = logging.getLogger("django_dbos")
 
 _STOP = object()
 
@@ -67,7 +70,10 @@ class WorkflowThreadPool:
                         future.set_result(fn(*args))
                     except BaseException as exc:
                         future.set_exception(exc)
-                close_old_connections()
+                try:
+                    close_old_connections()
+                except Exception:  # the database is away: the next workflow reconnects
+                    logger.debug("Could not tidy a workflow thread's connection.", exc_info=True)
                 with self._lock:
                     self._busy -= 1
                     self._idle += 1

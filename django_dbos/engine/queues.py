@@ -185,6 +185,7 @@ class Dispatcher:
                 Status.ERROR,
                 None,
                 serialization.dumps_error(exc),
+                execution=claimed.execution,
                 wake_keys=[notifier.key("w", claimed.workflow_id), system_db.QUEUE_ACTIVITY],
             )
             return

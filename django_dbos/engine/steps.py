@@ -127,6 +127,7 @@ def run_transaction(entry: registry.Registered, args: tuple, kwargs: dict) -> An
                     entry.name,
                     output=output,
                     started_at=started_at,
+                    execution=ctx.execution,
                 ):
                     raise lost_ownership(ctx)  # rolls the function's writes back
         except OperationalError as exc:

@@ -135,6 +135,7 @@ class NewWorkflow:
     detached: bool = False
     authenticated_user: str | None = None
     forked_from: str | None = None
+    execution: int = 0
 
 
 _NEW_WORKFLOW_COLUMNS = [field.name for field in dataclasses.fields(NewWorkflow)]
@@ -155,13 +156,14 @@ def insert_workflow(row: NewWorkflow, *, wake_key: str = "") -> bool:
     return cursor.rowcount == 1
 
 
-# The EXISTS guard is the fence: only the executor that owns a PENDING workflow may record its
-# operations. A cancelled workflow, or one taken over by recovery, records nothing more.
+# The EXISTS guard is the fence: only the execution that owns a PENDING workflow may record
+# its operations. A cancelled workflow, or one taken over, records nothing more.
+_OWNED = "workflow_id = %s AND status = 'PENDING' AND executor_id = %s AND execution = %s"
 _RECORD_OPERATION = f"""
 INSERT INTO {OP} (workflow_id, function_id, function_name, output, error, child_workflow_id,
     started_at, completed_at)
 SELECT %s, %s, %s, %s, %s, %s, %s, %s
-WHERE EXISTS (SELECT 1 FROM {WF} WHERE workflow_id = %s AND status = 'PENDING' AND executor_id = %s)
+WHERE EXISTS (SELECT 1 FROM {WF} WHERE {_OWNED})
 ON CONFLICT DO NOTHING
 """
 
@@ -176,6 +178,7 @@ def record_operation(
     error: str | None = None,
     child_workflow_id: str | None = None,
     started_at: datetime.datetime,
+    execution: int = 0,
 ) -> bool:
     """Record one operation's outcome; False when the fence refused it or the id was taken."""
     cursor = _execute(
@@ -191,6 +194,7 @@ def record_operation(
             now(),
             workflow_id,
             executor_id,
+            execution,
         ],
     )
     return cursor.rowcount == 1
@@ -222,7 +226,7 @@ def get_operation(workflow_id: str, function_id: int) -> RecordedOperation | Non
 
 _FINISH_WORKFLOW = f"""
 UPDATE {WF} SET status = %s, output = %s, error = %s, updated_at = %s, deduplication_id = NULL
-WHERE workflow_id = %s AND status = 'PENDING' AND executor_id = %s
+WHERE {_OWNED}
 """
 
 
@@ -233,11 +237,14 @@ def finish_workflow(
     output: str | None,
     error: str | None,
     *,
+    execution: int = 0,
     wake_keys: Sequence[str] = (),
 ) -> bool:
     """Write a workflow's outcome, if this executor still owns it; False otherwise."""
     cursor = _execute_and_notify(
-        _FINISH_WORKFLOW, [status, output, error, now(), workflow_id, executor_id], *wake_keys
+        _FINISH_WORKFLOW,
+        [status, output, error, now(), workflow_id, executor_id, execution],
+        *wake_keys,
     )
     return cursor.rowcount == 1
 
@@ -357,6 +364,7 @@ class ClaimedWorkflow:
     recovery_attempts: int
     deadline: datetime.datetime | None
     queue_name: str | None = None
+    execution: int = 0
 
 
 def claim_pending(
@@ -387,15 +395,17 @@ def claim_pending(
         rows = _execute(
             f"""
             UPDATE {WF} SET executor_id = %s, recovery_attempts = recovery_attempts + 1,
-                updated_at = %s
+                execution = execution + 1, updated_at = %s
             WHERE {guard} AND queue_name IS NULL
-            RETURNING workflow_id, name, inputs, recovery_attempts, deadline
+            RETURNING workflow_id, name, inputs, recovery_attempts, deadline, execution
             """,
             [executor_id, now(), application_version, *executors],
         ).fetchall()
     return [
-        ClaimedWorkflow(workflow_id, name, inputs, attempts, _parse_time(deadline))
-        for workflow_id, name, inputs, attempts, deadline in rows
+        ClaimedWorkflow(
+            workflow_id, name, inputs, attempts, _parse_time(deadline), execution=execution
+        )
+        for workflow_id, name, inputs, attempts, deadline, execution in rows
     ]
 
 
@@ -522,14 +532,14 @@ def _claim(
     rows = _execute(
         f"""
         UPDATE {WF} SET status = 'PENDING', executor_id = %s, started_at = %s, updated_at = %s,
-            application_version = %s
+            application_version = %s, execution = execution + 1
         WHERE workflow_id IN ({placeholders}) AND status = 'ENQUEUED'
-        RETURNING workflow_id, name, inputs, recovery_attempts, deadline, timeout_ms
+        RETURNING workflow_id, name, inputs, recovery_attempts, deadline, timeout_ms, execution
         """,
         [executor_id, moment, moment, application_version, *ids],
     ).fetchall()
     claimed = []
-    for workflow_id, name, inputs, attempts, deadline, timeout_ms in rows:
+    for workflow_id, name, inputs, attempts, deadline, timeout_ms, execution in rows:
         deadline = _parse_time(deadline)
         if deadline is None and timeout_ms is not None:
             # A queued workflow's timeout counts from its dequeue.
@@ -537,7 +547,9 @@ def _claim(
             _execute(
                 f"UPDATE {WF} SET deadline = %s WHERE workflow_id = %s", [deadline, workflow_id]
             )
-        claimed.append(ClaimedWorkflow(workflow_id, name, inputs, attempts, deadline, queue_name))
+        claimed.append(
+            ClaimedWorkflow(workflow_id, name, inputs, attempts, deadline, queue_name, execution)
+        )
     return claimed
 
 
@@ -744,15 +756,17 @@ def resume_workflow(
             )
             return None
         deadline = moment + datetime.timedelta(milliseconds=timeout_ms) if timeout_ms else None
-        _execute(
+        (execution,) = _execute(
             f"""
             UPDATE {WF} SET status = 'PENDING', executor_id = %s, recovery_attempts = 0,
-                output = NULL, error = NULL, deadline = %s, updated_at = %s
+                output = NULL, error = NULL, deadline = %s, updated_at = %s,
+                execution = execution + 1
             WHERE workflow_id = %s
+            RETURNING execution
             """,
             [executor_id, deadline, moment, workflow_id],
-        )
-    return ClaimedWorkflow(workflow_id, name, inputs, 0, deadline)
+        ).fetchone()
+    return ClaimedWorkflow(workflow_id, name, inputs, 0, deadline, execution=execution)
 
 
 def fork_workflow(original: WorkflowStatus, row: NewWorkflow, start_step: int) -> bool:

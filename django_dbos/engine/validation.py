@@ -20,6 +20,8 @@ def workflow_id(value: Any) -> str:
             f"Workflow id {value[:40]!r}... is {len(value)} characters long; "
             f"the limit is {MAX_ID_LENGTH}."
         )
+    if "\x00" in value:
+        raise DBOSException("A workflow id cannot contain a NUL character.")
     return value
 
 
@@ -37,4 +39,6 @@ def name(value: Any, what: str, *, allow_empty: bool = True) -> str:
         raise ValueError(f"The {what} must be a {'non-empty ' if not allow_empty else ''}string.")
     if len(value) > MAX_ID_LENGTH:
         raise ValueError(f"The {what} is longer than {MAX_ID_LENGTH} characters.")
+    if "\x00" in value:
+        raise ValueError(f"The {what} cannot contain a NUL character.")
     return value

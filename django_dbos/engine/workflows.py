@@ -234,6 +234,7 @@ def execute(
             workflow_id,
             entry.name,
             executor_id,
+            claimed.execution,
             recorded,
             deadline=claimed.deadline,
             cancel_hint=cancel_hint,
@@ -295,7 +296,13 @@ def _finish(
     done_key = notifier.key("w", ctx.workflow_id)
     wake_keys = [done_key] if ctx.queue_name is None else [done_key, system_db.QUEUE_ACTIVITY]
     finished = system_db.finish_workflow(
-        ctx.workflow_id, ctx.executor_id, status, output, error, wake_keys=wake_keys
+        ctx.workflow_id,
+        ctx.executor_id,
+        status,
+        output,
+        error,
+        execution=ctx.execution,
+        wake_keys=wake_keys,
     )
     if finished:
         notifier.current().wake(done_key)
@@ -335,6 +342,7 @@ def record_operation(
         error=error,
         child_workflow_id=child_workflow_id,
         started_at=started_at or system_db.now(),
+        execution=ctx.execution,
     )
     if not recorded:
         raise lost_ownership(ctx)

@@ -1,0 +1,181 @@
+"""The admin in a real browser: Playwright drives Debian's Chromium, headless, against the live
+server of the test project. Screenshots are saved under artifacts/browser/ for people to look at.
+
+Chromium comes from the Debian package (scripts/install-browser.sh, run by .ci/run), not from
+Playwright's own browser download.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from django.contrib.auth.models import User
+from django.db import connections
+from playwright.sync_api import Browser, Page, expect, sync_playwright
+
+from django_dbos import DBOS, SetWorkflowID
+from testproject.shop.workflows import ten_step_journal
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    # Without these, Chromium's own connections are refused by the closed network.
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+ARTIFACTS = Path(__file__).resolve().parent.parent / "artifacts" / "browser"
+CHANGELIST = "/admin/django_dbos/workflowstatus/"
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+GREEN, BLUE = "rgb(46, 125, 50)", "rgb(47, 111, 176)"  # SUCCESS and PENDING in admin.py
+
+release = threading.Event()
+
+
+@DBOS.step()
+def wait_for_the_browser() -> str:
+    release.wait(30)
+    return "released"
+
+
+@DBOS.workflow()
+def held_for_the_browser() -> str:
+    return wait_for_the_browser()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    if not CHROMIUM.exists():
+        pytest.fail(
+            f"{CHROMIUM} is missing: run scripts/install-browser.sh (as .ci/run does) to install "
+            "Debian's chromium package for the browser tests."
+        )
+    # Playwright's sync API runs an event loop in this thread, so Django would refuse the ORM
+    # calls the test makes here (SynchronousOnlyOperation); Playwright documents this setting.
+    previous = os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+    try:
+        with sync_playwright() as playwright:
+            chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+            yield chromium
+            chromium.close()
+    finally:
+        if previous is None:
+            os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
+        else:
+            os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = previous
+
+
+@pytest.fixture
+def page(browser: Browser) -> Iterator[Page]:
+    context = browser.new_context(viewport={"width": 1400, "height": 900})
+    context.set_default_timeout(10_000)
+    yield context.new_page()
+    context.close()
+
+
+@pytest.fixture(autouse=True)
+def _release() -> Iterator[None]:
+    release.clear()
+    yield
+    release.set()
+
+
+def screenshot(page: Page, name: str) -> Path:
+    """Save a full-page screenshot, one per database so both passes of .ci/run keep theirs."""
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    path = ARTIFACTS / f"{name}-{connections['default'].vendor}.png"
+    page.screenshot(path=str(path), full_page=True)
+    return path
+
+
+def run_action(page: Page, workflow_id: str, action: str) -> None:
+    """Tick the workflow's row on the list, pick the action and press Go."""
+    page.locator(f'#result_list input.action-select[value="{workflow_id}"]').check()
+    page.locator('select[name="action"]').select_option(label=action)
+    page.get_by_role("button", name="Go").click()
+
+
+def status_badge(page: Page, workflow_id: str):
+    row = page.locator("#result_list tbody tr").filter(
+        has=page.locator(f'input.action-select[value="{workflow_id}"]')
+    )
+    return row.locator(".dbos-status")
+
+
+def test_an_operator_watches_cancels_and_resumes_workflows_in_the_admin(
+    live_server, page, tmp_path
+):
+    User.objects.create_superuser("operator", "operator@example.com", "browser-pw")
+    with SetWorkflowID("browser-journal"):
+        ten_step_journal(str(tmp_path / "journal.txt"))
+    held = DBOS.start_workflow(held_for_the_browser)
+    shots = []
+
+    # Log in through the real form.
+    page.goto(live_server.url + "/admin/")
+    expect(page).to_have_url(f"{live_server.url}/admin/login/?next=/admin/")
+    page.fill("#id_username", "operator")
+    page.fill("#id_password", "browser-pw")
+    page.get_by_role("button", name="Log in").click()
+    expect(page.locator("#user-tools")).to_contain_text("operator")
+
+    # The list, with coloured statuses.
+    page.goto(live_server.url + CHANGELIST)
+    journal_badge = status_badge(page, "browser-journal")
+    held_badge = status_badge(page, held.workflow_id)
+    expect(journal_badge).to_have_text("SUCCESS")
+    expect(journal_badge).to_have_css("background-color", GREEN)
+    expect(held_badge).to_have_text("PENDING")
+    expect(held_badge).to_have_css("background-color", BLUE)
+    shots.append(screenshot(page, "01-workflow-list"))
+
+    # The dashboard, from the list's object tools.
+    page.get_by_role("link", name="Dashboard").click()
+    expect(page).to_have_url(live_server.url + CHANGELIST + "dashboard/")
+    expect(page.locator("#count-SUCCESS .count")).to_have_text("1")
+    expect(page.locator("#count-PENDING .count")).to_have_text("1")
+    expect(page.locator("#count-ERROR .count")).to_have_text("0")
+    expect(page.get_by_text("The last hour: 1 finished, 0 failed")).to_be_visible()
+    bars = page.locator("#dbos-throughput .dbos-bar")
+    expect(bars).to_have_count(60)
+    expect(bars.last).to_have_attribute("style", "height: 100%")  # this minute's finished one
+    expect(page.locator("#dbos-executors .dbos-alive").first).to_have_text("alive")
+    shots.append(screenshot(page, "02-dashboard"))
+
+    # The finished workflow's page, with its step timeline.
+    page.goto(live_server.url + CHANGELIST + "browser-journal/change/")
+    expect(page.locator(".dbos-timeline .dbos-step")).to_have_count(11)
+    expect(page.locator(".dbos-timeline")).to_contain_text("write_ledger_entry")
+    shots.append(screenshot(page, "03-workflow-page"))
+
+    # Cancel the blocked workflow through the admin action.
+    page.goto(live_server.url + CHANGELIST)
+    run_action(page, held.workflow_id, "Cancel the selected workflows")
+    expect(page.locator(".messagelist .success")).to_have_text("Cancelled 1 workflow(s).")
+    expect(status_badge(page, held.workflow_id)).to_have_text("CANCELLED")
+    assert DBOS.get_workflow_status(held.workflow_id).status == "CANCELLED"
+    shots.append(screenshot(page, "04-cancelled"))
+
+    # Let its step finish, then resume it through the admin action: it completes.
+    release.set()
+    run_action(page, held.workflow_id, "Resume the selected workflows")
+    expect(page.locator(".messagelist .success")).to_have_text("Resumed 1 workflow(s).")
+    assert DBOS.retrieve_workflow(held.workflow_id).get_result(timeout=10) == "released"
+    page.reload()
+    expect(status_badge(page, held.workflow_id)).to_have_text("SUCCESS")
+    shots.append(screenshot(page, "05-resumed"))
+
+    for shot in shots:
+        assert shot.read_bytes().startswith(PNG_SIGNATURE), shot
+        assert shot.stat().st_size > 10_000, shot
