@@ -243,13 +243,14 @@ class WorkflowStatusAdmin(admin.ModelAdmin):
                 )
             )
         return format_html(
-            '<table class="dbos-timeline" style="width:100%">{}</table>',
+            '<table class="dbos-timeline" style="min-width:52rem">{}</table>',
             format_html_join(
                 "",
                 '<tr class="dbos-step"><td>{}</td><td>{}</td>'
-                '<td style="width:40%"><div style="position:relative;height:12px;'
+                '<td style="width:22rem"><div style="position:relative;height:12px;'
                 'background:#eee"><div style="position:absolute;left:{}%;width:{}%;'
-                'height:12px;background:{}"></div></div></td><td>{} ms</td>'
+                'height:12px;background:{}"></div></div></td>'
+                '<td style="white-space:nowrap">{} ms</td>'
                 "<td><code>{}</code></td></tr>",
                 rows,
             ),

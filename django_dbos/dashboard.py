@@ -78,6 +78,10 @@ def executors() -> list[dict[str, object]]:
     timeout = datetime.timedelta(seconds=float(conf.get("EXECUTOR_TIMEOUT_SECONDS")))
     now = timezone.now()
     return [
-        {"executor": executor, "alive": now - executor.last_heartbeat < timeout}
+        {
+            "executor": executor,
+            "alive": now - executor.last_heartbeat < timeout,
+            "seconds_ago": max(0, round((now - executor.last_heartbeat).total_seconds())),
+        }
         for executor in Executor.objects.using(conf.get("DATABASE")).order_by("-last_heartbeat")
     ]

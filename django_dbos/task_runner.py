@@ -34,10 +34,10 @@ def run_task(module_path: str, args: list[Any], kwargs: dict[str, Any], backend:
 
 
 @receiver(workflow_finished, sender=TASK_WORKFLOW)
-def _send_task_finished(workflow_id: str, **kwargs: Any) -> None:
+def _send_task_finished(workflow_id: str, status: str, **kwargs: Any) -> None:
     from .tasks import send_finished
 
-    send_finished(workflow_id)
+    send_finished(workflow_id, status)
 
 
 def queue_limits(options: Any) -> dict[str, dict[str, Any]]:

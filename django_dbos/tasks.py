@@ -15,6 +15,8 @@ imported inside the functions that use it.
 from __future__ import annotations
 
 import traceback
+from contextvars import ContextVar
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from django.utils import timezone
@@ -28,7 +30,7 @@ from .errors import (
 )
 
 if TYPE_CHECKING:
-    from .api import Queue, WorkflowStatus
+    from .api import Queue
 
 # The framework, imported once: built into Django 6, the django-tasks backport on Django 5.2
 # (which calls two of the exceptions InvalidTaskError and InvalidTaskBackendError).
@@ -165,62 +167,95 @@ def _check_importable(task: Task) -> None:
         )
 
 
+# What a result needs of its workflow's row (besides started_at and dispatch_after, which the
+# public WorkflowStatus lacks), by the names WorkflowStatus and the model share.
+STATUS_FIELDS = (
+    "status",
+    "created_at",
+    "updated_at",
+    "executor_id",
+    "recovery_attempts",
+    "priority",
+    "queue_name",
+)
+
+
 def load_result(result_id: str) -> TaskResult:
     """Build the TaskResult of a task's workflow."""
     from .api import DBOS
-    from .models import WorkflowStatus as WorkflowRow
     from .task_runner import TASK_WORKFLOW
 
     status = DBOS.get_workflow_status(result_id)
     if status is None or status.name != TASK_WORKFLOW:
         raise TaskResultDoesNotExist(result_id)
+    fields = {name: getattr(status, name) for name in STATUS_FIELDS}
+    fields |= _read_row(result_id, "started_at", "dispatch_after")
     module_path, args, kwargs, backend = status.input["args"]  # type: ignore[index]
-    # The public WorkflowStatus has neither the start of the latest attempt nor the dispatch
-    # time: read them from the row.
-    started_at, dispatch_after = (
-        WorkflowRow.objects.using(conf.get("DATABASE"))
-        .filter(workflow_id=result_id)
-        .values_list("started_at", "dispatch_after")
-        .get()
-    )
-    task = import_string(module_path).using(
-        priority=PRIORITY_BASE - status.priority,
-        queue_name=status.queue_name,
-        run_after=dispatch_after,
-        backend=backend,
-    )
-    attempts = status.recovery_attempts + (status.executor_id is not None)
-    worker_ids = [EARLIER_WORKER] * attempts
-    if status.executor_id is not None:
-        worker_ids[-1] = status.executor_id
-    result = TaskResult(
-        task=task,
-        id=result_id,
-        status=TASK_STATUS[status.status],
-        enqueued_at=status.created_at,
-        started_at=started_at,
-        last_attempted_at=started_at,
-        finished_at=None if status.status in ("ENQUEUED", "PENDING") else status.updated_at,
-        args=args,
-        kwargs=kwargs,
-        backend=backend,
-        errors=_errors(status),
-        worker_ids=worker_ids,
-    )
-    if status.status == "SUCCESS":
-        object.__setattr__(result, "_return_value", status.output)
+    result = _result(result_id, fields, module_path, args, kwargs, backend)
+    _set_outcome(result, status.status, status.error or status.output)
     return result
 
 
-def _errors(status: WorkflowStatus) -> list[TaskError]:
-    error = status.error or STOPPED.get(status.status)
-    if error is None:
-        return []
-    cls = type(error)
-    text = getattr(error, "__dbos_traceback__", None) or "".join(
-        traceback.format_exception_only(error)
+def _read_row(workflow_id: str, *fields: str) -> dict[str, Any]:
+    from .models import WorkflowStatus as WorkflowRow
+
+    rows = WorkflowRow.objects.using(conf.get("DATABASE")).filter(workflow_id=workflow_id)
+    return rows.values(*fields).get()
+
+
+def _result(
+    result_id: str,
+    fields: dict[str, Any],
+    module_path: str,
+    args: list[Any],
+    kwargs: dict[str, Any],
+    backend: str,
+) -> TaskResult:
+    """Build a TaskResult, without its outcome, from the workflow's fields and inputs."""
+    task = import_string(module_path).using(
+        priority=PRIORITY_BASE - fields["priority"],
+        queue_name=fields["queue_name"],
+        run_after=fields["dispatch_after"],
+        backend=backend,
     )
-    return [TaskError(exception_class_path=f"{cls.__module__}.{cls.__qualname__}", traceback=text)]
+    executor_id = fields["executor_id"]
+    worker_ids = [EARLIER_WORKER] * fields["recovery_attempts"]
+    if executor_id is not None:  # the workflow was claimed: this attempt counts
+        worker_ids.append(executor_id)
+    return TaskResult(
+        task=task,
+        id=result_id,
+        status=TASK_STATUS[fields["status"]],
+        enqueued_at=fields["created_at"],
+        started_at=fields["started_at"],
+        last_attempted_at=fields["started_at"],
+        finished_at=None if fields["status"] in ("ENQUEUED", "PENDING") else fields["updated_at"],
+        args=args,
+        kwargs=kwargs,
+        backend=backend,
+        errors=[],
+        worker_ids=worker_ids,
+    )
+
+
+def _set_outcome(result: TaskResult, status: str, outcome: Any) -> None:
+    """Give a finished result its return value, or its error (an exception, as DBOS has it)."""
+    if status == "SUCCESS":
+        object.__setattr__(result, "_return_value", outcome)
+        return
+    error = STOPPED.get(status) or outcome
+    if isinstance(error, BaseException):
+        cls = type(error)
+        text = getattr(error, "__dbos_traceback__", None) or "".join(
+            traceback.format_exception(error)
+        )
+        error_path = f"{cls.__module__}.{cls.__qualname__}"
+        result.errors.append(TaskError(exception_class_path=error_path, traceback=text))
+
+
+# The result a task's workflow started with, and its outcome: what the worker sends with
+# task_finished right after the workflow's end is recorded, in the same thread and context.
+_finishing: ContextVar[tuple[TaskResult, Any]] = ContextVar("django_dbos_task_finishing")
 
 
 def run(module_path: str, args: list[Any], kwargs: dict[str, Any], backend: str) -> Any:
@@ -228,15 +263,27 @@ def run(module_path: str, args: list[Any], kwargs: dict[str, Any], backend: str)
     from .api import DBOS
 
     task = import_string(module_path)
-    task_backend = task_backends[backend]
-    result = task_backend.get_result(DBOS.workflow_id)
-    task_started.send(type(task_backend), task_result=result)
+    workflow_id = DBOS.workflow_id
+    fields = _read_row(workflow_id, *STATUS_FIELDS, "started_at", "dispatch_after")
+    started = _result(workflow_id, fields, module_path, args, kwargs, backend)
+    task_started.send(type(task_backends[backend]), task_result=started)
     if task.takes_context:
-        args = [TaskContext(task_result=result), *args]
-    return normalize_json(task.call(*args, **kwargs))
+        args = [TaskContext(task_result=started), *args]
+    try:
+        value = normalize_json(task.call(*args, **kwargs))
+    except BaseException as exc:
+        _finishing.set((started, exc))
+        raise
+    _finishing.set((started, value))
+    return value
 
 
-def send_finished(workflow_id: str) -> None:
+def send_finished(workflow_id: str, status: str) -> None:
     """Send the framework's task_finished signal for a task whose workflow just ended."""
-    result = load_result(workflow_id)
+    started, outcome = _finishing.get((None, None))
+    if started is not None and started.id == workflow_id:
+        result = replace(started, status=TASK_STATUS[status], finished_at=timezone.now(), errors=[])
+        _set_outcome(result, status, outcome)
+    else:  # the body did not get as far as calling the task: read what was recorded
+        result = load_result(workflow_id)
     task_finished.send(type(result.task.get_backend()), task_result=result)
