@@ -7,10 +7,11 @@ import logging
 import threading
 import time
 
-from django.db import close_old_connections, connections
+from django.db import connections
 
 from . import conf
 from .engine import executor, registry, system_db
+from .engine.pool import tidy_connections
 from .engine.queues import Dispatcher
 from .engine.recovery import Recovery
 from .engine.scheduler import Scheduler
@@ -106,7 +107,7 @@ class Worker:
             if time.monotonic() >= next_summary:
                 next_summary += SUMMARY_SECONDS
                 self._log_summary()
-            close_old_connections()
+            tidy_connections()
 
     def _log_summary(self) -> None:
         dispatcher = self.dispatcher

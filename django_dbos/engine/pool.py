@@ -17,6 +17,15 @@ logger = logging.getLogger("django_dbos")
 _STOP = object()
 
 
+def tidy_connections() -> None:
+    """Close this thread's connections if broken or past CONN_MAX_AGE, as Django does after a
+    request; never raise (when the database is away, the next query reconnects)."""
+    try:
+        close_old_connections()
+    except Exception:
+        logger.debug("Could not tidy this thread's database connections.", exc_info=True)
+
+
 class WorkflowThreadPool:
     """A bounded pool of threads, each with its own Django connection.
 
@@ -70,10 +79,7 @@ class WorkflowThreadPool:
                         future.set_result(fn(*args))
                     except BaseException as exc:
                         future.set_exception(exc)
-                try:
-                    close_old_connections()
-                except Exception:  # the database is away: the next workflow reconnects
-                    logger.debug("Could not tidy a workflow thread's connection.", exc_info=True)
+                tidy_connections()
                 with self._lock:
                     self._busy -= 1
                     self._idle += 1

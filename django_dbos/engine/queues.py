@@ -9,13 +9,12 @@ import time
 from collections import Counter
 from typing import Any
 
-from django.db import close_old_connections
-
 from .. import conf
 from ..errors import DBOSException, DBOSNotRegisteredError
 from ..models import Status
 from . import notifier, registry, serialization, system_db, validation
 from .executor import ProcessExecutor
+from .pool import tidy_connections
 
 logger = logging.getLogger("django_dbos.worker")
 
@@ -132,7 +131,7 @@ class Dispatcher:
                     claimed = self.dispatch_once()
                 except Exception:
                     logger.exception("Queue dispatch failed; retrying.")
-                    close_old_connections()
+                    tidy_connections()
                     claimed = 0
                     time.sleep(0.5)
                 if not claimed and not stop.is_set():

@@ -17,12 +17,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from croniter import croniter
-from django.db import close_old_connections
 
 from ..errors import DBOSConfigurationError, DBOSNotRegisteredError
 from ..validators import cron_error
 from . import registry, system_db
 from .context import StartOptions, start_options
+from .pool import tidy_connections
 from .queues import INTERNAL_QUEUE
 
 logger = logging.getLogger("django_dbos.worker")
@@ -141,7 +141,7 @@ class Scheduler:
                 self._fire_due(plans, now)
             except Exception:
                 logger.exception("The scheduler failed; retrying.")
-                close_old_connections()
+                tidy_connections()
             pause = REFRESH_SECONDS
             if self._next:
                 pause = min(pause, (min(self._next.values()) - system_db.now()).total_seconds())

@@ -11,14 +11,15 @@ import dataclasses
 import datetime
 import json
 import sys
+import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
 import psycopg
-from django.db import connections, transaction
+from django.db import InterfaceError, OperationalError, connections, transaction
 from django.db.models import Q
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
@@ -105,13 +106,53 @@ def _execute(sql: str, params: Sequence[Any]) -> Any:
         cursor = getattr(connection, "dbos_cursor", None)
         if cursor is None or cursor.connection is not raw or cursor.closed:
             cursor = connection.dbos_cursor = psycopg.Cursor(raw)
-        with connection.wrap_database_errors:
-            return cursor.execute(sql, params, prepare=prepare or None)
+        try:
+            with connection.wrap_database_errors:
+                return cursor.execute(sql, params, prepare=prepare or None)
+        except (OperationalError, InterfaceError) as exc:
+            if raw.closed or raw.broken:
+                raise _unavailable(connection, exc) from exc
+            raise
     adapt = connection.ops.adapt_datetimefield_value
     params = [adapt(p) if isinstance(p, datetime.datetime) else p for p in params]
     cursor = connection.cursor()
     cursor.execute(sql, params)
     return cursor
+
+
+class DatabaseUnavailable(BaseException):
+    """Internal: the connection to the system database broke under one of the engine's writes.
+
+    The outcome of that write is unknown, so the running execution cannot go on; it waits for
+    the database and replays (workflows.execute). A BaseException, so that user code's
+    `except Exception:` cannot mistake it for its own failure.
+    """
+
+
+def _unavailable(connection: Any, exc: BaseException) -> DatabaseUnavailable:
+    with suppress(Exception):  # closing a broken connection may fail too; Django reconnects
+        connection.close()
+    return DatabaseUnavailable(str(exc))
+
+
+def wait_until_reachable(*, give_up_after: float) -> bool:
+    """Wait (with back-off) until the system database answers; False if it never did."""
+    deadline = time.monotonic() + give_up_after
+    pause = 0.2
+    while True:
+        connection = connections[alias()]
+        try:
+            connection.close_if_unusable_or_obsolete()
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT 1")
+            return True
+        except Exception:
+            with suppress(Exception):
+                connection.close()
+        if time.monotonic() + pause > deadline:
+            return False
+        time.sleep(pause)
+        pause = min(pause * 2, 5.0)
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ from django.dispatch import Signal
 
 from ..errors import (
     DBOSAwaitedWorkflowCancelledError,
+    DBOSException,
     DBOSMaxRecoveryAttemptsExceededError,
     DBOSNonExistentWorkflowError,
     DBOSQueueDeduplicatedError,
@@ -44,6 +45,9 @@ from .context import (
 )
 
 logger = logging.getLogger("django_dbos")
+
+# How long a running workflow waits for a database that went away before it gives up.
+DATABASE_OUTAGE_SECONDS = 600.0
 
 
 class Superseded(BaseException):
@@ -243,7 +247,7 @@ def execute(
         workflow_token = current_workflow.set(ctx)
         options_token = start_options.set(None)
         try:
-            result = _run_body(entry, ctx, args, kwargs)
+            result = _run_until_recorded(entry, ctx, args, kwargs)
         except BaseException as exc:
             future.set_exception(exc)
             raise
@@ -256,6 +260,33 @@ def execute(
             with _running_lock:
                 if _running.get(workflow_id) is future:
                     del _running[workflow_id]
+
+
+def _run_until_recorded(
+    entry: registry.Registered, ctx: WorkflowContext, args: tuple, kwargs: dict
+) -> Any:
+    """Run the body; if the database goes away under one of its checkpoints, wait for it and
+    replay from the start (the workflow stays this execution's: nobody else may take it while
+    this process heartbeats, so giving it up would strand it)."""
+    while True:
+        try:
+            return _run_body(entry, ctx, args, kwargs)
+        except system_db.DatabaseUnavailable as exc:
+            logger.warning(
+                "Workflow %s lost its database connection (%s); it resumes when the database "
+                "is back.",
+                ctx.workflow_id,
+                exc,
+            )
+        if not system_db.wait_until_reachable(give_up_after=DATABASE_OUTAGE_SECONDS):
+            raise DBOSException(
+                f"Workflow {ctx.workflow_id!r} stopped: the database was unreachable for "
+                f"{DATABASE_OUTAGE_SECONDS:.0f} s. A worker recovers it once this process's "
+                "executor stops heartbeating."
+            )
+        ctx.recorded = system_db.load_operations(ctx.workflow_id)
+        ctx.function_id = 0
+        ctx.in_step = False
 
 
 def next_operation(ctx: WorkflowContext) -> int:
