@@ -541,7 +541,7 @@ class DBOS:
 
     @staticmethod
     def patch(name: str) -> bool:
-        """True where this execution runs the code after the patch (see docs/versioning.md)."""
+        """True where this execution runs the new code (docs/versioning-and-recovery.md)."""
         return patches.patch(name)
 
     @staticmethod
@@ -569,13 +569,8 @@ class _StartOptionsBlock:
         raise NotImplementedError
 
     def __enter__(self) -> Any:
-        outer = start_options.get() or StartOptions()
-        options = StartOptions(
-            workflow_id=outer.workflow_id,
-            timeout_seconds=outer.timeout_seconds,
-            timeout_set=outer.timeout_set,
-            enqueue=dict(outer.enqueue),
-        )
+        outer = start_options.get()
+        options = outer.nested() if outer is not None else StartOptions()
         self._apply(options)
         self._token = start_options.set(options)
         return self

@@ -81,7 +81,7 @@ else:
 
 DBOS = {
     "APP_NAME": "shop",
-    # Pinned, so that the web process and every worker agree (see docs/recovery.md).
+    # Pinned, so that the web process and every worker agree (see docs/versioning-and-recovery.md).
     "APPLICATION_VERSION": env("DBOS_APPLICATION_VERSION", default="testproject-1"),
     "EXECUTOR_ID": env("DBOS_EXECUTOR_ID", default=None),
     "HEARTBEAT_SECONDS": env.float("DBOS_HEARTBEAT_SECONDS", default=5),
@@ -93,11 +93,11 @@ DBOS = {
 TASKS = {
     "default": {
         "BACKEND": "django_dbos.tasks.DBOSTaskBackend",
-        "QUEUES": ["default", "emails", "serial"],
+        "QUEUES": ["default", "notifications", "tasks-serial"],
         "OPTIONS": {
             "queues": {
-                "emails": {"concurrency": 4, "limiter": {"limit": 10, "period": 60}},
-                "serial": {"concurrency": 1},
+                "notifications": {"concurrency": 4, "limiter": {"limit": 10, "period": 60}},
+                "tasks-serial": {"concurrency": 1},
             }
         },
     }

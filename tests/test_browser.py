@@ -103,7 +103,7 @@ def run_action(page: Page, workflow_id: str, action: str) -> None:
     """Tick the workflow's row on the list, pick the action and press Go."""
     page.locator(f'#result_list input.action-select[value="{workflow_id}"]').check()
     page.locator('select[name="action"]').select_option(label=action)
-    page.get_by_role("button", name="Go").click()
+    page.locator('button[name="index"]').click()  # "Go" (Django 5.2) or "Run" (Django 6)
 
 
 def status_badge(page: Page, workflow_id: str):

@@ -236,3 +236,16 @@ def test_two_functions_cannot_share_a_name():
 def test_malformed_workflow_ids_are_refused(bad_id):
     with pytest.raises(DBOSException, match=r"(?i)workflow id"):
         SetWorkflowID(bad_id)
+
+
+def test_a_workflow_id_applies_to_one_start_even_through_nested_option_blocks():
+    from django_dbos import SetWorkflowTimeout
+
+    with SetWorkflowID("outer-id"):
+        with SetWorkflowTimeout(60):
+            first = DBOS.start_workflow(order, "x")
+        second = DBOS.start_workflow(order, "y")
+
+    assert first.workflow_id == "outer-id"
+    assert second.workflow_id != "outer-id"
+    assert second.get_result(10)["note"] == "reserved y"

@@ -69,6 +69,29 @@ class StartOptions:
     timeout_seconds: float | None = None
     timeout_set: bool = False
     enqueue: dict[str, Any] = field(default_factory=dict)
+    # The options of the enclosing block, which this block's copy was made from.
+    outer: StartOptions | None = None
+
+    def nested(self) -> StartOptions:
+        """A copy for a block inside this one."""
+        return StartOptions(
+            workflow_id=self.workflow_id,
+            timeout_seconds=self.timeout_seconds,
+            timeout_set=self.timeout_set,
+            enqueue=dict(self.enqueue),
+            outer=self,
+        )
+
+    def take_workflow_id(self) -> str | None:
+        """Return the workflow id for the next start, and forget it in every enclosing block
+        too: an id applies to one start only."""
+        workflow_id = self.workflow_id
+        options: StartOptions | None = self
+        while options is not None:
+            if options.workflow_id == workflow_id:
+                options.workflow_id = None
+            options = options.outer
+        return workflow_id
 
 
 current_workflow: ContextVar[WorkflowContext | None] = ContextVar("dbos_workflow", default=None)

@@ -73,11 +73,8 @@ def fork(workflow_id: str, start_step: int, application_version: str | None = No
     if application_version is not None:
         validation.name(application_version, "application_version", allow_empty=False)
     options = start_options.get()
-    new_id = validation.workflow_id(
-        options.workflow_id if options and options.workflow_id else str(uuid.uuid4())
-    )
-    if options is not None:
-        options.workflow_id = None
+    chosen = options.take_workflow_id() if options is not None else None
+    new_id = validation.workflow_id(chosen or str(uuid.uuid4()))
     version = application_version or original.application_version
     runs_here = _runs_here(original.name, version, original.queue_name)
     process = executor.current()

@@ -9,6 +9,8 @@ import time
 from collections import Counter
 from typing import Any
 
+from django.db import transaction
+
 from .. import conf
 from ..errors import DBOSException, DBOSNotRegisteredError
 from ..models import Status
@@ -37,7 +39,8 @@ def ensure_row(queue: registry.QueueSpec) -> None:
     """Give a queue its row (once per process), so the admin shows it before a worker starts."""
     if queue.name not in _rows_written:
         system_db.ensure_queue(queue)
-        _rows_written.add(queue.name)
+        # Remembered once committed: a rolled-back enqueue takes the new row with it.
+        transaction.on_commit(lambda: _rows_written.add(queue.name), using=system_db.alias())
 
 
 def enqueue_fields(

@@ -68,13 +68,8 @@ def take_start_options() -> StartOptions:
     options = start_options.get()
     if options is None:
         return StartOptions()
-    taken = StartOptions(
-        workflow_id=options.workflow_id,
-        timeout_seconds=options.timeout_seconds,
-        timeout_set=options.timeout_set,
-        enqueue=dict(options.enqueue),
-    )
-    options.workflow_id = None
+    taken = options.nested()
+    taken.workflow_id = options.take_workflow_id()
     return taken
 
 
