@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 PG_TEST_URL ?= postgres://postgres@127.0.0.1:5432/dbos_tests
 
-.PHONY: demo test test-postgres test-sqlite lint format
+.PHONY: demo test test-postgres test-sqlite test-django6 lint format
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
@@ -14,7 +14,7 @@ $(VENV)/.installed: pyproject.toml
 demo: $(VENV)/.installed
 	$(VENV)/bin/python manage.py rundemo
 
-test: lint test-postgres test-sqlite
+test: lint test-postgres test-sqlite test-django6
 
 test-postgres: $(VENV)/.installed
 	scripts/ensure-postgres.sh
@@ -22,6 +22,10 @@ test-postgres: $(VENV)/.installed
 
 test-sqlite: $(VENV)/.installed
 	env -u DATABASE_URL $(VENV)/bin/python -m pytest
+
+# The Django Tasks backend's tests again under Django 6 (Python 3.12+ from pyenv).
+test-django6:
+	scripts/test-django6.sh -q
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
