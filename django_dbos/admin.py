@@ -24,7 +24,7 @@ from django.utils.safestring import SafeString
 
 from . import dashboard
 from .api import DBOS
-from .engine import registry
+from .engine import registry, scheduler
 from .errors import DBOSException
 from .models import Queue as QueueModel
 from .models import Schedule, Status, WorkflowStatus
@@ -218,7 +218,8 @@ class WorkflowStatusAdmin(admin.ModelAdmin):
 
     @admin.display(description="steps")
     def timeline(self, obj: WorkflowStatus) -> SafeString:
-        steps = DBOS.list_workflow_steps(obj.workflow_id)
+        # The stored text, not deserialized values: a page must show whatever was recorded.
+        steps = list(obj.operations.order_by("function_id"))
         if not steps:
             return format_html("<em>{}</em>", "no recorded steps")
         start = min(step.started_at for step in steps)
@@ -230,7 +231,7 @@ class WorkflowStatusAdmin(admin.ModelAdmin):
             width = max((step.completed_at - step.started_at).total_seconds() / span * 100, 0.5)
             colour = "#c62828" if step.error is not None else "#417690"
             took = (step.completed_at - step.started_at).total_seconds() * 1000
-            outcome = repr(step.error) if step.error is not None else json.dumps(step.output)
+            outcome = _error_summary(step.error) if step.error is not None else step.output
             rows.append(
                 (
                     step.function_id,
@@ -365,6 +366,14 @@ class WorkflowStatusAdmin(admin.ModelAdmin):
         return TemplateResponse(request, "admin/django_dbos/dashboard.html", context)
 
 
+def _error_summary(error: str) -> str:
+    try:
+        record = json.loads(error)
+        return f"{record['type'].rsplit(':', 1)[-1]}: {record['message']}"
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return error
+
+
 def _flatten(fields: tuple) -> list[str]:
     flat: list[str] = []
     for field in fields:
@@ -411,6 +420,12 @@ class ScheduleForm(forms.ModelForm):
         super().__init__(*args, **kwargs)
         names = sorted(workflow.name for workflow in registry.workflows())
         self.fields["workflow_name"].choices = [(name, name) for name in names]
+
+    def clean_queue_name(self) -> str | None:
+        queue_name = self.cleaned_data.get("queue_name") or None
+        if queue_name is not None and queue_name not in scheduler.known_queues():
+            raise forms.ValidationError(f"There is no queue {queue_name!r}.")
+        return queue_name
 
 
 @admin.register(Schedule)

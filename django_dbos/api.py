@@ -688,8 +688,9 @@ class Queue:
     def enqueue(self, func: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> WorkflowHandle[R]:
         """Enqueue a workflow; a worker runs it when the queue's limits allow."""
         entry = _registered(func, "workflow")
+        handle = workflows.start(entry, args, kwargs, inline=False, queue=self.spec)
         queues.ensure_row(self.spec)
-        return workflows.start(entry, args, kwargs, inline=False, queue=self.spec)
+        return handle
 
 
 class SetWorkflowID(_StartOptionsBlock):

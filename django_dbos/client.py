@@ -57,7 +57,9 @@ class DBOSClient:
             raise ValueError(f"enqueue() options need {', '.join(sorted(missing))}.")
         name = validation.name(options["workflow_name"], "workflow_name", allow_empty=False)
         queue = self._queue(options["queue_name"])
-        workflow_id = validation.workflow_id(options.get("workflow_id") or str(uuid.uuid4()))
+        workflow_id = validation.workflow_id(
+            options["workflow_id"] if "workflow_id" in options else str(uuid.uuid4())
+        )
         inputs = serialization.dumps_arguments(args, kwargs)
         timeout = options.get("workflow_timeout")
         enqueue_options = {k: options[k] for k in queues.ENQUEUE_OPTIONS if k in options}

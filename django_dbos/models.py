@@ -6,7 +6,12 @@ Only `engine/system_db.py` writes to these tables; everything else reads through
 from django.db import models
 from django.db.models import Q
 
-from .validators import validate_cron, validate_timezone
+from .validators import (
+    validate_cron,
+    validate_positive,
+    validate_schedule_name,
+    validate_timezone,
+)
 
 
 class Status(models.TextChoices):
@@ -103,15 +108,24 @@ class Queue(models.Model):
 
     name = models.CharField(max_length=255, primary_key=True)
     concurrency = models.PositiveIntegerField(
-        null=True, blank=True, help_text="At most this many running at once, across all workers."
+        validators=[validate_positive],
+        null=True,
+        blank=True,
+        help_text="At most this many running at once, across all workers.",
     )
     worker_concurrency = models.PositiveIntegerField(
-        null=True, blank=True, help_text="At most this many running at once in each worker."
+        validators=[validate_positive],
+        null=True,
+        blank=True,
+        help_text="At most this many running at once in each worker.",
     )
     rate_limit = models.PositiveIntegerField(
-        null=True, blank=True, help_text="At most this many starts per rate period."
+        validators=[validate_positive],
+        null=True,
+        blank=True,
+        help_text="At most this many starts per rate period.",
     )
-    rate_period_seconds = models.FloatField(null=True, blank=True)
+    rate_period_seconds = models.FloatField(null=True, blank=True, validators=[validate_positive])
     priority_enabled = models.BooleanField(default=False)
     partition_queue = models.BooleanField(default=False)
     updated_at = models.DateTimeField()
@@ -287,7 +301,7 @@ class Schedule(models.Model):
         ACTIVE = "ACTIVE"
         PAUSED = "PAUSED"
 
-    name = models.CharField(max_length=255, unique=True)
+    name = models.CharField(max_length=255, unique=True, validators=[validate_schedule_name])
     workflow_name = models.CharField(
         max_length=255, help_text="The registered name of the workflow to run at each tick."
     )

@@ -42,3 +42,20 @@ def validate_timezone(name: str) -> None:
             f"{name!r} is not a known time zone (use an IANA name such as Europe/Paris).",
             code="invalid_timezone",
         ) from exc
+
+
+# A tick's workflow id is "sched-<name>-<tick time>", and ids are at most 255 characters.
+MAX_SCHEDULE_NAME_LENGTH = 200
+
+
+def validate_schedule_name(name: str) -> None:
+    if len(name) > MAX_SCHEDULE_NAME_LENGTH or "\x00" in name:
+        raise ValidationError(
+            f"A schedule name is at most {MAX_SCHEDULE_NAME_LENGTH} characters, without NUL.",
+            code="invalid_schedule_name",
+        )
+
+
+def validate_positive(value: float) -> None:
+    if value is not None and value <= 0:
+        raise ValidationError("Use a number above zero (or leave it empty for no limit).")

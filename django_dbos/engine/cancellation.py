@@ -18,7 +18,7 @@ from django.db import connections
 
 from ..errors import DBOSWorkflowCancelledError
 from ..models import Status
-from . import notifier, system_db
+from . import clock, notifier, system_db
 from .context import WorkflowContext
 
 logger = logging.getLogger("django_dbos")
@@ -43,11 +43,7 @@ def deadline_timer(workflow_id: str, deadline: datetime.datetime | None) -> Iter
     if deadline is None:
         yield
         return
-    timer = threading.Timer(
-        max(0.0, (deadline - system_db.now()).total_seconds()), _expire, [workflow_id]
-    )
-    timer.daemon = True
-    timer.start()
+    timer = clock.call_at(deadline, _expire, workflow_id)
     try:
         yield
     finally:
@@ -72,7 +68,7 @@ def check(ctx: WorkflowContext) -> None:
         outcome = system_db.get_outcome(ctx.workflow_id)
         if outcome is not None and outcome[0] == Status.CANCELLED:
             raise DBOSWorkflowCancelledError(f"Workflow {ctx.workflow_id!r} was cancelled.")
-    if ctx.deadline is not None and system_db.now() >= ctx.deadline:
+    if ctx.deadline is not None and clock.now() >= ctx.deadline:
         logger.info("Workflow %s passed its deadline; cancelling it.", ctx.workflow_id)
         cancel(ctx.workflow_id)
         raise DBOSWorkflowCancelledError(
@@ -84,13 +80,18 @@ def bounded(ctx: WorkflowContext | None, remaining: float | None) -> float | Non
     """Shorten a wait so that it ends by the workflow's deadline."""
     if ctx is None or ctx.deadline is None:
         return remaining
-    until_deadline = max(0.0, (ctx.deadline - system_db.now()).total_seconds())
+    until_deadline = max(0.0, (ctx.deadline - clock.now()).total_seconds())
     return until_deadline if remaining is None else min(remaining, until_deadline)
 
 
 def wait(ctx: WorkflowContext | None, event: threading.Event, remaining: float | None) -> None:
     """Sleep on a notifier subscription, but no longer than the workflow's deadline, then stop
-    if the workflow was cancelled or timed out meanwhile."""
-    notifier.current().wait(event, bounded(ctx, remaining))
-    if ctx is not None:
-        check(ctx)
+    if the workflow was cancelled or timed out meanwhile.
+
+    In a workflow, `remaining` is in seconds of the engine's clock; outside one (get_event), it
+    is the caller's own patience, in real seconds."""
+    if ctx is None:
+        notifier.current().wait(event, remaining)
+        return
+    clock.wait(event, bounded(ctx, remaining), notifier.current().wait)
+    check(ctx)

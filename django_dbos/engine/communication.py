@@ -14,7 +14,7 @@ from django.db import transaction
 
 from ..errors import DBOSException, DBOSNonExistentWorkflowError
 from ..models import Status
-from . import cancellation, notifier, serialization, system_db, validation
+from . import cancellation, clock, notifier, serialization, system_db, validation
 from .context import WorkflowContext, workflow_context
 from .notifier import key as wake_key
 from .steps import replayed
@@ -53,6 +53,7 @@ def _record_with(
 
 def send(destination_id: str, message: Any, topic: str | None = None) -> None:
     """Queue a message for a workflow; exactly once when sent from a workflow."""
+    validation.workflow_id(destination_id)
     topic = "" if topic is None else validation.name(topic, "topic")
     text = serialization.dumps(message, "message")
     key = wake_key("m", destination_id, topic)
@@ -94,7 +95,7 @@ def recv(topic: str | None = None, timeout_seconds: float = 60) -> Any:
                 return serialization.loads(message)
             if deadline is None:
                 deadline = durable_deadline(ctx, deadline_id, timeout)
-            remaining = deadline - time.time()
+            remaining = deadline - clock.time()
             if remaining <= 0:
                 record_operation(ctx, function_id, RECV, output=serialization.dumps(None))
                 return None
@@ -155,7 +156,9 @@ def get_event(workflow_id: str, key: str, timeout_seconds: float = 60) -> Any:
                 break
             if deadline is None:
                 deadline = durable_deadline(ctx, deadline_id, timeout)  # type: ignore[arg-type]
-            remaining = deadline - time.time()
+            # In a workflow the deadline is durable (the engine's clock); outside, it is the
+            # caller's own patience (real time).
+            remaining = deadline - (time.time() if ctx is None else clock.time())
             if remaining <= 0:
                 value = serialization.dumps(None)
                 break

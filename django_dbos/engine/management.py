@@ -13,7 +13,7 @@ from ..errors import (
     DBOSWorkflowConflictIDError,
 )
 from ..models import Status
-from . import cancellation, executor, notifier, registry, system_db, validation
+from . import cancellation, clock, executor, notifier, registry, system_db, validation
 from .context import start_options
 from .queues import INTERNAL_QUEUE
 from .workflows import run_claimed
@@ -68,8 +68,7 @@ def fork(workflow_id: str, start_step: int, application_version: str | None = No
     """Start a new workflow that replays `workflow_id`'s operations before `start_step` and runs
     the rest anew; return (new workflow id, future or None)."""
     original = _existing(workflow_id)
-    if isinstance(start_step, bool) or not isinstance(start_step, int) or start_step < 1:
-        raise ValueError(f"start_step must be a function id of 1 or more, not {start_step!r}.")
+    validation.function_id(start_step, "start_step")
     if application_version is not None:
         validation.name(application_version, "application_version", allow_empty=False)
     options = start_options.get()
@@ -80,7 +79,7 @@ def fork(workflow_id: str, start_step: int, application_version: str | None = No
     process = executor.current()
     deadline = None
     if runs_here and original.timeout_ms:
-        deadline = system_db.now() + datetime.timedelta(milliseconds=original.timeout_ms)
+        deadline = clock.now() + datetime.timedelta(milliseconds=original.timeout_ms)
     row = system_db.NewWorkflow(
         workflow_id=new_id,
         name=original.name,

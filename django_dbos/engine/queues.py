@@ -14,7 +14,7 @@ from django.db import transaction
 from .. import conf
 from ..errors import DBOSException, DBOSNotRegisteredError
 from ..models import Status
-from . import notifier, registry, serialization, system_db, validation
+from . import clock, notifier, registry, serialization, system_db, validation
 from .executor import ProcessExecutor
 from .pool import tidy_connections
 
@@ -85,7 +85,7 @@ def enqueue_fields(
     dispatch_after = None
     if delay is not None:
         seconds = validation.duration(delay, "delay_seconds")
-        dispatch_after = system_db.now() + datetime.timedelta(seconds=seconds)
+        dispatch_after = clock.now() + datetime.timedelta(seconds=seconds)
     app_version = options.get("app_version")
     if app_version is not None:
         validation.name(app_version, "app_version", allow_empty=False)

@@ -20,7 +20,7 @@ from croniter import croniter
 
 from ..errors import DBOSConfigurationError, DBOSNotRegisteredError
 from ..validators import cron_error
-from . import registry, system_db
+from . import clock, registry, system_db
 from .context import StartOptions, start_options
 from .pool import tidy_connections
 from .queues import INTERNAL_QUEUE
@@ -101,7 +101,7 @@ def fire(plan: Plan, tick: datetime.datetime, *, workflow_id: str | None = None)
         if plan.queue_name in {q.name for q in registry.queues()}
         else registry.QueueSpec(plan.queue_name or INTERNAL_QUEUE)
     )
-    second = plan.context if not plan.from_code else system_db.now().astimezone(plan.zone)
+    second = plan.context if not plan.from_code else clock.now().astimezone(plan.zone)
     token = start_options.set(StartOptions(workflow_id=workflow_id or plan.workflow_id(tick)))
     try:
         return start(entry, (tick, second), {}, inline=False, queue=queue)
@@ -134,7 +134,7 @@ class Scheduler:
         plans: list[Plan] = []
         refreshed_at: datetime.datetime | None = None
         while not stop.is_set():
-            now = system_db.now()
+            now = clock.now()
             try:
                 if refreshed_at is None or (now - refreshed_at).total_seconds() > REFRESH_SECONDS:
                     plans, refreshed_at = code_plans() + table_plans(), now
@@ -144,8 +144,8 @@ class Scheduler:
                 tidy_connections()
             pause = REFRESH_SECONDS
             if self._next:
-                pause = min(pause, (min(self._next.values()) - system_db.now()).total_seconds())
-            self._wake.wait(max(0.0, pause))
+                pause = min(pause, (min(self._next.values()) - clock.now()).total_seconds())
+            clock.wait(self._wake, max(0.0, pause))
             self._wake.clear()
 
     def _fire_due(self, plans: list[Plan], now: datetime.datetime) -> None:
@@ -158,13 +158,14 @@ class Scheduler:
             tick = self._next[plan.timing]
             if tick > now:
                 continue
-            for due in [tick, *self._catch_up(plan, tick, now)]:
-                try:
+            due = tick
+            try:
+                for due in [tick, *self._catch_up(plan, tick, now)]:
                     fire(plan, due)
-                except DBOSNotRegisteredError as exc:
-                    logger.error("Schedule %s cannot run: %s", plan.name, exc)
-            if not plan.from_code:
-                system_db.schedule_fired(plan.name, due)
+                if not plan.from_code:
+                    system_db.schedule_fired(plan.name, due)
+            except Exception as exc:  # one broken schedule must not stop the others
+                logger.error("Schedule %s could not run its tick %s: %s", plan.name, due, exc)
             self._next[plan.timing] = next(plan.ticks_after(due))
 
     @staticmethod
@@ -179,7 +180,7 @@ class Scheduler:
 
     def _backfill_missed(self) -> None:
         """Run the ticks missed while no worker ran, for schedules that ask for it."""
-        now = system_db.now()
+        now = clock.now()
         for row in system_db.active_schedules():
             if row.automatic_backfill and row.last_fired_at and cron_error(row.cron) is None:
                 start = row.last_fired_at + datetime.timedelta(microseconds=1)
@@ -203,6 +204,10 @@ def create(
     queue_name: str | None = None,
 ) -> Any:
     registry.get_workflow(workflow_name)
+    if queue_name is not None and queue_name not in known_queues():
+        raise DBOSNotRegisteredError(
+            f"There is no queue {queue_name!r}: declare it with Queue({queue_name!r}) first."
+        )
     if system_db.get_schedule(name) is not None:
         raise DBOSConfigurationError(f"A schedule named {name!r} exists already.")
     return system_db.create_schedule(
@@ -216,10 +221,15 @@ def create(
     )
 
 
+def known_queues() -> set[str]:
+    """Queues a schedule may run on: declared in code, or recorded by a worker."""
+    return {q.name for q in registry.queues()} | {q.name for q in system_db.queue_limits()}
+
+
 def trigger(name: str) -> Any:
     """Run a schedule's workflow now, once, with the current time as its scheduled time."""
     plan = _table_plan(name)
-    now = system_db.now().astimezone(plan.zone)
+    now = clock.now().astimezone(plan.zone)
     return fire(plan, now, workflow_id=f"sched-{plan.name}-trigger-{uuid.uuid4()}")
 
 

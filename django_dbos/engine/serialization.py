@@ -124,7 +124,8 @@ class JSONSerializer:
     """JSON with tagged objects for the common Python types JSON lacks."""
 
     def dumps(self, value: Any) -> str:
-        return json.dumps(_to_json(value), separators=(",", ":"))
+        # allow_nan=False: NaN and infinities are not JSON; other readers would choke on them.
+        return json.dumps(_to_json(value), separators=(",", ":"), allow_nan=False)
 
     def loads(self, text: str) -> Any:
         if text.startswith(PICKLE_PREFIX):

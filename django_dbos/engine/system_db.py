@@ -37,6 +37,7 @@ from ..models import (
     WorkflowStatus,
 )
 from ..models import Queue as QueueRow
+from . import clock
 from .context import RecordedOperation
 from .registry import QueueSpec
 
@@ -78,6 +79,12 @@ def using(database: str) -> Iterator[None]:
         yield
     finally:
         _database.reset(token)
+
+
+def storable(key: object) -> bool:
+    """Whether a lookup key can be in the tables at all (PostgreSQL refuses NUL in text): an
+    impossible key simply matches nothing."""
+    return isinstance(key, str) and "\x00" not in key
 
 
 def now() -> datetime.datetime:
@@ -252,6 +259,8 @@ def load_operations(workflow_id: str) -> dict[int, RecordedOperation]:
 
 
 def list_operations(workflow_id: str) -> list[OperationOutput]:
+    if not storable(workflow_id):
+        return []
     return list(OperationOutput.objects.using(alias()).filter(workflow_id=workflow_id))
 
 
@@ -309,11 +318,15 @@ def _execute_and_notify(sql: str, params: Sequence[Any], *wake_keys: str) -> Any
 
 
 def get_workflow(workflow_id: str) -> WorkflowStatus | None:
+    if not storable(workflow_id):
+        return None
     return WorkflowStatus.objects.using(alias()).filter(workflow_id=workflow_id).first()
 
 
 def get_outcome(workflow_id: str) -> tuple[str, str | None, str | None] | None:
     """Return (status, output, error) of a workflow, or None when it does not exist."""
+    if not storable(workflow_id):
+        return None
     return (
         WorkflowStatus.objects.using(alias())
         .filter(workflow_id=workflow_id)
@@ -503,7 +516,9 @@ def claim_queued(
     budget twice. Rows are picked with SKIP LOCKED, so workers never wait for each other.
     """
     postgres = connections[alias()].vendor == "postgresql"
-    moment = now()
+    # On the engine's clock (a test may freeze it): the delays compared here, and the dequeue
+    # times written here that rate windows count, must agree with it.
+    moment = clock.now()
     claimed: list[ClaimedWorkflow] = []
     with transaction.atomic(using=alias()):
         if postgres and (queue.concurrency is not None or queue.rate_limit is not None):
@@ -699,6 +714,8 @@ def set_event(workflow_id: str, function_id: int, key: str, value: str, *, wake_
 
 
 def get_event(workflow_id: str, key: str) -> str | None:
+    if not (storable(workflow_id) and storable(key)):
+        return None
     return (
         WorkflowEvent.objects.using(alias())
         .filter(workflow_id=workflow_id, key=key)
@@ -743,6 +760,8 @@ def write_stream(
 
 def read_stream(workflow_id: str, key: str, from_position: int) -> list[tuple[int, str, bool]]:
     """Return (position, value, closed) of the stream's entries from a position on, in order."""
+    if not (storable(workflow_id) and storable(key)):
+        return []
     return list(
         StreamEntry.objects.using(alias())
         .filter(workflow_id=workflow_id, key=key, position__gte=from_position)
@@ -796,7 +815,7 @@ def resume_workflow(
                 QUEUE_ACTIVITY,
             )
             return None
-        deadline = moment + datetime.timedelta(milliseconds=timeout_ms) if timeout_ms else None
+        deadline = clock.now() + datetime.timedelta(milliseconds=timeout_ms) if timeout_ms else None
         (execution,) = _execute(
             f"""
             UPDATE {WF} SET status = 'PENDING', executor_id = %s, recovery_attempts = 0,
@@ -917,6 +936,8 @@ def active_schedules() -> list[Schedule]:
 
 
 def get_schedule(name: str) -> Schedule | None:
+    if not storable(name):
+        return None
     return Schedule.objects.using(alias()).filter(name=name).first()
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from . import cancellation, notifier, serialization, validation
+from . import cancellation, clock, notifier, serialization, validation
 from .context import WorkflowContext, workflow_context
 from .workflows import next_operation, record_operation
 
@@ -20,7 +20,7 @@ def durable_deadline(ctx: WorkflowContext, function_id: int, seconds: float) -> 
     operation = ctx.recorded_operation(function_id, SLEEP)
     if operation is not None:
         return float(serialization.loads(operation.output))
-    wake_at = time.time() + seconds
+    wake_at = clock.time() + seconds
     record_operation(ctx, function_id, SLEEP, output=serialization.dumps(wake_at))
     return wake_at
 
@@ -34,5 +34,5 @@ def sleep(seconds: float) -> None:
         return
     wake_at = durable_deadline(ctx, next_operation(ctx), seconds)
     with notifier.current().subscribe(notifier.key("c", ctx.workflow_id)) as cancelled:
-        while (remaining := wake_at - time.time()) > 0:
+        while (remaining := wake_at - clock.time()) > 0:
             cancellation.wait(ctx, cancelled, remaining)

@@ -17,7 +17,7 @@ def workflow_id(value: Any) -> str:
         raise DBOSException(f"A workflow id must be a non-empty string, not {value!r}.")
     if len(value) > MAX_ID_LENGTH:
         raise DBOSException(
-            f"Workflow id {value[:40]!r}... is {len(value)} characters long; "
+            f"The workflow id {value[:40]!r}... is {len(value)} characters long; "
             f"the limit is {MAX_ID_LENGTH}."
         )
     if "\x00" in value:
@@ -31,7 +31,9 @@ def duration(value: Any, name: str) -> float:
         raise ValueError(f"{name} must be a number of seconds, not {value!r}.")
     if value < 0:
         raise ValueError(f"{name} must not be negative (got {value}).")
-    return min(float(value), LONGEST_WAIT_SECONDS)
+    if value > LONGEST_WAIT_SECONDS:  # compared before float(): huge integers overflow it
+        return LONGEST_WAIT_SECONDS
+    return float(value)
 
 
 def name(value: Any, what: str, *, allow_empty: bool = True) -> str:
@@ -41,4 +43,15 @@ def name(value: Any, what: str, *, allow_empty: bool = True) -> str:
         raise ValueError(f"The {what} is longer than {MAX_ID_LENGTH} characters.")
     if "\x00" in value:
         raise ValueError(f"The {what} cannot contain a NUL character.")
+    return value
+
+
+MAX_FUNCTION_ID = 2**31 - 1
+
+
+def function_id(value: Any, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_FUNCTION_ID:
+        raise ValueError(
+            f"{name} must be a step number from 1 to {MAX_FUNCTION_ID}, not {value!r}."
+        )
     return value

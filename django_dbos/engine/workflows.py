@@ -27,6 +27,7 @@ from ..models import Status
 from ..signals import workflow_finished, workflow_started
 from . import (
     cancellation,
+    clock,
     executor,
     notifier,
     queues,
@@ -192,7 +193,7 @@ def _timeout(
         if options.timeout_seconds is None:
             return None, None, parent is not None
         seconds = validation.duration(options.timeout_seconds, "The workflow timeout")
-        deadline = None if queued else system_db.now() + datetime.timedelta(seconds=seconds)
+        deadline = None if queued else clock.now() + datetime.timedelta(seconds=seconds)
         return int(seconds * 1000), deadline, False
     if parent is not None and parent.deadline is not None:
         return None, parent.deadline, False
@@ -395,7 +396,19 @@ def run_claimed(claimed: system_db.ClaimedWorkflow, executor_id: str) -> Any:
     """Run a claimed workflow (recovered, dequeued, resumed, forked) from the start, replaying
     whatever it has recorded."""
     entry = registry.get_workflow(claimed.name)
-    args, kwargs = serialization.loads_arguments(claimed.inputs)
+    try:
+        args, kwargs = serialization.loads_arguments(claimed.inputs)
+    except DBOSSerializationError as exc:  # it can never run: end it, rather than hang
+        system_db.finish_workflow(
+            claimed.workflow_id,
+            executor_id,
+            Status.ERROR,
+            None,
+            serialization.dumps_error(exc),
+            execution=claimed.execution,
+            wake_keys=[notifier.key("w", claimed.workflow_id), system_db.QUEUE_ACTIVITY],
+        )
+        raise
     recorded = system_db.load_operations(claimed.workflow_id)
     return execute(entry, claimed, executor_id, args, kwargs, recorded)
 

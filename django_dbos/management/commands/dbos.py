@@ -148,7 +148,13 @@ class Command(BaseCommand):
         fork.add_argument("--step", type=int, required=True, help="The first step to run anew.")
         fork.add_argument("--application-version", help="Run the fork on workers of this version.")
         fork.set_defaults(handler=self.workflow_fork)
-        for verb in (get, steps, cancel, resume, fork):
+        replay = verbs.add_parser(
+            "replay",
+            help="Replay a recorded workflow on the current code, without running any step; "
+            "fail with the difference if the code would take another step somewhere.",
+        )
+        replay.set_defaults(handler=self.workflow_replay)
+        for verb in (get, steps, cancel, resume, fork, replay):
             verb.add_argument("workflow_id", metavar="ID")
 
         queue = groups.add_parser("queue", help="Inspect queues.")
@@ -282,6 +288,15 @@ class Command(BaseCommand):
         else:
             self.stdout.write(handle.workflow_id)
             self._note(f"Forked from {original} at step {options['step']}: {status.status}.")
+
+    def workflow_replay(self, options: dict[str, Any]) -> None:
+        from django_dbos.testing import replay
+
+        self._existing(options["workflow_id"])
+        found = replay(options["workflow_id"])
+        if not found.ok:
+            raise CommandError(found.report())
+        self.stdout.write(found.report())
 
     def _wait_here(self, handle: Any) -> WorkflowStatus:
         """Wait for a workflow that runs in this process: exiting would abandon it to recovery."""
