@@ -90,3 +90,23 @@ def test_ten_step_journal_runs_inline(tmp_path: Path):
     journal = tmp_path / "inline.txt"
     assert ten_step_journal(str(journal)) == 10
     assert journal_lines(journal) == Counter({f"step {n}": 1 for n in range(1, 11)})
+
+
+def test_the_ten_step_journal_ends_the_same_whichever_step_it_crashes_after(dbos, tmp_path: Path):
+    """With the testing tools: a crash (and recovery) at every step boundary, in-process."""
+    from django_dbos.testing import crash_at_every_step
+
+    journal = tmp_path / "journal.txt"
+
+    runs = crash_at_every_step(
+        ten_step_journal,
+        str(journal),
+        reset=lambda: (journal.unlink(missing_ok=True), LedgerEntry.objects.all().delete()),
+        end_state=lambda: (
+            sorted(set(journal.read_text().splitlines())),
+            LedgerEntry.objects.filter(reference=str(journal)).count(),
+        ),
+    )
+
+    assert [run.at_step for run in runs] == list(range(-1, 12))  # no crash, then 0 to 11
+    assert {run.end_state[1] for run in runs} == {1}  # the transaction's row, exactly once
