@@ -1,15 +1,23 @@
-"""Side process of ``core.py`` and ``messaging.py``: django-dbos on the test project's settings.
+"""Side process of ``core.py``, ``messaging.py``, ``queues.py`` and ``scheduler.py``:
+django-dbos on the test project's settings.
 
 Run by the orchestrators with the ``.venv`` interpreter, ``PYTHONPATH`` set to the repository
 root, ``DJANGO_SETTINGS_MODULE``/``DATABASE_URL`` in the environment and ``--suite core`` (the
-default) or ``--suite messaging``; see ``core.py`` and ``messaging.py`` for usage.
+default), ``messaging``, ``queues`` or ``scheduler``; see those scripts for usage. The last two
+run with ``DJANGO_SETTINGS_MODULE=_bench_settings`` (the test project's settings plus the
+``_bench_app`` workflows) and start ``manage.py rundbosworker`` subprocesses; this process only
+enqueues (``queues``) or makes the schedule (``scheduler``), and reads the results.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import sys
+import tempfile
+from contextlib import ExitStack
 from importlib.metadata import version
+from pathlib import Path
 from typing import Any
 
 import django
@@ -21,6 +29,15 @@ from _common import (
     measure_start,
     pg_settings,
     reset_database,
+)
+from _workers import (
+    CRON,
+    TABLE_SCHEDULE,
+    QueueSide,
+    WorkerProcess,
+    WorkflowTable,
+    queue_suite,
+    watch_ticks,
 )
 
 # Settings come from the environment (DJANGO_SETTINGS_MODULE, DATABASE_URL); django-dbos can
@@ -35,6 +52,9 @@ import django_dbos  # noqa: E402
 from django_dbos import DBOS  # noqa: E402
 from django_dbos import conf as dbos_conf  # noqa: E402
 
+BENCH_DIR = Path(__file__).resolve().parent
+MANAGE_PY = BENCH_DIR.parent / "manage.py"
+
 
 @DBOS.step()
 def trivial_step(i: int) -> int:
@@ -46,14 +66,91 @@ def wf_steps(n: int) -> int:
     return sum(trivial_step(i) for i in range(n))
 
 
+def worker_env() -> dict[str, str]:
+    """The environment of a ``rundbosworker`` subprocess: this one's, plus ``bench/`` on the
+    path (for ``_bench_settings`` and ``_bench_app``)."""
+    path = [p for p in (os.environ.get("PYTHONPATH"), str(BENCH_DIR)) if p]
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(path)}
+
+
+def worker(log: Path, env: dict[str, str], *options: str) -> WorkerProcess:
+    return WorkerProcess([sys.executable, str(MANAGE_PY), "rundbosworker", *options], env, log)
+
+
+def queues(args: argparse.Namespace, db_url: str) -> dict[str, Any]:
+    """Start the workers, then enqueue from this process (which never dispatches)."""
+    from _bench_app.workflows import BENCH_QUEUE, WORKFLOWS  # an app of _bench_settings only
+
+    with ExitStack() as stack:
+        workers = [
+            stack.enter_context(
+                worker(
+                    Path(args.log_dir) / f"queues-django-dbos-{args.workers}w-worker-{i}.log",
+                    worker_env(),
+                    "--no-scheduler",
+                )
+            )
+            for i in range(args.workers)
+        ]
+        table = WorkflowTable.django_dbos(db_url)
+        stack.callback(table.close)
+        side = QueueSide(
+            enqueue_one=lambda i: BENCH_QUEUE.enqueue(WORKFLOWS.one_step, i),
+            enqueue_mark=lambda _queue: BENCH_QUEUE.enqueue(WORKFLOWS.mark_start),
+            result=lambda handle: handle.get_result(),
+            table=table,
+            workers=workers,
+        )
+        # Dispatch is woken by NOTIFY; POLL_SECONDS is the safety net, the phase to randomize.
+        result = queue_suite(side, args.queue_n, args.trials, float(dbos_conf.get("POLL_SECONDS")))
+        result["log_files"] = [str(w.log_path) for w in workers]
+    result["worker_exit_codes"] = [w.proc.returncode for w in workers]
+    return result
+
+
+def scheduler(args: argparse.Namespace, db_url: str) -> dict[str, Any]:
+    """A per-second schedule, made with ``DBOS.create_schedule`` (in the table) or declared
+    with ``@DBOS.scheduled`` (in the worker's code), fired by one worker process."""
+    from _bench_app.workflows import WORKFLOWS  # an app of _bench_settings only
+
+    env = worker_env()
+    if args.kind == "create_schedule":
+        DBOS.create_schedule(
+            schedule_name=TABLE_SCHEDULE, workflow_fn=WORKFLOWS.tick, schedule=CRON
+        )
+        name, prefix = "bench_tick", f"sched-{TABLE_SCHEDULE}-"
+    else:
+        env["BENCH_CODE_SCHEDULE"] = CRON  # read by _bench_app.workflows in the worker
+        name, prefix = "bench_code_tick", "sched-bench_code_tick-"
+    log = Path(args.log_dir) / f"scheduler-django-dbos-{args.kind}-worker.log"
+    with worker(log, env) as process:
+        table = WorkflowTable.django_dbos(db_url)
+        try:
+            result = watch_ticks(
+                table,
+                name,
+                prefix,
+                args.seconds,
+                lambda workflow_id: DBOS.retrieve_workflow(workflow_id).get_result(),
+            )
+        finally:
+            table.close()
+    return {**result, "kind": args.kind, "log_file": str(log), "exit_code": process.proc.returncode}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--suite", choices=("core", "messaging"), default="core")
+    ap.add_argument("--suite", choices=("core", "messaging", "queues", "scheduler"), default="core")
     ap.add_argument("--pairs", type=int, default=300)
     ap.add_argument("--steps", type=int, default=10)
     ap.add_argument("--start-n", type=int, default=1000)
     ap.add_argument("--start-steps", type=int, default=3)
-    ap.add_argument("--trials", type=int, default=50, help="messaging trials of each kind")
+    ap.add_argument("--trials", type=int, default=50, help="messaging or dispatch trials")
+    ap.add_argument("--workers", type=int, default=1, help="queues: worker processes")
+    ap.add_argument("--queue-n", type=int, default=1000, help="queues: workflows in the burst")
+    ap.add_argument("--log-dir", default=tempfile.gettempdir(), help="worker logs")
+    ap.add_argument("--seconds", type=float, default=60.0, help="scheduler: length of the run")
+    ap.add_argument("--kind", choices=("create_schedule", "scheduled"), default="create_schedule")
     args = ap.parse_args()
 
     db_url = os.environ["DATABASE_URL"]
@@ -64,6 +161,10 @@ def main() -> None:
     try:
         if args.suite == "messaging":
             result = {"messaging": Messaging(DBOS).run(args.trials)}
+        elif args.suite == "queues":
+            result = {"queues": queues(args, db_url)}
+        elif args.suite == "scheduler":
+            result = {"scheduler": scheduler(args, db_url)}
         else:
             result = {
                 "inline": measure_inline(wf_steps, args.pairs, args.steps),
@@ -82,11 +183,12 @@ def main() -> None:
         "conn_max_age": settings.DATABASES["default"].get("CONN_MAX_AGE"),
         "workflow_threads": settings.DBOS.get("WORKFLOW_THREADS"),
     }
-    if args.suite == "messaging":
+    if args.suite != "core":
         # The notifier's safety net: a waiter re-checks the database at least this often.
         meta["poll_seconds"] = dbos_conf.get("POLL_SECONDS")
         meta["django_dbos_from"] = os.path.dirname(django_dbos.__file__)
         meta["pg_settings"] = pg_settings(db_url)
+        meta["settings_module"] = os.environ["DJANGO_SETTINGS_MODULE"]
     emit({"meta": meta, **result})
 
 

@@ -1,4 +1,5 @@
-"""Helpers shared by the orchestrators (``core.py``, ``messaging.py``); standard library only.
+"""Helpers shared by the orchestrators (``core.py``, ``messaging.py``, ``queues.py``,
+``scheduler.py``); standard library only.
 
 An orchestrator runs each side as a fresh subprocess under its own interpreter, collects the
 one ``RESULT_MARKER + json`` line the side prints, and reports. This module holds what every
@@ -16,7 +17,7 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -75,11 +76,13 @@ def base_env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
 
 
-def django_env(args: argparse.Namespace, db: str) -> dict[str, str]:
+def django_env(
+    args: argparse.Namespace, db: str, settings: str = "testproject.settings"
+) -> dict[str, str]:
     """The environment of a django-dbos side process on database ``db``."""
     return {
         **base_env(),
-        "DJANGO_SETTINGS_MODULE": "testproject.settings",
+        "DJANGO_SETTINGS_MODULE": settings,
         "DATABASE_URL": db_url(args, db, "postgres"),
         "PYTHONPATH": str(ROOT),
         "CONN_MAX_AGE": "600",
@@ -106,12 +109,12 @@ def loadavg() -> tuple[float, float, float] | None:
 # Running sides -----------------------------------------------------------------------------
 
 
-def run_side(name: str, cmd: list[str], env: dict[str, str]) -> dict[str, Any]:
+def run_side(
+    name: str, cmd: list[str], env: dict[str, str], timeout: float = SIDE_TIMEOUT_S
+) -> dict[str, Any]:
     """Run one side process; return its result line, plus wall time and host CPU use."""
     j0, t0 = host_cpu_jiffies(), time.perf_counter()
-    proc = subprocess.run(
-        cmd, capture_output=True, text=True, env=env, cwd=ROOT, timeout=SIDE_TIMEOUT_S
-    )
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT, timeout=timeout)
     elapsed, j1 = time.perf_counter() - t0, host_cpu_jiffies()
     lines = [line for line in proc.stdout.splitlines() if line.startswith(RESULT_MARKER)]
     if proc.returncode != 0 or not lines:
@@ -129,8 +132,15 @@ def run_side(name: str, cmd: list[str], env: dict[str, str]) -> dict[str, Any]:
     return result
 
 
-def run_all(sides: Sequence[str], repeats: int, commands: dict[str, Command]) -> list[Run]:
-    """Every repetition runs every side once, in an order rotated by one each time."""
+def run_all(
+    sides: Sequence[str],
+    repeats: int,
+    commands: dict[str, Command],
+    timeout: float = SIDE_TIMEOUT_S,
+) -> list[Run]:
+    """Every repetition runs every side once, in an order rotated by one each time.
+
+    Sides whose name starts with ``django-dbos`` record the commit they ran."""
     runs: list[Run] = []
     for rep in range(repeats):
         shift = rep % len(sides)
@@ -139,8 +149,8 @@ def run_all(sides: Sequence[str], repeats: int, commands: dict[str, Command]) ->
         for side in order:
             print(f"[{rep + 1}/{repeats}] {side} ...", end=" ", flush=True)
             cmd, env = commands[side]
-            head = git_state()["head"] if side == "django-dbos" else None
-            run[side] = run_side(side, cmd, env)
+            head = git_state()["head"] if side.startswith("django-dbos") else None
+            run[side] = run_side(side, cmd, env, timeout)
             if head is not None:  # the engine may change between runs while it is developed
                 run[side]["git_head"] = head
             host = run[side].get("host")
@@ -222,3 +232,60 @@ def spread(values: list[float]) -> dict[str, Any]:
         "max": max(values),
         "values": values,
     }
+
+
+# Tables of figures (queues.py, scheduler.py) -------------------------------------------------
+
+Figure = tuple[str, Callable[[dict[str, Any]], float | None]]
+
+
+def dig(data: Any, *keys: str) -> Any:
+    """``data[k1][k2]...``, or None where a key is missing."""
+    for key in keys:
+        if not isinstance(data, dict) or key not in data:
+            return None
+        data = data[key]
+    return data
+
+
+def figure_table(
+    runs: list[Run], sides: Sequence[str], figures: Sequence[Figure]
+) -> dict[str, dict[str, dict[str, Any]]]:
+    """label -> side -> spread over the runs; a side without the figure has no cell."""
+    table: dict[str, dict[str, dict[str, Any]]] = {}
+    for label, get in figures:
+        cells = {}
+        for side in sides:
+            values = [get(run[side]) for run in runs]
+            if all(v is not None for v in values):
+                cells[side] = spread([float(v) for v in values if v is not None])
+        table[label] = cells
+    return table
+
+
+def print_table(
+    table: dict[str, dict[str, dict[str, Any]]],
+    sides: Sequence[str],
+    labels: dict[str, str],
+    many: bool,
+    label_width: int = 48,
+) -> None:
+    """One row per figure: the value of one run, or the median [min..max] of several."""
+
+    def text(value: float) -> str:
+        return str(int(value)) if value.is_integer() else fmt(value)  # counts as integers
+
+    width = max(22 if many else 12, *(len(labels[side]) + 2 for side in sides))
+    print(f"{'figure':{label_width}s}" + "".join(f"{labels[s]:>{width}s}" for s in sides))
+    for label, cells in table.items():
+        line = f"{label:{label_width}s}"
+        for side in sides:
+            cell = cells.get(side)
+            if cell is None:
+                shown = "-"
+            elif many:
+                shown = f"{text(cell['median'])} [{text(cell['min'])}..{text(cell['max'])}]"
+            else:
+                shown = text(cell["median"])
+            line += f"{shown:>{width}s}"
+        print(line)
