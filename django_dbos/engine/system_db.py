@@ -519,6 +519,9 @@ def claim_queued(
     # On the engine's clock (a test may freeze it): the delays compared here, and the dequeue
     # times written here that rate windows count, must agree with it.
     moment = clock.now()
+    if queue.concurrency is None and queue.rate_limit is None and not queue.partition_queue:
+        # No budget shared with other workers to count: one statement, no transaction.
+        return _claim(queue.name, None, limit, executor_id, application_version, moment)
     claimed: list[ClaimedWorkflow] = []
     with transaction.atomic(using=alias()):
         if postgres and (queue.concurrency is not None or queue.rate_limit is not None):
@@ -568,34 +571,37 @@ def _claim(
     application_version: str,
     moment: datetime.datetime,
 ) -> list[ClaimedWorkflow]:
+    """Pick and take the due workflows in one statement (one round trip when autocommitted)."""
     postgres = connections[alias()].vendor == "postgresql"
     partition_filter = " AND queue_partition_key = %s" if partition is not None else ""
-    pick = f"""
-        SELECT workflow_id FROM {WF}
-        WHERE queue_name = %s{partition_filter} AND status = 'ENQUEUED'
-            AND (dispatch_after IS NULL OR dispatch_after <= %s)
-            AND (application_version = %s OR application_version IS NULL)
-        ORDER BY priority, created_at
-        LIMIT %s{" FOR UPDATE SKIP LOCKED" if postgres else ""}
+    # The pick is a materialized CTE: as a subquery, PostgreSQL may run it again for each row
+    # it updates, and its LIMIT would then no longer pick the oldest.
+    sql = f"""
+        WITH picked AS MATERIALIZED (
+            SELECT workflow_id AS picked_id FROM {WF}
+            WHERE queue_name = %s{partition_filter} AND status = 'ENQUEUED'
+                AND (dispatch_after IS NULL OR dispatch_after <= %s)
+                AND (application_version = %s OR application_version IS NULL)
+            ORDER BY priority, created_at
+            LIMIT %s{" FOR UPDATE SKIP LOCKED" if postgres else ""}
+        )
+        UPDATE {WF} SET status = 'PENDING', executor_id = %s, started_at = %s, updated_at = %s,
+            application_version = %s, execution = execution + 1
+        FROM picked
+        WHERE workflow_id = picked_id AND status = 'ENQUEUED'
+        RETURNING workflow_id, name, inputs, recovery_attempts, deadline, timeout_ms, execution,
+            priority, created_at
     """
     params: list[Any] = [queue_name]
     if partition is not None:
         params.append(partition)
-    ids = [row[0] for row in _execute(pick, [*params, moment, application_version, limit])]
-    if not ids:
-        return []
-    placeholders = ", ".join(["%s"] * len(ids))
-    rows = _execute(
-        f"""
-        UPDATE {WF} SET status = 'PENDING', executor_id = %s, started_at = %s, updated_at = %s,
-            application_version = %s, execution = execution + 1
-        WHERE workflow_id IN ({placeholders}) AND status = 'ENQUEUED'
-        RETURNING workflow_id, name, inputs, recovery_attempts, deadline, timeout_ms, execution
-        """,
-        [executor_id, moment, moment, application_version, *ids],
-    ).fetchall()
+    params += [moment, application_version, limit]
+    params += [executor_id, moment, moment, application_version]
+    rows = _execute(sql, params).fetchall()
+    # RETURNING keeps no order: start them highest priority, then oldest, first.
+    rows.sort(key=lambda row: (row[7], _parse_time(row[8])))
     claimed = []
-    for workflow_id, name, inputs, attempts, deadline, timeout_ms, execution in rows:
+    for workflow_id, name, inputs, attempts, deadline, timeout_ms, execution, _, _ in rows:
         deadline = _parse_time(deadline)
         if deadline is None and timeout_ms is not None:
             # A queued workflow's timeout counts from its dequeue.
