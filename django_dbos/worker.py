@@ -101,7 +101,7 @@ class Worker:
         while not self._stop.wait(interval):
             if self.recovery_enabled:
                 try:
-                    recovery.recover_dead()
+                    recovery.check()
                 except Exception:
                     logger.exception("Recovery check failed; retrying.")
             if time.monotonic() >= next_summary:

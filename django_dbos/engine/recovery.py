@@ -27,6 +27,25 @@ class Recovery:
     def __init__(self, process: ProcessExecutor):
         self.process = process
         self._missing_since: dict[str, float] = {}
+        # Trusted from the start; after a failed check, only once the database has answered for
+        # a whole executor timeout (every executor has had the time to heartbeat again).
+        self._reachable_since: float | None = float("-inf")
+
+    def check(self) -> int:
+        """recover_dead(), unless the database was away lately: then every heartbeat failed
+        too, and the executors that are silent may just not have written theirs again yet."""
+        try:
+            claimed = self.recover_dead() if self._trusts_heartbeats() else 0
+        except Exception:
+            self._reachable_since = None
+            raise
+        return claimed
+
+    def _trusts_heartbeats(self) -> bool:
+        now = time.monotonic()
+        if self._reachable_since is None:
+            self._reachable_since = now
+        return now - self._reachable_since >= float(conf.get("EXECUTOR_TIMEOUT_SECONDS"))
 
     def recover_own(self) -> int:
         """Re-run what a previous process with this same executor id left PENDING."""

@@ -38,7 +38,7 @@ from ..models import (
 )
 from ..models import Queue as QueueRow
 from . import clock
-from .context import RecordedOperation
+from .context import RecordedOperation, current_workflow
 from .registry import QueueSpec
 
 WF = WorkflowStatus._meta.db_table
@@ -117,7 +117,9 @@ def _execute(sql: str, params: Sequence[Any]) -> Any:
             with connection.wrap_database_errors:
                 return cursor.execute(sql, params, prepare=prepare or None)
         except (OperationalError, InterfaceError) as exc:
-            if raw.closed or raw.broken:
+            if (raw.closed or raw.broken) and current_workflow.get() is not None:
+                # Inside a workflow, the execution waits for the database and replays; any
+                # other caller (a view, a worker thread) gets Django's error, and reconnects.
                 raise _unavailable(connection, exc) from exc
             raise
     adapt = connection.ops.adapt_datetimefield_value
