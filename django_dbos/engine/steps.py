@@ -48,6 +48,7 @@ def run_step(entry: registry.Registered, args: tuple, kwargs: dict) -> Any:
             result = _call_with_retries(entry, args, kwargs)
         output = serialization.dumps(result, f"result of step {entry.name!r}")
     except Exception as exc:
+        system_db.unavailable_if_disconnected(exc)  # an outage, not the step's own failure
         _record_error(ctx, function_id, entry.name, exc, started_at)
         raise
     record_operation(ctx, function_id, entry.name, output=output, started_at=started_at)
@@ -131,12 +132,14 @@ def run_transaction(entry: registry.Registered, args: tuple, kwargs: dict) -> An
                 ):
                     raise lost_ownership(ctx)  # rolls the function's writes back
         except OperationalError as exc:
+            system_db.unavailable_if_disconnected(exc)
             if _retryable(exc) and attempt < MAX_TRANSACTION_ATTEMPTS:
                 time.sleep(min(0.01 * 2**attempt, 1.0))
                 continue
             _record_error(ctx, function_id, entry.name, exc, started_at)
             raise
         except Exception as exc:
+            system_db.unavailable_if_disconnected(exc)
             _record_error(ctx, function_id, entry.name, exc, started_at)
             raise
         if not same_database:

@@ -117,7 +117,7 @@ def _execute(sql: str, params: Sequence[Any]) -> Any:
             with connection.wrap_database_errors:
                 return cursor.execute(sql, params, prepare=prepare or None)
         except (OperationalError, InterfaceError) as exc:
-            if (raw.closed or raw.broken) and current_workflow.get() is not None:
+            if (raw.closed or raw.broken or is_disconnect(exc)) and current_workflow.get():
                 # Inside a workflow, the execution waits for the database and replays; any
                 # other caller (a view, a worker thread) gets Django's error, and reconnects.
                 raise _unavailable(connection, exc) from exc
@@ -136,6 +136,32 @@ class DatabaseUnavailable(BaseException):
     the database and replays (workflows.execute). A BaseException, so that user code's
     `except Exception:` cannot mistake it for its own failure.
     """
+
+
+# SQLSTATE classes of a lost connection: 08 (connection exception), 57P01-57P03 (the server
+# shutting down, restarting, or not accepting connections yet).
+_DISCONNECT_SQLSTATES = ("08", "57P01", "57P02", "57P03")
+
+
+def is_disconnect(exc: BaseException | None) -> bool:
+    """Whether an error means the connection to the database was lost (not that a statement
+    failed): the client's own "server closed the connection", or a server shutting down."""
+    while exc is not None:
+        if isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError):
+            sqlstate = exc.sqlstate
+            return sqlstate is None or sqlstate.startswith(_DISCONNECT_SQLSTATES)
+        if isinstance(exc, psycopg.Error):
+            return False
+        if isinstance(exc, InterfaceError):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
+def unavailable_if_disconnected(exc: BaseException) -> None:
+    """Inside a workflow, turn a lost connection into DatabaseUnavailable (wait and replay)."""
+    if is_disconnect(exc) and current_workflow.get() is not None:
+        raise _unavailable(connections[alias()], exc) from exc
 
 
 def _unavailable(connection: Any, exc: BaseException) -> DatabaseUnavailable:

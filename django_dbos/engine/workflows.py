@@ -49,6 +49,7 @@ logger = logging.getLogger("django_dbos")
 
 # How long a running workflow waits for a database that went away before it gives up.
 DATABASE_OUTAGE_SECONDS = 600.0
+MAX_REPLAYS_AFTER_OUTAGE = 50
 
 
 class Superseded(BaseException):
@@ -264,7 +265,7 @@ def _run_until_recorded(
     """Run the body; if the database goes away under one of its checkpoints, wait for it and
     replay from the start (the workflow stays this execution's: nobody else may take it while
     this process heartbeats, so giving it up would strand it)."""
-    while True:
+    for _ in range(MAX_REPLAYS_AFTER_OUTAGE):
         try:
             return _run_body(entry, ctx, args, kwargs)
         except system_db.DatabaseUnavailable as exc:
@@ -283,6 +284,11 @@ def _run_until_recorded(
         ctx.recorded = system_db.load_operations(ctx.workflow_id)
         ctx.function_id = 0
         ctx.in_step = False
+    raise DBOSException(
+        f"Workflow {ctx.workflow_id!r} stopped: it lost its database connection "
+        f"{MAX_REPLAYS_AFTER_OUTAGE} times. A worker recovers it once this process's executor "
+        "stops heartbeating."
+    )
 
 
 def next_operation(ctx: WorkflowContext) -> int:
@@ -303,6 +309,7 @@ def _run_body(entry: registry.Registered, ctx: WorkflowContext, args: tuple, kwa
             f"Workflow {ctx.workflow_id!r} was cancelled."
         ) from exc
     except Exception as exc:
+        system_db.unavailable_if_disconnected(exc)  # the database went away under the body
         if not _finish(ctx, Status.ERROR, error=serialization.dumps_error(exc)):
             return await_result(ctx.workflow_id, None)
         raise
