@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -11,11 +10,11 @@ import pytest
 from django.db import connections
 
 from django_dbos import DBOS, DBOSException, SetWorkflowID, WorkflowStatusString
-from django_dbos.engine import executor, registry, serialization, system_db
-from django_dbos.engine.recovery import Recovery
-from django_dbos.models import Executor, WorkflowEvent, WorkflowEventHistory, WorkflowStatus
+from django_dbos.engine import serialization, system_db
+from django_dbos.models import WorkflowEvent, WorkflowEventHistory, WorkflowStatus
 
 from .conftest import wait_until
+from .dead_executors import pretend_its_process_died, recover
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -103,29 +102,6 @@ def history(workflow_id: str, key: str) -> list:
         "function_id"
     )
     return [serialization.loads(row.value) for row in rows]
-
-
-def pretend_its_process_died(workflow_id: str, executor_id: str = "dead-executor") -> None:
-    """Turn a finished workflow back into one whose process died before it could finish."""
-    WorkflowStatus.objects.filter(workflow_id=workflow_id).update(
-        status="PENDING", output=None, error=None, executor_id=executor_id
-    )
-    last_seen = system_db.now() - datetime.timedelta(hours=1)
-    system_db.heartbeat(
-        executor_id,
-        hostname="elsewhere",
-        pid=1,
-        role="worker",
-        application_version=registry.application_version(),
-        started_at=last_seen,
-    )
-    Executor.objects.filter(executor_id=executor_id).update(last_heartbeat=last_seen)
-
-
-def recover() -> int:
-    process = executor.current()
-    process.ensure_started()
-    return Recovery(process).recover_dead()
 
 
 def in_thread(func, *args):

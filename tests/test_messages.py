@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime
 import signal
 import threading
 import time
@@ -17,11 +16,11 @@ from django_dbos import (
     SetWorkflowID,
     WorkflowStatusString,
 )
-from django_dbos.engine import executor, notifier, registry, serialization, system_db
-from django_dbos.engine.recovery import Recovery
-from django_dbos.models import Executor, Notification, WorkflowStatus
+from django_dbos.engine import notifier, serialization, system_db
+from django_dbos.models import Notification, WorkflowStatus
 
 from .conftest import Processes, wait_until
+from .dead_executors import leave_behind, pretend_its_process_died, recover
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -113,64 +112,6 @@ def wait_for_go() -> object:
 def messages_to(workflow_id: str) -> list:
     rows = Notification.objects.filter(destination_id=workflow_id).order_by("id")
     return [serialization.loads(row.message) for row in rows]
-
-
-def leave_behind(
-    workflow_id: str,
-    workflow: object,
-    args: tuple,
-    recorded: list[tuple[int, str, object]],
-    *,
-    executor_id: str = "dead-executor",
-) -> None:
-    """Write what a process that died while running `workflow` leaves in the database."""
-    system_db.insert_workflow(
-        system_db.NewWorkflow(
-            workflow_id=workflow_id,
-            name=workflow.__dbos__.name,  # type: ignore[attr-defined]
-            status="PENDING",
-            inputs=serialization.dumps_arguments(args, {}),
-            executor_id=executor_id,
-            application_version=registry.application_version(),
-        )
-    )
-    for function_id, name, output in recorded:
-        assert system_db.record_operation(
-            workflow_id,
-            executor_id,
-            function_id,
-            name,
-            output=serialization.dumps(output),
-            started_at=system_db.now(),
-        )
-    mark_dead(executor_id)
-
-
-def mark_dead(executor_id: str) -> None:
-    last_seen = system_db.now() - datetime.timedelta(hours=1)
-    system_db.heartbeat(
-        executor_id,
-        hostname="elsewhere",
-        pid=1,
-        role="worker",
-        application_version=registry.application_version(),
-        started_at=last_seen,
-    )
-    Executor.objects.filter(executor_id=executor_id).update(last_heartbeat=last_seen)
-
-
-def pretend_its_process_died(workflow_id: str, executor_id: str = "dead-executor") -> None:
-    """Turn a finished workflow back into one whose process died before it could finish."""
-    WorkflowStatus.objects.filter(workflow_id=workflow_id).update(
-        status="PENDING", output=None, error=None, executor_id=executor_id
-    )
-    mark_dead(executor_id)
-
-
-def recover() -> int:
-    process = executor.current()
-    process.ensure_started()
-    return Recovery(process).recover_dead()
 
 
 def send_raw(destination_id: str, message: object, topic: str = "") -> None:

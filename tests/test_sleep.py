@@ -9,9 +9,10 @@ import time
 import pytest
 
 from django_dbos import DBOS, SetWorkflowID, WorkflowStatusString
-from django_dbos.engine import executor, registry, serialization, system_db
-from django_dbos.engine.recovery import Recovery
+from django_dbos.engine import registry, serialization, system_db
 from django_dbos.models import Executor, OperationOutput, WorkflowStatus
+
+from .dead_executors import recover
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -70,12 +71,6 @@ def leave_behind_sleeping(workflow_id: str, workflow: object, wake_at: float) ->
         started_at=last_seen,
     )
     Executor.objects.filter(executor_id="dead-executor").update(last_heartbeat=last_seen)
-
-
-def recover() -> int:
-    process = executor.current()
-    process.ensure_started()
-    return Recovery(process).recover_dead()
 
 
 def test_sleep_in_a_workflow_sleeps_and_records_its_wake_up_time():

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
@@ -16,11 +15,11 @@ from django_dbos import (
     SetWorkflowID,
     WorkflowStatusString,
 )
-from django_dbos.engine import executor, notifier, registry, serialization, system_db
-from django_dbos.engine.recovery import Recovery
-from django_dbos.models import Executor, StreamEntry, WorkflowStatus
+from django_dbos.engine import notifier, registry, serialization, system_db
+from django_dbos.models import StreamEntry, WorkflowStatus
 
 from .conftest import wait_until
+from .dead_executors import mark_dead, recover
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -133,25 +132,6 @@ def entries(workflow_id: str, key: str) -> list:
     ]
 
 
-def pretend_dead(executor_id: str) -> None:
-    last_seen = system_db.now() - datetime.timedelta(hours=1)
-    system_db.heartbeat(
-        executor_id,
-        hostname="elsewhere",
-        pid=1,
-        role="worker",
-        application_version=registry.application_version(),
-        started_at=last_seen,
-    )
-    Executor.objects.filter(executor_id=executor_id).update(last_heartbeat=last_seen)
-
-
-def recover() -> int:
-    process = executor.current()
-    process.ensure_started()
-    return Recovery(process).recover_dead()
-
-
 def test_a_reader_gets_the_values_in_order_and_stops_at_the_close():
     with SetWorkflowID("closer"):
         handle = DBOS.start_workflow(write_close_and_linger, "linger")
@@ -229,7 +209,7 @@ def test_a_replayed_workflow_writes_no_stream_entry_again():
     WorkflowStatus.objects.filter(workflow_id="writer").update(
         status="PENDING", output=None, executor_id="dead-executor"
     )
-    pretend_dead("dead-executor")
+    mark_dead("dead-executor")
 
     assert recover() == 1
     assert DBOS.retrieve_workflow("writer").get_result(10) == "written"
@@ -267,7 +247,7 @@ def test_a_recovered_writer_continues_its_stream_after_what_it_had_written():
     assert system_db.record_operation(
         "writer", "dead-executor", 1, "DBOS.writeStream", started_at=system_db.now()
     )
-    pretend_dead("dead-executor")
+    mark_dead("dead-executor")
 
     assert recover() == 1
     assert DBOS.retrieve_workflow("writer").get_result(10) == "written"
