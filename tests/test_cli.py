@@ -316,7 +316,7 @@ def test_bad_arguments_are_command_errors():
     with SetWorkflowID("cli-1"):
         order("book")
 
-    with pytest.raises(CommandError, match="start_step must be a function id of 1 or more"):
+    with pytest.raises(CommandError, match="start_step must be a step number from 1"):
         dbos("workflow", "fork", "cli-1", "--step", "0")
     with pytest.raises(CommandError, match="invalid choice: 'DONE'"):
         dbos("workflow", "list", "--status", "done")
