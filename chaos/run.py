@@ -173,7 +173,6 @@ class Harness:
         self.expected_down: set[int] = set()
         self.restart_due: dict[int, float] = {}
         self._next_sample = 0.0
-        self.lines: list[str] = []
 
     # Output ---------------------------------------------------------------------------------
 
