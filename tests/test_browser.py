@@ -7,36 +7,21 @@ Playwright's own browser download.
 
 from __future__ import annotations
 
-import os
 import threading
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from django.contrib.auth.models import User
-from django.db import connections
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Page, expect
 
 from django_dbos import DBOS, SetWorkflowID
 from testproject.shop.workflows import ten_step_journal
 
+from .chromium import PNG_SIGNATURE, launched_chromium, screenshot
+
 pytestmark = pytest.mark.django_db(transaction=True)
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    # Without these, Chromium's own connections are refused by the closed network.
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-ARTIFACTS = Path(__file__).resolve().parent.parent / "artifacts" / "browser"
 CHANGELIST = "/admin/django_dbos/workflowstatus/"
-PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 GREEN, BLUE = "rgb(46, 125, 50)", "rgb(47, 111, 176)"  # SUCCESS and PENDING in admin.py
 
 release = threading.Event()
@@ -55,25 +40,8 @@ def held_for_the_browser() -> str:
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
-    if not CHROMIUM.exists():
-        pytest.fail(
-            f"{CHROMIUM} is missing: run scripts/install-browser.sh (as .ci/run does) to install "
-            "Debian's chromium package for the browser tests."
-        )
-    # Playwright's sync API runs an event loop in this thread, so Django would refuse the ORM
-    # calls the test makes here (SynchronousOnlyOperation); Playwright documents this setting.
-    previous = os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")
-    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
-    try:
-        with sync_playwright() as playwright:
-            chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-            yield chromium
-            chromium.close()
-    finally:
-        if previous is None:
-            os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
-        else:
-            os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = previous
+    with launched_chromium() as chromium:
+        yield chromium
 
 
 @pytest.fixture
@@ -89,14 +57,6 @@ def _release() -> Iterator[None]:
     release.clear()
     yield
     release.set()
-
-
-def screenshot(page: Page, name: str) -> Path:
-    """Save a full-page screenshot, one per database so both passes of .ci/run keep theirs."""
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    path = ARTIFACTS / f"{name}-{connections['default'].vendor}.png"
-    page.screenshot(path=str(path), full_page=True)
-    return path
 
 
 def run_action(page: Page, workflow_id: str, action: str) -> None:

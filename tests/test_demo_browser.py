@@ -10,41 +10,25 @@ Playwright's own browser download.
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
 import threading
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
-from django.db import connections
 from django.db.models import Count
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Page, expect
 
 from django_dbos import DBOS
 from testproject.shop.demo import DEMO_WORKER
 from testproject.shop.models import LedgerEntry
 from testproject.shop.workflows import demo_step
 
+from .chromium import PNG_SIGNATURE, launched_chromium, screenshot
 from .conftest import Processes
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    # Without these, Chromium's own connections are refused by the closed network.
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-ARTIFACTS = Path(__file__).resolve().parent.parent / "artifacts" / "browser"
-PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 BEFORE_PAYMENT = ["Validate the order", "Reserve the items"]
 AFTER_PAYMENT = ["Capture the payment", "Pack the parcel", "Hand it to the carrier"]
@@ -54,25 +38,8 @@ COUNTED = BEFORE_PAYMENT + AFTER_PAYMENT  # the steps that write a `demo-step:` 
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
-    if not CHROMIUM.exists():
-        pytest.fail(
-            f"{CHROMIUM} is missing: run scripts/install-browser.sh (as .ci/run does) to install "
-            "Debian's chromium package for the browser tests."
-        )
-    # Playwright's sync API runs an event loop in this thread, so Django would refuse the ORM
-    # calls the test makes here (SynchronousOnlyOperation); Playwright documents this setting.
-    previous = os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")
-    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
-    try:
-        with sync_playwright() as playwright:
-            chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-            yield chromium
-            chromium.close()
-    finally:
-        if previous is None:
-            os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
-        else:
-            os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = previous
+    with launched_chromium() as chromium:
+        yield chromium
 
 
 @pytest.fixture
@@ -125,14 +92,6 @@ def supervisor(processes: Processes) -> Iterator[Supervisor]:
     running = Supervisor(processes)
     yield running
     running.stop()  # before `processes` kills the workers, so that none is started again
-
-
-def screenshot(page: Page, name: str) -> Path:
-    """Save a full-page screenshot, one per database so both passes of .ci/run keep theirs."""
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    path = ARTIFACTS / f"{name}-{connections['default'].vendor}.png"
-    page.screenshot(path=str(path), full_page=True)
-    return path
 
 
 def step_item(page: Page, title: str, state: str = "done"):
