@@ -22,6 +22,8 @@ from typing import Any, Protocol
 
 from django.utils import timezone
 
+from . import alarms
+
 # Waits on a notifier subscription pass the notifier's `wait(event, timeout)` as `waiter`.
 Waiter = Callable[[threading.Event, float | None], Any]
 
@@ -57,11 +59,8 @@ def _wait(event: threading.Event, timeout: float | None, waiter: Waiter | None =
 
 
 def _call_at(moment: datetime.datetime, function: Callable[..., Any], *args: Any) -> Timer:
-    """Call `function(*args)` on a thread of its own at `moment` (at once if it has passed)."""
-    timer = threading.Timer(max(0.0, (moment - now()).total_seconds()), function, args)
-    timer.daemon = True
-    timer.start()
-    return timer
+    """Call `function(*args)` at `moment` (at once if it has passed), on the alarm thread."""
+    return alarms.current().call_at(moment.timestamp(), function, *args)
 
 
 now: Callable[[], datetime.datetime] = timezone.now

@@ -11,17 +11,21 @@ import logging
 import os
 import socket
 import threading
+import time
 import uuid
 
 from django.db import connections
 
 from .. import conf
-from . import registry, system_db
+from . import aio, parking, registry, system_db
+from .per_process import PerProcess
 from .pool import WorkflowThreadPool
 
 logger = logging.getLogger("django_dbos")
 
 EXIT_TIMEOUT_SECONDS = 5.0
+# Threads that run the checkpoints of async workflows, each with its own connection.
+DATABASE_THREADS = 8
 
 
 class ProcessExecutor:
@@ -37,6 +41,8 @@ class ProcessExecutor:
         self.role = "process"
         self.max_threads = int(conf.get("WORKFLOW_THREADS"))
         self._pool: WorkflowThreadPool | None = None
+        self._database_pool: WorkflowThreadPool | None = None
+        self._loop: aio.EventLoopThread | None = None
         self._stop = threading.Event()
         self._heartbeat: threading.Thread | None = None
         self._lock = threading.Lock()
@@ -47,6 +53,22 @@ class ProcessExecutor:
             if self._pool is None:
                 self._pool = WorkflowThreadPool(self.max_threads)
             return self._pool
+
+    @property
+    def database_pool(self) -> WorkflowThreadPool:
+        """The threads that run the checkpoints of async workflows."""
+        with self._lock:
+            if self._database_pool is None:
+                self._database_pool = WorkflowThreadPool(DATABASE_THREADS, name="dbos-database")
+            return self._database_pool
+
+    @property
+    def loop(self) -> aio.EventLoopThread:
+        """The event loop that runs started, dequeued and recovered async workflows."""
+        with self._lock:
+            if self._loop is None:
+                self._loop = aio.EventLoopThread()
+            return self._loop
 
     def ensure_started(self, role: str | None = None) -> str:
         """Register this executor and start its heartbeat, once; return the executor id."""
@@ -95,9 +117,15 @@ class ProcessExecutor:
 
     def shutdown(self, timeout: float) -> bool:
         """Stop taking work and wait for running workflows; True if all finished in time."""
+        parking.current().clear()
+        deadline = time.monotonic() + timeout
         finished = True
         if self._pool is not None:
             finished = self._pool.shutdown(timeout)
+        if self._loop is not None:
+            finished = self._loop.shutdown(max(0.0, deadline - time.monotonic())) and finished
+        if self._database_pool is not None:
+            self._database_pool.shutdown(max(0.0, deadline - time.monotonic()))
         self._stop.set()
         if self._heartbeat is not None:
             self._heartbeat.join(timeout=5)
@@ -108,24 +136,10 @@ class ProcessExecutor:
         return finished
 
 
-_current: ProcessExecutor | None = None
-_current_lock = threading.Lock()
-
-
-def current() -> ProcessExecutor:
-    """Return this process's executor, making a new one after a fork."""
-    global _current
-    executor = _current
-    if executor is None or executor.pid != os.getpid():
-        with _current_lock:
-            if _current is None or _current.pid != os.getpid():
-                _current = ProcessExecutor()
-            executor = _current
-    return executor
+_current = PerProcess(ProcessExecutor)
+current = _current.get  # this process's executor, made anew after a fork
 
 
 def reset() -> None:
     """Forget this process's executor (after shutdown), so the next workflow starts afresh."""
-    global _current
-    with _current_lock:
-        _current = None
+    _current.forget()

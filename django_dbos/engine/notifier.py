@@ -13,17 +13,18 @@ writes made by this process wake local waiters directly, and waiters poll for th
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from typing import Any, Protocol, TypeVar
 
 import psycopg
 from django.db import connections
 
 from .. import conf
 from . import system_db
+from .per_process import PerProcess
 from .system_db import CHANNEL
 
 logger = logging.getLogger("django_dbos")
@@ -33,35 +34,51 @@ SQLITE_POLL_SECONDS = 0.05
 key = system_db.wake_key  # the key of one thing to wait for, also the NOTIFY payload
 
 
+class Wakeable(Protocol):
+    """A waiting thread's event, or a parked workflow."""
+
+    def set(self) -> None: ...
+
+
+W = TypeVar("W", bound=Wakeable)
+
+
 class Notifier:
     """Subscriptions of this process's waiting threads, and the PostgreSQL listener."""
 
     def __init__(self) -> None:
-        self.pid = os.getpid()
         self._lock = threading.Lock()
-        self._waiters: dict[str, set[threading.Event]] = {}
+        self._waiters: dict[str, set[Wakeable]] = {}
         self._listener: threading.Thread | None = None
         self._stop = threading.Event()
         self.listening = threading.Event()
 
     @contextmanager
-    def subscribe(self, *wake_keys: str) -> Iterator[threading.Event]:
-        """Register one event, woken by any of `wake_keys`, for the duration of the block."""
+    def subscribe(self, *wake_keys: str, waiter: W | None = None) -> Iterator[W]:
+        """Register a waiter (a new threading.Event by default), woken by any of `wake_keys`,
+        for the duration of the block."""
+        subscribed: Any = threading.Event() if waiter is None else waiter
+        self.add(subscribed, wake_keys)
+        try:
+            yield subscribed
+        finally:
+            self.remove(subscribed, wake_keys)
+
+    def add(self, waiter: Wakeable, wake_keys: Iterable[str]) -> None:
+        """Call `waiter.set()` whenever one of `wake_keys` is announced, until `remove()`."""
         self._ensure_listening()
-        event = threading.Event()
         with self._lock:
             for wake_key in wake_keys:
-                self._waiters.setdefault(wake_key, set()).add(event)
-        try:
-            yield event
-        finally:
-            with self._lock:
-                for wake_key in wake_keys:
-                    events = self._waiters.get(wake_key)
-                    if events is not None:
-                        events.discard(event)
-                        if not events:
-                            del self._waiters[wake_key]
+                self._waiters.setdefault(wake_key, set()).add(waiter)
+
+    def remove(self, waiter: Wakeable, wake_keys: Iterable[str]) -> None:
+        with self._lock:
+            for wake_key in wake_keys:
+                waiters = self._waiters.get(wake_key)
+                if waiters is not None:
+                    waiters.discard(waiter)
+                    if not waiters:
+                        del self._waiters[wake_key]
 
     def wait(self, event: threading.Event, remaining: float | None) -> None:
         """Sleep until woken, the safety-net interval passes, or `remaining` runs out."""
@@ -76,15 +93,15 @@ class Notifier:
 
     def wake(self, wake_key: str) -> None:
         with self._lock:
-            events = list(self._waiters.get(wake_key, ()))
-        for event in events:
-            event.set()
+            waiters = list(self._waiters.get(wake_key, ()))
+        for waiter in waiters:
+            waiter.set()
 
     def wake_all(self) -> None:
         with self._lock:
-            events = [event for events in self._waiters.values() for event in events]
-        for event in events:
-            event.set()
+            waiters = {waiter for waiters in self._waiters.values() for waiter in waiters}
+        for waiter in waiters:
+            waiter.set()
 
     def _ensure_listening(self) -> None:
         if self._listener is not None:
@@ -136,26 +153,12 @@ class Notifier:
         self.wake_all()
 
 
-_current: Notifier | None = None
-_current_lock = threading.Lock()
-
-
-def current() -> Notifier:
-    """Return this process's notifier, making a new one after a fork."""
-    global _current
-    notifier = _current
-    if notifier is None or notifier.pid != os.getpid():
-        with _current_lock:
-            if _current is None or _current.pid != os.getpid():
-                _current = Notifier()
-            notifier = _current
-    return notifier
+_current = PerProcess(Notifier)
+current = _current.get  # this process's notifier, made anew after a fork
 
 
 def reset() -> None:
     """Stop the listener (at shutdown), so the next waiter starts a new one."""
-    global _current
-    with _current_lock:
-        if _current is not None:
-            _current.stop()
-        _current = None
+    notifier = _current.forget()
+    if notifier is not None:
+        notifier.stop()
