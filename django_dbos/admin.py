@@ -192,6 +192,8 @@ class WorkflowStatusAdmin(admin.ModelAdmin):
 
     @admin.display(description="status", ordering="status")
     def coloured_status(self, obj: WorkflowStatus) -> SafeString:
+        if obj.status == Status.PENDING and obj.waiting:
+            return format_html("{} {}", status_badge(obj.status), obj.waiting)
         return status_badge(obj.status)
 
     @admin.display(description="duration")

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 import functools
+import inspect
 import logging
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
@@ -14,6 +16,7 @@ from django.core.exceptions import ValidationError
 from django.utils.functional import classproperty
 
 from .engine import (
+    aio,
     communication,
     executor,
     management,
@@ -157,6 +160,14 @@ class WorkflowHandle(Generic[R]):
             return future.result(timeout)
         return workflows.await_result(self.workflow_id, timeout)
 
+    async def get_result_async(self, timeout: float | None = None) -> R:
+        """`get_result` for coroutines: it waits on the event loop, holding no thread."""
+        future = self._future or workflows.local_future(self.workflow_id)
+        if future is not None:
+            # The future is running, so a timeout here cannot cancel it.
+            return await asyncio.wait_for(asyncio.wrap_future(future), timeout)
+        return await workflows.await_result_async(self.workflow_id, timeout)
+
     def get_status(self) -> WorkflowStatus:
         status = DBOS.get_workflow_status(self.workflow_id)
         if status is None:
@@ -164,6 +175,9 @@ class WorkflowHandle(Generic[R]):
                 f"There is no workflow with id {self.workflow_id!r}."
             )
         return status
+
+    async def get_status_async(self) -> WorkflowStatus:
+        return await aio.run_sync(self.get_status)
 
 
 def _registered(func: Callable[..., Any], kind: str) -> registry.Registered:
@@ -182,7 +196,22 @@ def _positive(name: str, value: Any, *, allow_zero: bool = False) -> None:
         raise DBOSConfigurationError(f"{name} must be a positive number, not {value!r}.")
 
 
-def _decorate(entry: registry.Registered, run: Callable[..., Any]) -> Callable[..., Any]:
+def _decorate(
+    entry: registry.Registered,
+    run: Callable[..., Any],
+    run_async: Callable[..., Any] | None = None,
+) -> Callable[..., Any]:
+    """Wrap a registered function: a call runs it through the engine (`run_async` for an
+    `async def` function, whose call then returns a coroutine)."""
+    if run_async is not None and entry.is_async:
+
+        @functools.wraps(entry.func)
+        async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
+            return await run_async(entry, args, kwargs)
+
+        async_wrapper.__dbos__ = entry  # type: ignore[attr-defined]
+        return async_wrapper
+
     @functools.wraps(entry.func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         return run(entry, args, kwargs)
@@ -193,6 +222,10 @@ def _decorate(entry: registry.Registered, run: Callable[..., Any]) -> Callable[.
 
 def _run_inline(entry: registry.Registered, args: tuple, kwargs: dict) -> Any:
     return workflows.start(entry, args, kwargs, inline=True)
+
+
+async def _run_inline_async(entry: registry.Registered, args: tuple, kwargs: dict) -> Any:
+    return await workflows.start_async(entry, args, kwargs, inline=True)
 
 
 class DBOS:
@@ -214,7 +247,7 @@ class DBOS:
             entry = registry.register(
                 "workflow", func, name, max_recovery_attempts=max_recovery_attempts, http=http
             )
-            return _decorate(entry, _run_inline)
+            return _decorate(entry, _run_inline, _run_inline_async)
 
         return decorator
 
@@ -245,7 +278,7 @@ class DBOS:
                 backoff_rate=backoff_rate,
                 max_interval_seconds=max_interval_seconds,
             )
-            return _decorate(entry, steps.run_step)
+            return _decorate(entry, steps.run_step, steps.run_step_async)
 
         return decorator
 
@@ -261,6 +294,12 @@ class DBOS:
             )
 
         def decorator(func: Callable[P, R]) -> Callable[P, R]:
+            if inspect.iscoroutinefunction(func):
+                raise DBOSConfigurationError(
+                    f"{func.__qualname__} is `async def`, but a transaction runs in "
+                    "transaction.atomic() on a thread: make it a plain function (an async "
+                    "workflow can await it through asyncio.to_thread)."
+                )
             entry = registry.register(
                 "transaction",
                 func,
@@ -373,6 +412,15 @@ class DBOS:
         """Start a workflow on this process's workflow threads and return its handle."""
         entry = _registered(func, "workflow")
         return workflows.start(entry, args, kwargs, inline=False)
+
+    @staticmethod
+    async def start_workflow_async(
+        func: Callable[P, Any], *args: P.args, **kwargs: P.kwargs
+    ) -> WorkflowHandle[Any]:
+        """`start_workflow` for coroutines. An async workflow runs on the engine's event loop,
+        a sync one on its workflow threads."""
+        entry = _registered(func, "workflow")
+        return await workflows.start_async(entry, args, kwargs, inline=False)
 
     @staticmethod
     def retrieve_workflow(workflow_id: str) -> WorkflowHandle[Any]:
@@ -508,9 +556,22 @@ class DBOS:
         return communication.recv(topic, timeout_seconds)
 
     @staticmethod
+    async def send_async(destination_id: str, message: Any, topic: str | None = None) -> None:
+        await aio.run_sync(communication.send, destination_id, message, topic)
+
+    @staticmethod
+    async def recv_async(topic: str | None = None, timeout_seconds: float = 60) -> Any:
+        """In an async workflow: `recv`, waiting on the event loop."""
+        return await communication.recv_async(topic, timeout_seconds)
+
+    @staticmethod
     def set_event(key: str, value: Any) -> None:
         """In a workflow: publish `value` under `key` (the latest value wins)."""
         communication.set_event(key, value)
+
+    @staticmethod
+    async def set_event_async(key: str, value: Any) -> None:
+        await aio.run_sync(communication.set_event, key, value)
 
     @staticmethod
     def get_event(workflow_id: str, key: str, timeout_seconds: float = 60) -> Any:
@@ -518,9 +579,19 @@ class DBOS:
         return communication.get_event(workflow_id, key, timeout_seconds)
 
     @staticmethod
+    async def get_event_async(workflow_id: str, key: str, timeout_seconds: float = 60) -> Any:
+        """`get_event` for coroutines (async workflows and views)."""
+        return await communication.get_event_async(workflow_id, key, timeout_seconds)
+
+    @staticmethod
     def sleep(seconds: float) -> None:
         """Sleep durably: after a restart, the workflow only sleeps for what is left."""
         timers.sleep(seconds)
+
+    @staticmethod
+    async def sleep_async(seconds: float) -> None:
+        """`sleep` for async workflows (outside one, a plain `asyncio.sleep`)."""
+        await timers.sleep_async(seconds)
 
     @staticmethod
     def write_stream(key: str, value: Any) -> None:
@@ -690,6 +761,15 @@ class Queue:
         entry = _registered(func, "workflow")
         handle = workflows.start(entry, args, kwargs, inline=False, queue=self.spec)
         queues.ensure_row(self.spec)
+        return handle
+
+    async def enqueue_async(
+        self, func: Callable[P, Any], *args: P.args, **kwargs: P.kwargs
+    ) -> WorkflowHandle[Any]:
+        """`enqueue` for coroutines."""
+        entry = _registered(func, "workflow")
+        handle = await workflows.start_async(entry, args, kwargs, inline=False, queue=self.spec)
+        await aio.run_sync(queues.ensure_row, self.spec)
         return handle
 
 

@@ -113,6 +113,18 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Any]:
                     id="django_dbos.E007",
                 )
             )
+    park = conf.get("PARK_WAITS_OVER_SECONDS")
+    if park is not None and (
+        isinstance(park, bool) or not isinstance(park, int | float) or park < 0
+    ):
+        errors.append(
+            Error(
+                f'DBOS["PARK_WAITS_OVER_SECONDS"] must be a number of seconds or None, '
+                f"not {park!r}.",
+                hint="Waits longer than this give their thread back; None never parks them.",
+                id="django_dbos.E010",
+            )
+        )
     if not isinstance(conf.get("PREPARED_STATEMENTS"), bool):
         errors.append(
             Error('DBOS["PREPARED_STATEMENTS"] must be True or False.', id="django_dbos.E008")

@@ -24,6 +24,9 @@ DEFAULTS: dict[str, Any] = {
     "EXECUTOR_TIMEOUT_SECONDS": 30,
     "AUTODISCOVER": "workflows",
     "POLL_SECONDS": 1.0,
+    # A sleep, recv or get_event of a workflow run by the engine that may last longer than this
+    # gives its thread back and re-runs the workflow when woken (None: never).
+    "PARK_WAITS_OVER_SECONDS": 1.0,
     # Prepare the engine's hot statements on PostgreSQL. Turn off behind a connection pooler
     # that cannot keep prepared statements (PgBouncer before 1.21 in transaction mode).
     "PREPARED_STATEMENTS": True,

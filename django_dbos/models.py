@@ -50,6 +50,10 @@ class WorkflowStatus(models.Model):
     # checkpoint is fenced on it, so an execution that was cancelled, or taken over, and missed
     # it records nothing more, even when the same executor runs the next execution.
     execution = models.IntegerField(default=0)
+    # What a parked workflow waits for, as the admin shows it ("waiting for a message on topic
+    # 'go'", "sleeping until ..."), and when it wakes at the latest; empty while it runs.
+    waiting = models.CharField(max_length=255, blank=True, default="", db_default="")
+    wake_at = models.DateTimeField(null=True, blank=True)
     parent_workflow_id = models.CharField(max_length=255, null=True, blank=True)
     forked_from = models.CharField(max_length=255, null=True, blank=True)
     authenticated_user = models.CharField(max_length=255, null=True, blank=True)

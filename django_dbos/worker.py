@@ -10,7 +10,7 @@ import time
 from django.db import connections
 
 from . import conf
-from .engine import executor, registry, system_db
+from .engine import executor, parking, registry, system_db
 from .engine.pool import tidy_connections
 from .engine.queues import Dispatcher
 from .engine.recovery import Recovery
@@ -113,8 +113,10 @@ class Worker:
         dispatcher = self.dispatcher
         if dispatcher is not None:
             logger.info(
-                "DBOS worker: %d queued workflows started, %d finished, %d running.",
+                "DBOS worker: %d queued workflows started, %d finished, %d running, "
+                "%d parked in this process.",
                 dispatcher.started,
                 dispatcher.finished,
                 dispatcher.in_flight,
+                len(parking.current()),
             )

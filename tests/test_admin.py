@@ -9,7 +9,10 @@ from django.contrib.admin.models import LogEntry
 from django.contrib.auth.models import Permission, User
 
 from django_dbos import DBOS, SetWorkflowID
-from testproject.shop.workflows import ten_step_journal
+from django_dbos.models import WorkflowStatus
+from testproject.shop.workflows import journal_until_message, ten_step_journal
+
+from .conftest import wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -177,3 +180,21 @@ def test_the_dashboard_counts_statuses_queues_throughput_and_executors(admin_cli
 def test_the_dashboard_needs_the_view_permission(client):
     client.force_login(User.objects.create_user("nobody", password="pw", is_staff=True))
     assert client.get(CHANGELIST + "dashboard/").status_code == 403
+
+
+def test_a_parked_workflow_shows_what_it_waits_for(admin_client, tmp_path):
+    with SetWorkflowID("parked-journal"):
+        handle = DBOS.start_workflow(journal_until_message, str(tmp_path / "p.txt"))
+    wait_until(
+        lambda: WorkflowStatus.objects.exclude(waiting="").filter(workflow_id="parked-journal"),
+        what="the workflow to park",
+    )
+
+    listed = admin_client.get(CHANGELIST).content.decode()
+    detail = admin_client.get(CHANGELIST + "parked-journal/change/").content.decode()
+
+    assert "waiting for a message on topic &#x27;go&#x27;" in listed
+    assert "waiting for a message on topic &#x27;go&#x27;" in detail
+    DBOS.send("parked-journal", "done", topic="go")
+    assert handle.get_result(timeout=10) == "done"
+    assert "waiting for a message" not in admin_client.get(CHANGELIST).content.decode()

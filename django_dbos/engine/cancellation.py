@@ -18,7 +18,7 @@ from django.db import connections
 
 from ..errors import DBOSWorkflowCancelledError
 from ..models import Status
-from . import clock, notifier, system_db
+from . import aio, clock, notifier, system_db
 from .context import WorkflowContext
 
 logger = logging.getLogger("django_dbos")
@@ -60,6 +60,14 @@ def _expire(workflow_id: str) -> None:
         connections.close_all()
 
 
+def may_have_stopped(ctx: WorkflowContext) -> bool:
+    """Whether `check` has anything to look at (it reads the database only then)."""
+    hint = ctx.cancel_hint
+    return (hint is not None and hint.is_set()) or (
+        ctx.deadline is not None and clock.now() >= ctx.deadline
+    )
+
+
 def check(ctx: WorkflowContext) -> None:
     """Raise DBOSWorkflowCancelledError if the workflow was cancelled or its deadline passed."""
     hint = ctx.cancel_hint
@@ -82,6 +90,17 @@ def bounded(ctx: WorkflowContext | None, remaining: float | None) -> float | Non
         return remaining
     until_deadline = max(0.0, (ctx.deadline - clock.now()).total_seconds())
     return until_deadline if remaining is None else min(remaining, until_deadline)
+
+
+async def wait_async(ctx: WorkflowContext | None, event: aio.LoopEvent, remaining: float) -> None:
+    """`wait` for a coroutine. It looks at the engine's clock again after each safety-net
+    interval (a test's frozen clock, which does not pass by itself, wakes every waiter when it
+    moves)."""
+    timeout = bounded(ctx, remaining)
+    interval = notifier.current().poll_interval()
+    await event.wait(interval if timeout is None else min(interval, timeout))
+    if ctx is not None and may_have_stopped(ctx):
+        await aio.run_sync(check, ctx)
 
 
 def wait(ctx: WorkflowContext | None, event: threading.Event, remaining: float | None) -> None:

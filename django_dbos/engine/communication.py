@@ -14,12 +14,12 @@ from django.db import transaction
 
 from ..errors import DBOSException, DBOSNonExistentWorkflowError
 from ..models import Status
-from . import cancellation, clock, notifier, serialization, system_db, validation
+from . import aio, cancellation, clock, notifier, serialization, system_db, validation
 from .context import WorkflowContext, workflow_context
 from .notifier import key as wake_key
 from .steps import replayed
-from .timers import durable_deadline
-from .workflows import next_operation, record_operation
+from .timers import durable_deadline, park_if_long
+from .workflows import next_operation, next_operation_async, record_operation
 
 SEND = "DBOS.send"
 RECV = "DBOS.recv"
@@ -84,10 +84,9 @@ def recv(topic: str | None = None, timeout_seconds: float = 60) -> Any:
     done, result = replayed(ctx, function_id, RECV)
     if done:
         return result
-    listener = notifier.current()
-    with listener.subscribe(
-        wake_key("m", ctx.workflow_id, topic), wake_key("c", ctx.workflow_id)
-    ) as event:
+    keys = (wake_key("m", ctx.workflow_id, topic), wake_key("c", ctx.workflow_id))
+    waiting = f"waiting for a message on topic {topic!r}" if topic else "waiting for a message"
+    with notifier.current().subscribe(*keys) as event:
         deadline = None
         while True:
             message = _consume(ctx, function_id, topic)
@@ -99,7 +98,35 @@ def recv(topic: str | None = None, timeout_seconds: float = 60) -> Any:
             if remaining <= 0:
                 record_operation(ctx, function_id, RECV, output=serialization.dumps(None))
                 return None
+            park_if_long(ctx, event, remaining, keys, deadline, waiting)
             cancellation.wait(ctx, event, remaining)
+
+
+async def recv_async(topic: str | None = None, timeout_seconds: float = 60) -> Any:
+    """`recv` for async workflows: it waits on the event loop, holding no thread."""
+    ctx = _inside_workflow("recv_async")
+    topic = "" if topic is None else validation.name(topic, "topic")
+    timeout = validation.duration(timeout_seconds, "timeout_seconds")
+    deadline_id = await next_operation_async(ctx)
+    function_id = ctx.next_function_id()
+    done, result = replayed(ctx, function_id, RECV)
+    if done:
+        return result
+    keys = (wake_key("m", ctx.workflow_id, topic), wake_key("c", ctx.workflow_id))
+    with notifier.current().subscribe(*keys, waiter=aio.LoopEvent()) as event:
+        deadline = None
+        while True:
+            message = await aio.run_sync(_consume, ctx, function_id, topic)
+            if message is not None:
+                return serialization.loads(message)
+            if deadline is None:
+                deadline = await aio.run_sync(durable_deadline, ctx, deadline_id, timeout)
+            remaining = deadline - clock.time()
+            if remaining <= 0:
+                none = serialization.dumps(None)
+                await aio.run_sync(record_operation, ctx, function_id, RECV, output=none)
+                return None
+            await cancellation.wait_async(ctx, event, remaining)
 
 
 def _consume(ctx: WorkflowContext, function_id: int, topic: str) -> str | None:
@@ -162,9 +189,44 @@ def get_event(workflow_id: str, key: str, timeout_seconds: float = 60) -> Any:
             if remaining <= 0:
                 value = serialization.dumps(None)
                 break
+            if ctx is not None:
+                waiting = f"waiting for event {key!r} of workflow {workflow_id}"
+                park_if_long(ctx, event, remaining, keys, deadline, waiting)
             cancellation.wait(ctx, event, remaining)
     if ctx is not None:
         record_operation(ctx, function_id, GET_EVENT, output=value)
+    return serialization.loads(value)
+
+
+async def get_event_async(workflow_id: str, key: str, timeout_seconds: float = 60) -> Any:
+    """`get_event` for coroutines (async workflows and views): it waits on the event loop."""
+    key = validation.name(key, "event key")
+    timeout = validation.duration(timeout_seconds, "timeout_seconds")
+    ctx = workflow_context()
+    if ctx is not None:
+        deadline_id = await next_operation_async(ctx)
+        function_id = ctx.next_function_id()
+        done, result = replayed(ctx, function_id, GET_EVENT)
+        if done:
+            return result
+    keys = [wake_key("e", workflow_id, key)]
+    if ctx is not None:
+        keys.append(wake_key("c", ctx.workflow_id))
+    with notifier.current().subscribe(*keys, waiter=aio.LoopEvent()) as event:
+        deadline = None if ctx is not None else time.time() + timeout
+        while True:
+            value = await aio.run_sync(system_db.get_event, workflow_id, key)
+            if value is not None:
+                break
+            if deadline is None:
+                deadline = await aio.run_sync(durable_deadline, ctx, deadline_id, timeout)
+            remaining = deadline - (time.time() if ctx is None else clock.time())
+            if remaining <= 0:
+                value = serialization.dumps(None)
+                break
+            await cancellation.wait_async(ctx, event, remaining)
+    if ctx is not None:
+        await aio.run_sync(record_operation, ctx, function_id, GET_EVENT, output=value)
     return serialization.loads(value)
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime
 import threading
+from collections.abc import Callable
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
@@ -40,6 +41,10 @@ class WorkflowContext:
     # Set (in any process) when the workflow may have been cancelled; the database confirms.
     cancel_hint: threading.Event | None = None
     queue_name: str | None = None
+    # How to run this workflow again once woken, when it may park (see engine/parking.py);
+    # None when it runs on its caller's thread, which waits for its result.
+    resume: Callable[[], Any] | None = None
+    is_async: bool = False
     function_id: int = 0
     in_step: bool = False
 

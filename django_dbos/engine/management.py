@@ -16,7 +16,7 @@ from ..models import Status
 from . import cancellation, clock, executor, notifier, registry, system_db, validation
 from .context import start_options
 from .queues import INTERNAL_QUEUE
-from .workflows import run_claimed
+from .workflows import submit
 
 
 def _existing(workflow_id: str) -> Any:
@@ -61,7 +61,7 @@ def resume(workflow_id: str) -> Any:
     )
     if claimed is None:
         return None
-    return process.pool.submit(run_claimed, claimed, process.executor_id)
+    return submit(claimed, process.executor_id)
 
 
 def fork(workflow_id: str, start_step: int, application_version: str | None = None) -> Any:
@@ -102,7 +102,7 @@ def fork(workflow_id: str, start_step: int, application_version: str | None = No
     if not runs_here:
         return new_id, None
     claimed = system_db.ClaimedWorkflow(new_id, original.name, original.inputs, 0, deadline)
-    return new_id, process.pool.submit(run_claimed, claimed, process.executor_id)
+    return new_id, submit(claimed, process.executor_id)
 
 
 def wait_first(workflow_ids: Sequence[str]) -> str:

@@ -7,6 +7,7 @@ import logging
 import threading
 import time
 from collections import Counter
+from functools import partial
 from typing import Any
 
 from django.db import transaction
@@ -14,7 +15,7 @@ from django.db import transaction
 from .. import conf
 from ..errors import DBOSException, DBOSNotRegisteredError
 from ..models import Status
-from . import clock, notifier, registry, serialization, system_db, validation
+from . import clock, notifier, parking, registry, serialization, system_db, validation
 from .executor import ProcessExecutor
 from .pool import tidy_connections
 
@@ -119,6 +120,7 @@ class Dispatcher:
         self._wake: threading.Event | None = None
         self.started = 0
         self.finished = 0
+        self.parked = 0
 
     @property
     def in_flight(self) -> int:
@@ -175,8 +177,6 @@ class Dispatcher:
         return self._limits
 
     def _start(self, queue_name: str, claimed: system_db.ClaimedWorkflow) -> None:
-        from .workflows import run_claimed
-
         try:
             entry = registry.get_workflow(claimed.name)
         except DBOSNotRegisteredError as exc:
@@ -212,24 +212,63 @@ class Dispatcher:
             claimed.name,
             queue_name,
         )
-        self.process.pool.submit(self._run, run_claimed, queue_name, claimed)
+        if entry.is_async:
+            self.process.loop.submit(self._run_async(queue_name, claimed))
+        else:
+            self.process.pool.submit(self._run, queue_name, claimed, False)
 
-    def _run(self, run_claimed: Any, queue_name: str, claimed: system_db.ClaimedWorkflow) -> None:
+    def _resume(self, queue_name: str, claimed: system_db.ClaimedWorkflow) -> None:
+        """Run a parked workflow again: it counts against the worker's threads once more."""
+        with self._lock:
+            self._in_flight += 1
+            self.parked -= 1
+        self.process.pool.submit(self._run, queue_name, claimed, True)
+
+    def _run(self, queue_name: str, claimed: system_db.ClaimedWorkflow, parked: bool) -> None:
+        from .workflows import run_claimed
+
         began = time.monotonic()
-        outcome = "SUCCESS"
+        resume = partial(self._resume, queue_name, claimed)
         try:
-            run_claimed(claimed, self.process.executor_id)
+            result = run_claimed(claimed, self.process.executor_id, resume, parked)
         except BaseException as exc:  # the workflow's own error is recorded; the worker goes on
-            outcome = f"{type(exc).__name__}: {exc}"
-        finally:
-            with self._lock:
-                self._running[queue_name] -= 1
-                self._in_flight -= 1
-                self.finished += 1
-            self.wake()
-            logger.info(
-                "Workflow %s finished in %.0f ms: %s.",
-                claimed.workflow_id,
-                (time.monotonic() - began) * 1000,
-                outcome,
-            )
+            self._done(queue_name, claimed, began, exc)
+        else:
+            if result is parking.PARKED:
+                with self._lock:  # it still counts against the queue's worker_concurrency
+                    self._in_flight -= 1
+                    self.parked += 1
+                self.wake()
+            else:
+                self._done(queue_name, claimed, began)
+
+    async def _run_async(self, queue_name: str, claimed: system_db.ClaimedWorkflow) -> None:
+        from .workflows import run_claimed_async
+
+        began = time.monotonic()
+        try:
+            await run_claimed_async(claimed, self.process.executor_id)
+        except BaseException as exc:
+            self._done(queue_name, claimed, began, exc)
+        else:
+            self._done(queue_name, claimed, began)
+
+    def _done(
+        self,
+        queue_name: str,
+        claimed: system_db.ClaimedWorkflow,
+        began: float,
+        error: BaseException | None = None,
+    ) -> None:
+        """Free the workflow's slot, look for more work, and log how it ended."""
+        with self._lock:
+            self._in_flight -= 1
+            self._running[queue_name] -= 1
+            self.finished += 1
+        self.wake()
+        logger.info(
+            "Workflow %s finished in %.0f ms: %s.",
+            claimed.workflow_id,
+            (time.monotonic() - began) * 1000,
+            "SUCCESS" if error is None else f"{type(error).__name__}: {error}",
+        )

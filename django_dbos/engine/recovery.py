@@ -11,7 +11,7 @@ from ..errors import DBOSNotRegisteredError
 from ..models import Status
 from . import registry, system_db
 from .executor import ProcessExecutor
-from .workflows import run_claimed
+from .workflows import submit
 
 logger = logging.getLogger("django_dbos")
 
@@ -106,5 +106,5 @@ class Recovery:
                 )
                 continue
             logger.info("Recovering workflow %s (%s).", workflow.workflow_id, workflow.name)
-            self.process.pool.submit(run_claimed, workflow, self.process.executor_id)
+            submit(workflow, self.process.executor_id)
         return len(claimed)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import inspect
 from collections.abc import Callable
@@ -20,6 +21,10 @@ class Registered:
     name: str
     func: Callable[..., Any]
     options: dict[str, Any] = field(default_factory=dict)
+
+    @functools.cached_property
+    def is_async(self) -> bool:
+        return inspect.iscoroutinefunction(self.func)
 
     @property
     def origin(self) -> str:
@@ -70,6 +75,11 @@ def get_workflow(name: str) -> Registered:
             "declaring it is imported (a `workflows` module of an installed app is)."
         )
     return entry
+
+
+def is_async_workflow(name: str) -> bool:
+    entry = _registered.get(name)
+    return entry is not None and entry.is_async
 
 
 def register_queue(spec: QueueSpec) -> QueueSpec:

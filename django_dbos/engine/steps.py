@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Iterator
@@ -12,9 +13,9 @@ from django.db import OperationalError, connections, transaction
 
 from .. import conf
 from ..errors import DBOSMaxStepRetriesExceeded
-from . import registry, serialization, system_db
+from . import aio, registry, serialization, system_db
 from .context import WorkflowContext, workflow_context
-from .workflows import lost_ownership, next_operation, record_operation
+from .workflows import lost_ownership, next_operation, next_operation_async, record_operation
 
 logger = logging.getLogger("django_dbos")
 
@@ -55,6 +56,31 @@ def run_step(entry: registry.Registered, args: tuple, kwargs: dict) -> Any:
     return result
 
 
+async def run_step_async(entry: registry.Registered, args: tuple, kwargs: dict) -> Any:
+    """`run_step` for an `async def` step: it runs on the event loop; its checkpoint is written
+    on a database thread."""
+    ctx = workflow_context()
+    if ctx is None:
+        return await entry.func(*args, **kwargs)
+    function_id = await next_operation_async(ctx)
+    done, result = replayed(ctx, function_id, entry.name)
+    if done:
+        return result
+    started_at = system_db.now()
+    try:
+        with inside_step(ctx):
+            result = await _call_with_retries_async(entry, args, kwargs)
+        output = serialization.dumps(result, f"result of step {entry.name!r}")
+    except Exception as exc:
+        system_db.unavailable_if_disconnected(exc)
+        await aio.run_sync(_record_error, ctx, function_id, entry.name, exc, started_at)
+        raise
+    await aio.run_sync(
+        record_operation, ctx, function_id, entry.name, output=output, started_at=started_at
+    )
+    return result
+
+
 @contextmanager
 def inside_step(ctx: WorkflowContext) -> Iterator[None]:
     """Mark the workflow as inside a step: DBOS calls made there run as plain functions."""
@@ -66,33 +92,49 @@ def inside_step(ctx: WorkflowContext) -> Iterator[None]:
 
 
 def _call_with_retries(entry: registry.Registered, args: tuple, kwargs: dict) -> Any:
-    options = entry.options
-    if not options["retries_allowed"]:
+    if not entry.options["retries_allowed"]:
         return entry.func(*args, **kwargs)
-    max_attempts = options["max_attempts"]
-    interval = options["interval_seconds"]
-    errors: list[BaseException] = []
-    for attempt in range(1, max_attempts + 1):
+    errors: list[Exception] = []
+    while True:
         try:
             return entry.func(*args, **kwargs)
         except Exception as exc:
             errors.append(exc)
-            if attempt == max_attempts:
-                break
-            pause = min(interval, options["max_interval_seconds"])
-            logger.warning(
-                "Step %s failed (attempt %d of %d): %r; retrying in %.2f s.",
-                entry.name,
-                attempt,
-                max_attempts,
-                exc,
-                pause,
-            )
-            time.sleep(pause)
-            interval *= options["backoff_rate"]
-    error = DBOSMaxStepRetriesExceeded(entry.name, max_attempts, repr(errors[-1]))
-    error.errors = errors
-    raise error from errors[-1]
+            time.sleep(_pause_before_retry(entry, errors))
+
+
+async def _call_with_retries_async(entry: registry.Registered, args: tuple, kwargs: dict) -> Any:
+    if not entry.options["retries_allowed"]:
+        return await entry.func(*args, **kwargs)
+    errors: list[Exception] = []
+    while True:
+        try:
+            return await entry.func(*args, **kwargs)
+        except Exception as exc:
+            errors.append(exc)
+            await asyncio.sleep(_pause_before_retry(entry, errors))
+
+
+def _pause_before_retry(entry: registry.Registered, errors: list[Exception]) -> float:
+    """Return how long to wait before the next attempt (exponential backoff, capped), or raise
+    DBOSMaxStepRetriesExceeded when the attempts are used up."""
+    options = entry.options
+    attempt, max_attempts = len(errors), options["max_attempts"]
+    if attempt >= max_attempts:
+        error = DBOSMaxStepRetriesExceeded(entry.name, max_attempts, repr(errors[-1]))
+        error.errors = errors
+        raise error from errors[-1]
+    interval = options["interval_seconds"] * options["backoff_rate"] ** (attempt - 1)
+    pause = min(interval, options["max_interval_seconds"])
+    logger.warning(
+        "Step %s failed (attempt %d of %d): %r; retrying in %.2f s.",
+        entry.name,
+        attempt,
+        max_attempts,
+        errors[-1],
+        pause,
+    )
+    return pause
 
 
 def run_transaction(entry: registry.Registered, args: tuple, kwargs: dict) -> Any:

@@ -302,8 +302,11 @@ def get_operation(workflow_id: str, function_id: int) -> RecordedOperation | Non
     return RecordedOperation(*row) if row else None
 
 
+# Clears what a parked workflow waited for, once it no longer waits.
+_NOT_WAITING = "waiting = '', wake_at = NULL"
 _FINISH_WORKFLOW = f"""
-UPDATE {WF} SET status = %s, output = %s, error = %s, updated_at = %s, deduplication_id = NULL
+UPDATE {WF} SET status = %s, output = %s, error = %s, updated_at = %s, deduplication_id = NULL,
+    {_NOT_WAITING}
 WHERE {_OWNED}
 """
 
@@ -325,6 +328,27 @@ def finish_workflow(
         *wake_keys,
     )
     return cursor.rowcount == 1
+
+
+_PARK_WORKFLOW = f"UPDATE {WF} SET waiting = %s, wake_at = %s WHERE {_OWNED}"
+_UNPARK_WORKFLOW = f"UPDATE {WF} SET {_NOT_WAITING} WHERE {_OWNED}"
+
+
+def park_workflow(
+    workflow_id: str,
+    executor_id: str,
+    execution: int,
+    waiting: str,
+    wake_at: datetime.datetime | None,
+) -> bool:
+    """Note what a parked workflow waits for, if this execution still owns it; False otherwise."""
+    cursor = _execute(_PARK_WORKFLOW, [waiting[:255], wake_at, workflow_id, executor_id, execution])
+    return cursor.rowcount == 1
+
+
+def unpark_workflow(workflow_id: str, executor_id: str, execution: int) -> None:
+    """Clear what a woken workflow waited for (nothing, if it is no longer this execution's)."""
+    _execute(_UNPARK_WORKFLOW, [workflow_id, executor_id, execution])
 
 
 def _execute_and_notify(sql: str, params: Sequence[Any], *wake_keys: str) -> Any:
@@ -468,7 +492,7 @@ def claim_pending(
         _execute_and_notify(
             f"""
             UPDATE {WF} SET status = 'ENQUEUED', executor_id = NULL,
-                recovery_attempts = recovery_attempts + 1, updated_at = %s
+                recovery_attempts = recovery_attempts + 1, updated_at = %s, {_NOT_WAITING}
             WHERE {guard} AND queue_name IS NOT NULL
             """,
             [now(), application_version, *executors],
@@ -477,7 +501,7 @@ def claim_pending(
         rows = _execute(
             f"""
             UPDATE {WF} SET executor_id = %s, recovery_attempts = recovery_attempts + 1,
-                execution = execution + 1, updated_at = %s
+                execution = execution + 1, updated_at = %s, {_NOT_WAITING}
             WHERE {guard} AND queue_name IS NULL
             RETURNING workflow_id, name, inputs, recovery_attempts, deadline, execution
             """,
@@ -682,7 +706,8 @@ def cancel_workflows(
     """Set the unfinished ones of these workflows CANCELLED; return which were."""
     placeholders = ", ".join(["%s"] * len(workflow_ids))
     sql = f"""
-        UPDATE {WF} SET status = 'CANCELLED', updated_at = %s, deduplication_id = NULL
+        UPDATE {WF} SET status = 'CANCELLED', updated_at = %s, deduplication_id = NULL,
+            {_NOT_WAITING}
         WHERE workflow_id IN ({placeholders}) AND status IN ('PENDING', 'ENQUEUED')
         RETURNING workflow_id
     """

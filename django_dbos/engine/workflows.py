@@ -7,7 +7,11 @@ import logging
 import threading
 import time
 import uuid
+import weakref
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future
+from contextlib import contextmanager
+from functools import partial
 from typing import Any
 
 from django.db import transaction
@@ -26,10 +30,12 @@ from ..errors import (
 from ..models import Status
 from ..signals import workflow_finished, workflow_started
 from . import (
+    aio,
     cancellation,
     clock,
     executor,
     notifier,
+    parking,
     queues,
     registry,
     serialization,
@@ -52,6 +58,11 @@ DATABASE_OUTAGE_SECONDS = 600.0
 MAX_REPLAYS_AFTER_OUTAGE = 50
 
 
+# What recording a body's outcome returns when another execution owns the workflow now: the
+# caller then adopts that execution's outcome.
+ADOPT: Any = object()
+
+
 class Superseded(BaseException):
     """Internal: another execution owns this workflow now; this one stops and adopts its outcome.
 
@@ -60,8 +71,9 @@ class Superseded(BaseException):
 
 
 # Workflows executing in this process, so that a handle or a second start of the same id waits
-# on the running execution instead of polling the database.
-_running: dict[str, Future[Any]] = {}
+# on the running execution instead of polling the database. Held weakly: a parked workflow
+# keeps its future only while a handle to it does.
+_running: weakref.WeakValueDictionary[str, Future[Any]] = weakref.WeakValueDictionary()
 _running_lock = threading.Lock()
 
 
@@ -83,10 +95,76 @@ def start(
     inline: bool,
     queue: registry.QueueSpec | None = None,
 ) -> Any:
-    """Record a workflow and run it: here and now when inline, on the pool (returning a handle),
-    or, with a queue, leave it ENQUEUED for a worker to dispatch."""
+    """Record a workflow and run it: here and now when inline, on the pool or the engine's
+    event loop (returning a handle), or, with a queue, leave it ENQUEUED for a worker."""
     from ..api import WorkflowHandle
 
+    workflow_id, claimed, executor_id = _record_start(entry, args, kwargs, queue)
+    if claimed is None:
+        return _attach(workflow_id, inline)
+    if inline:
+        return execute(entry, claimed, executor_id, args, kwargs, recorded=None)
+    if transaction.get_connection(system_db.alias()).in_atomic_block:
+        # The row is part of the caller's transaction: run only once it commits.
+        transaction.on_commit(
+            lambda: _launch(entry, claimed, executor_id, args, kwargs), using=system_db.alias()
+        )
+        return WorkflowHandle(workflow_id)
+    return WorkflowHandle(workflow_id, _launch(entry, claimed, executor_id, args, kwargs))
+
+
+async def start_async(
+    entry: registry.Registered,
+    args: tuple,
+    kwargs: dict,
+    *,
+    inline: bool,
+    queue: registry.QueueSpec | None = None,
+) -> Any:
+    """`start` for async callers: the row is written on a database thread; an async workflow
+    called inline then runs here, on the caller's event loop."""
+    from ..api import WorkflowHandle
+
+    workflow_id, claimed, executor_id = await aio.run_sync(
+        _record_start, entry, args, kwargs, queue
+    )
+    if claimed is None:
+        if inline:
+            return await await_result_async(workflow_id, None)
+        return WorkflowHandle(workflow_id, local_future(workflow_id))
+    if inline:
+        return await execute_async(entry, claimed, executor_id, args, kwargs, None)
+    return WorkflowHandle(workflow_id, _launch(entry, claimed, executor_id, args, kwargs))
+
+
+def _launch(
+    entry: registry.Registered,
+    claimed: system_db.ClaimedWorkflow,
+    executor_id: str,
+    args: tuple,
+    kwargs: dict,
+) -> Future[Any]:
+    """Run a workflow just started here on the pool, or on the event loop if it is async."""
+    future = track(claimed.workflow_id)
+    process = executor.current()
+    if entry.is_async:
+        process.loop.submit(execute_async(entry, claimed, executor_id, args, kwargs, None))
+    else:
+        resume = partial(submit, claimed, executor_id, parked=True)
+        process.pool.submit(
+            partial(execute, entry, claimed, executor_id, args, kwargs, None, resume=resume)
+        )
+    return future
+
+
+def _record_start(
+    entry: registry.Registered, args: tuple, kwargs: dict, queue: registry.QueueSpec | None
+) -> tuple[str, system_db.ClaimedWorkflow | None, str]:
+    """Write a new workflow's row (and, in a parent, the child's checkpoint).
+
+    Returns its id and, when it is this process's to run now, the claimed workflow and this
+    executor's id; None when it is queued, or is an existing workflow to attach to.
+    """
     parent = workflow_context()
     options = take_start_options()
     function_id = 0
@@ -96,7 +174,7 @@ def start(
         if recorded is not None:
             if recorded.error is not None:
                 raise serialization.loads_error(recorded.error)
-            return _attach(recorded.child_workflow_id or "", inline)
+            return recorded.child_workflow_id or "", None, ""
     if options.workflow_id is not None:
         workflow_id = validation.workflow_id(options.workflow_id)
     elif parent is not None:
@@ -106,9 +184,9 @@ def start(
     inputs = serialization.dumps_arguments(args, kwargs)
     timeout_ms, deadline, detached = _timeout(options, parent, queued=queue is not None)
 
+    executor_id = ""
     if queue is None:
-        process = executor.current()
-        executor_id = process.ensure_started()
+        executor_id = executor.current().ensure_started()
         row = system_db.NewWorkflow(
             workflow_id=workflow_id,
             name=entry.name,
@@ -147,23 +225,44 @@ def start(
             raise
     if parent is not None:
         record_operation(parent, function_id, entry.name, child_workflow_id=workflow_id)
-    if not inserted:
-        return _attach(workflow_id, inline)
-    if queue is not None:
-        return WorkflowHandle(workflow_id)
-
+    if not inserted or queue is not None:
+        return workflow_id, None, executor_id
     claimed = system_db.ClaimedWorkflow(workflow_id, entry.name, inputs, 0, deadline)
-    if inline:
-        return execute(entry, claimed, executor_id, args, kwargs, recorded=None)
-    if transaction.get_connection(system_db.alias()).in_atomic_block:
-        # The row is part of the caller's transaction: run only once it commits.
-        transaction.on_commit(
-            lambda: process.pool.submit(execute, entry, claimed, executor_id, args, kwargs, None),
-            using=system_db.alias(),
-        )
-        return WorkflowHandle(workflow_id)
-    future = process.pool.submit(execute, entry, claimed, executor_id, args, kwargs, None)
-    return WorkflowHandle(workflow_id, future)
+    return workflow_id, claimed, executor_id
+
+
+def submit(
+    claimed: system_db.ClaimedWorkflow, executor_id: str, *, parked: bool = False
+) -> Future[Any]:
+    """Run a claimed workflow on this process's pool; return the future of its result.
+
+    If it parks, it comes back here when woken (`parked=True`).
+    """
+    future = track(claimed.workflow_id)
+    process = executor.current()
+    if registry.is_async_workflow(claimed.name):
+        process.loop.submit(run_claimed_async(claimed, executor_id))
+    else:
+        resume = partial(submit, claimed, executor_id, parked=True)
+        process.pool.submit(run_claimed, claimed, executor_id, resume, parked)
+    return future
+
+
+def track(workflow_id: str) -> Future[Any]:
+    """Return the future of this workflow's execution in this process, made on first use."""
+    with _running_lock:
+        future = _running.get(workflow_id)
+        if future is None:
+            future = Future()
+            future.set_running_or_notify_cancel()
+            _running[workflow_id] = future
+    return future
+
+
+def _forget(workflow_id: str, future: Future[Any]) -> None:
+    with _running_lock:
+        if _running.get(workflow_id) is future:
+            del _running[workflow_id]
 
 
 def check_existing(row: system_db.NewWorkflow) -> None:
@@ -219,16 +318,63 @@ def execute(
     args: tuple,
     kwargs: dict,
     recorded: dict[int, RecordedOperation] | None,
+    resume: Callable[[], Any] | None = None,
 ) -> Any:
-    """Run a workflow body that this executor owns and record its outcome."""
+    """Run a workflow body that this executor owns and record its outcome.
+
+    With `resume`, a long wait may park the workflow: this returns `parking.PARKED`, and
+    `resume()` runs it again once it is woken.
+    """
+    future = track(claimed.workflow_id)
+    parked = None
+    with _execution(entry, claimed, executor_id, recorded, resume) as ctx:
+        try:
+            result = _run_until_recorded(entry, ctx, args, kwargs)
+        except parking.Parked as stop:
+            parked = stop.workflow
+        except BaseException as exc:
+            _settle_future(ctx.workflow_id, future, error=exc)
+            raise
+        else:
+            _settle_future(ctx.workflow_id, future, result=result)
+            return result
+    parking.current().settle(parked)
+    return parking.PARKED
+
+
+async def execute_async(
+    entry: registry.Registered,
+    claimed: system_db.ClaimedWorkflow,
+    executor_id: str,
+    args: tuple,
+    kwargs: dict,
+    recorded: dict[int, RecordedOperation] | None,
+) -> Any:
+    """`execute` for an async workflow, on the current event loop (it never parks: waiting
+    holds no thread)."""
+    future = track(claimed.workflow_id)
+    with _execution(entry, claimed, executor_id, recorded, None) as ctx:
+        try:
+            result = await _run_until_recorded_async(entry, ctx, args, kwargs)
+        except BaseException as exc:
+            _settle_future(ctx.workflow_id, future, error=exc)
+            raise
+        _settle_future(ctx.workflow_id, future, result=result)
+        return result
+
+
+@contextmanager
+def _execution(
+    entry: registry.Registered,
+    claimed: system_db.ClaimedWorkflow,
+    executor_id: str,
+    recorded: dict[int, RecordedOperation] | None,
+    resume: Callable[[], Any] | None,
+) -> Iterator[WorkflowContext]:
+    """Make the context of one execution current, watching for its cancellation and deadline."""
     workflow_id = claimed.workflow_id
-    future: Future[Any] = Future()
-    future.set_running_or_notify_cancel()
-    with _running_lock:
-        _running[workflow_id] = future
-    listener = notifier.current()
     with (
-        listener.subscribe(notifier.key("c", workflow_id)) as cancel_hint,
+        notifier.current().subscribe(notifier.key("c", workflow_id)) as cancel_hint,
         cancellation.deadline_timer(workflow_id, claimed.deadline),
     ):
         ctx = WorkflowContext(
@@ -240,23 +386,32 @@ def execute(
             deadline=claimed.deadline,
             cancel_hint=cancel_hint,
             queue_name=claimed.queue_name,
+            resume=resume,
+            is_async=entry.is_async,
         )
         workflow_token = current_workflow.set(ctx)
         options_token = start_options.set(None)
         try:
-            result = _run_until_recorded(entry, ctx, args, kwargs)
-        except BaseException as exc:
-            future.set_exception(exc)
-            raise
-        else:
-            future.set_result(result)
-            return result
+            yield ctx
         finally:
             start_options.reset(options_token)
             current_workflow.reset(workflow_token)
-            with _running_lock:
-                if _running.get(workflow_id) is future:
-                    del _running[workflow_id]
+
+
+def _settle_future(
+    workflow_id: str, future: Future[Any], *, result: Any = None, error: BaseException | None = None
+) -> None:
+    """Give the workflow's waiters in this process its outcome (the first execution here to end
+    does; a second one, superseded, adopted that same outcome)."""
+    with _running_lock:
+        if _running.get(workflow_id) is future:
+            del _running[workflow_id]
+        if future.done():
+            return
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(result)
 
 
 def _run_until_recorded(
@@ -269,22 +424,41 @@ def _run_until_recorded(
         try:
             return _run_body(entry, ctx, args, kwargs)
         except system_db.DatabaseUnavailable as exc:
-            logger.warning(
-                "Workflow %s lost its database connection (%s); it resumes when the database "
-                "is back.",
-                ctx.workflow_id,
-                exc,
-            )
-        if not system_db.wait_until_reachable(give_up_after=DATABASE_OUTAGE_SECONDS):
-            raise DBOSException(
-                f"Workflow {ctx.workflow_id!r} stopped: the database was unreachable for "
-                f"{DATABASE_OUTAGE_SECONDS:.0f} s. A worker recovers it once this process's "
-                "executor stops heartbeating."
-            )
-        ctx.recorded = system_db.load_operations(ctx.workflow_id)
-        ctx.function_id = 0
-        ctx.in_step = False
-    raise DBOSException(
+            _wait_out_outage(ctx, exc)
+    raise _too_many_outages(ctx)
+
+
+async def _run_until_recorded_async(
+    entry: registry.Registered, ctx: WorkflowContext, args: tuple, kwargs: dict
+) -> Any:
+    for _ in range(MAX_REPLAYS_AFTER_OUTAGE):
+        try:
+            return await _run_body_async(entry, ctx, args, kwargs)
+        except system_db.DatabaseUnavailable as exc:
+            await aio.run_sync(_wait_out_outage, ctx, exc)
+    raise _too_many_outages(ctx)
+
+
+def _wait_out_outage(ctx: WorkflowContext, exc: system_db.DatabaseUnavailable) -> None:
+    """Wait for the database to come back, then get ready to replay the body from the start."""
+    logger.warning(
+        "Workflow %s lost its database connection (%s); it resumes when the database is back.",
+        ctx.workflow_id,
+        exc,
+    )
+    if not system_db.wait_until_reachable(give_up_after=DATABASE_OUTAGE_SECONDS):
+        raise DBOSException(
+            f"Workflow {ctx.workflow_id!r} stopped: the database was unreachable for "
+            f"{DATABASE_OUTAGE_SECONDS:.0f} s. A worker recovers it once this process's "
+            "executor stops heartbeating."
+        )
+    ctx.recorded = system_db.load_operations(ctx.workflow_id)
+    ctx.function_id = 0
+    ctx.in_step = False
+
+
+def _too_many_outages(ctx: WorkflowContext) -> DBOSException:
+    return DBOSException(
         f"Workflow {ctx.workflow_id!r} stopped: it lost its database connection "
         f"{MAX_REPLAYS_AFTER_OUTAGE} times. A worker recovers it once this process's executor "
         "stops heartbeating."
@@ -293,7 +467,21 @@ def _run_until_recorded(
 
 def next_operation(ctx: WorkflowContext) -> int:
     """Take the next function id, stopping first if the workflow was cancelled or timed out."""
+    if ctx.is_async and aio.on_event_loop():
+        raise DBOSException(
+            f"Workflow {ctx.name!r} is async: await its steps (declare them `async def`) and use "
+            "the _async DBOS functions (DBOS.recv_async, ...); run a sync step or DBOS function "
+            "with `await asyncio.to_thread(...)`."
+        )
     cancellation.check(ctx)
+    return ctx.next_function_id()
+
+
+async def next_operation_async(ctx: WorkflowContext) -> int:
+    """`next_operation` on an event loop: the database is only asked when a cancellation or
+    the deadline may have come."""
+    if cancellation.may_have_stopped(ctx):
+        await aio.run_sync(cancellation.check, ctx)
     return ctx.next_function_id()
 
 
@@ -301,25 +489,54 @@ def _run_body(entry: registry.Registered, ctx: WorkflowContext, args: tuple, kwa
     _signal(workflow_started, ctx)
     try:
         result = entry.func(*args, **kwargs)
-    except Superseded:
-        return await_result(ctx.workflow_id, None)
-    except DBOSWorkflowCancelledError as exc:
+    except BaseException as exc:
+        outcome = _record_failure(ctx, exc)
+    else:
+        outcome = _record_success(entry, ctx, result)
+    return await_result(ctx.workflow_id, None) if outcome is ADOPT else outcome
+
+
+async def _run_body_async(
+    entry: registry.Registered, ctx: WorkflowContext, args: tuple, kwargs: dict
+) -> Any:
+    if workflow_started.receivers:
+        await aio.run_sync(_signal, workflow_started, ctx)
+    try:
+        result = await entry.func(*args, **kwargs)
+    except BaseException as exc:
+        outcome = await aio.run_sync(_record_failure, ctx, exc)
+    else:
+        outcome = await aio.run_sync(_record_success, entry, ctx, result)
+    return await await_result_async(ctx.workflow_id, None) if outcome is ADOPT else outcome
+
+
+def _record_failure(ctx: WorkflowContext, exc: BaseException) -> Any:
+    """Record how the body failed and raise what its caller sees; return ADOPT instead when
+    another execution owns the outcome."""
+    if isinstance(exc, Superseded):
+        return ADOPT
+    if isinstance(exc, DBOSWorkflowCancelledError):
         _signal(workflow_finished, ctx, status=Status.CANCELLED)
         raise DBOSAwaitedWorkflowCancelledError(
             f"Workflow {ctx.workflow_id!r} was cancelled."
         ) from exc
-    except Exception as exc:
-        system_db.unavailable_if_disconnected(exc)  # the database went away under the body
-        if not _finish(ctx, Status.ERROR, error=serialization.dumps_error(exc)):
-            return await_result(ctx.workflow_id, None)
-        raise
+    if not isinstance(exc, Exception):  # parked, the database away, the process stopping
+        raise exc
+    system_db.unavailable_if_disconnected(exc)  # the database went away under the body
+    if not _finish(ctx, Status.ERROR, error=serialization.dumps_error(exc)):
+        return ADOPT
+    raise exc
+
+
+def _record_success(entry: registry.Registered, ctx: WorkflowContext, result: Any) -> Any:
+    """Record the result; return it, or ADOPT when another execution owns the outcome."""
     try:
         output = serialization.dumps(result, f"result of workflow {entry.name!r}")
     except DBOSSerializationError as exc:
         _finish(ctx, Status.ERROR, error=serialization.dumps_error(exc))
         raise
     if not _finish(ctx, Status.SUCCESS, output=output):
-        return await_result(ctx.workflow_id, None)
+        return ADOPT
     return result
 
 
@@ -399,9 +616,57 @@ def lost_ownership(ctx: WorkflowContext) -> BaseException:
     return Superseded(ctx.workflow_id)
 
 
-def run_claimed(claimed: system_db.ClaimedWorkflow, executor_id: str) -> Any:
-    """Run a claimed workflow (recovered, dequeued, resumed, forked) from the start, replaying
-    whatever it has recorded."""
+def run_claimed(
+    claimed: system_db.ClaimedWorkflow,
+    executor_id: str,
+    resume: Callable[[], Any] | None = None,
+    parked: bool = False,
+) -> Any:
+    """Run a claimed workflow (recovered, dequeued, resumed, forked, woken) from the start,
+    replaying whatever it has recorded. See `execute` for `resume`."""
+    entry, args, kwargs, recorded = _load_claimed(claimed, executor_id, parked)
+    return execute(entry, claimed, executor_id, args, kwargs, recorded, resume)
+
+
+async def run_claimed_async(claimed: system_db.ClaimedWorkflow, executor_id: str) -> Any:
+    """`run_claimed` for an async workflow, on the current event loop."""
+    entry, args, kwargs, recorded = await aio.run_sync(_load_claimed, claimed, executor_id, False)
+    return await execute_async(entry, claimed, executor_id, args, kwargs, recorded)
+
+
+def _load_claimed(
+    claimed: system_db.ClaimedWorkflow, executor_id: str, parked: bool
+) -> tuple[registry.Registered, tuple, dict, dict[int, RecordedOperation]]:
+    """Read what running a claimed workflow again needs: its arguments and recorded operations
+    (and, after a park, clear what it waited for).
+
+    A lost connection is waited out: this executor owns the workflow while it heartbeats, so
+    giving up would strand it.
+    """
+    for _ in range(MAX_REPLAYS_AFTER_OUTAGE):
+        try:
+            return _read_claimed(claimed, executor_id, parked)
+        except Exception as exc:
+            if not system_db.is_disconnect(exc):
+                raise
+            logger.warning(
+                "Workflow %s could not be loaded (%s); it runs when the database is back.",
+                claimed.workflow_id,
+                exc,
+            )
+            if not system_db.wait_until_reachable(give_up_after=DATABASE_OUTAGE_SECONDS):
+                raise
+    raise DBOSException(
+        f"Workflow {claimed.workflow_id!r} could not be loaded: the database connection was "
+        f"lost {MAX_REPLAYS_AFTER_OUTAGE} times."
+    )
+
+
+def _read_claimed(
+    claimed: system_db.ClaimedWorkflow, executor_id: str, parked: bool
+) -> tuple[registry.Registered, tuple, dict, dict[int, RecordedOperation]]:
+    if parked:
+        system_db.unpark_workflow(claimed.workflow_id, executor_id, claimed.execution)
     entry = registry.get_workflow(claimed.name)
     try:
         args, kwargs = serialization.loads_arguments(claimed.inputs)
@@ -416,8 +681,7 @@ def run_claimed(claimed: system_db.ClaimedWorkflow, executor_id: str) -> Any:
             wake_keys=[notifier.key("w", claimed.workflow_id), system_db.QUEUE_ACTIVITY],
         )
         raise
-    recorded = system_db.load_operations(claimed.workflow_id)
-    return execute(entry, claimed, executor_id, args, kwargs, recorded)
+    return entry, args, kwargs, system_db.load_operations(claimed.workflow_id)
 
 
 def local_future(workflow_id: str) -> Future[Any] | None:
@@ -444,6 +708,25 @@ def await_result(workflow_id: str, timeout: float | None) -> Any:
             if remaining is not None and remaining <= 0:
                 raise TimeoutError(f"Workflow {workflow_id!r} did not finish within {timeout} s.")
             listener.wait(event, remaining)
+
+
+async def await_result_async(workflow_id: str, timeout: float | None) -> Any:
+    """`await_result` for a coroutine: it waits on the event loop, not on a thread."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    listener = notifier.current()
+    with listener.subscribe(notifier.key("w", workflow_id), waiter=aio.LoopEvent()) as event:
+        while True:
+            outcome = await aio.run_sync(system_db.get_outcome, workflow_id)
+            if outcome is None:
+                raise DBOSNonExistentWorkflowError(f"There is no workflow with id {workflow_id!r}.")
+            finished = _outcome(workflow_id, *outcome)
+            if finished is not None:
+                return finished[0]
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                raise TimeoutError(f"Workflow {workflow_id!r} did not finish within {timeout} s.")
+            interval = listener.poll_interval()
+            await event.wait(interval if remaining is None else min(interval, remaining))
 
 
 def _outcome(workflow_id: str, status: str, output: str | None, error: str | None) -> tuple | None:

@@ -19,7 +19,7 @@ from typing import Any, Protocol
 from django.db.models import Count
 from django.utils import timezone
 
-from ..engine import clock, executor, notifier, system_db, workflows
+from ..engine import clock, executor, notifier, parking, system_db, workflows
 from ..engine.clock import Waiter
 from ..engine.context import current_workflow
 from ..models import OperationOutput, Status, WorkflowStatus
@@ -175,13 +175,15 @@ class FrozenClock:
         notifier.current().wake_all()
 
     def parked_workflows(self) -> set[str]:
-        """Workflows waiting on this clock since its latest advance."""
+        """Workflows waiting on this clock since its latest advance, or parked by the engine
+        (their wake-up time is a timer of this clock)."""
         with self._lock:
-            return {
+            waiting = {
                 workflow_id
                 for workflow_id, generation in self._parked.values()
                 if generation == self._generation
             }
+        return waiting | parking.current().workflow_ids()
 
 
 class ClockControl:

@@ -33,6 +33,16 @@ def ten_step_journal(path: str, pause: float = 0.0) -> int:
     return 10
 
 
+@DBOS.workflow()
+def journal_until_message(path: str) -> object:
+    """Append a line, wait an hour at most for a message on "go" (parked: no thread held),
+    then append another."""
+    append_line(path, "before")
+    message = DBOS.recv("go", timeout_seconds=3600)
+    append_line(path, f"after {message}")
+    return message
+
+
 # The checkout of the DBOS documentation ("Communicating with Workflows"): the workflow publishes
 # a payment URL as an event, then waits for the payment provider's webhook as a message.
 
