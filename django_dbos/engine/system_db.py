@@ -276,13 +276,16 @@ def record_operation(
     return cursor.rowcount == 1
 
 
+_LOAD_OPERATIONS = f"""
+SELECT function_id, function_name, output, error, child_workflow_id FROM {OP}
+WHERE workflow_id = %s
+"""
+
+
 def load_operations(workflow_id: str) -> dict[int, RecordedOperation]:
-    """Return every recorded operation of a workflow, by function id (once, when replaying)."""
-    rows = (
-        OperationOutput.objects.using(alias())
-        .filter(workflow_id=workflow_id)
-        .values_list("function_id", "function_name", "output", "error", "child_workflow_id")
-    )
+    """Return every recorded operation of a workflow, by function id (once per execution: each
+    dequeued, recovered or woken workflow reads them, so this is a prepared statement)."""
+    rows = _execute(_LOAD_OPERATIONS, [workflow_id]).fetchall()
     return {row[0]: RecordedOperation(*row) for row in rows}
 
 

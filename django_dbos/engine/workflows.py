@@ -234,10 +234,8 @@ def _record_start(
 def submit(
     claimed: system_db.ClaimedWorkflow, executor_id: str, *, parked: bool = False
 ) -> Future[Any]:
-    """Run a claimed workflow on this process's pool; return the future of its result.
-
-    If it parks, it comes back here when woken (`parked=True`).
-    """
+    """Run a claimed workflow here (on the pool, or the event loop if it is async); return the
+    future of its result. If it parks, it comes back here when woken (`parked=True`)."""
     future = track(claimed.workflow_id)
     process = executor.current()
     if registry.is_async_workflow(claimed.name):
