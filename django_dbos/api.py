@@ -536,6 +536,43 @@ class DBOS:
         )
         return [_status_from_row(row, load_input, load_output=False) for row in rows]
 
+    # The same, for coroutines: each runs the sync form on a database thread.
+
+    @staticmethod
+    async def retrieve_workflow_async(workflow_id: str) -> WorkflowHandle[Any]:
+        return await aio.run_sync(DBOS.retrieve_workflow, workflow_id)
+
+    @staticmethod
+    async def get_workflow_status_async(workflow_id: str) -> WorkflowStatus | None:
+        return await aio.run_sync(DBOS.get_workflow_status, workflow_id)
+
+    @staticmethod
+    async def list_workflow_steps_async(workflow_id: str) -> list[StepInfo]:
+        return await aio.run_sync(DBOS.list_workflow_steps, workflow_id)
+
+    @staticmethod
+    async def cancel_workflow_async(workflow_id: str) -> None:
+        await aio.run_sync(DBOS.cancel_workflow, workflow_id)
+
+    @staticmethod
+    async def resume_workflow_async(workflow_id: str) -> WorkflowHandle[Any]:
+        return await aio.run_sync(DBOS.resume_workflow, workflow_id)
+
+    @staticmethod
+    async def fork_workflow_async(
+        workflow_id: str, start_step: int, application_version: str | None = None
+    ) -> WorkflowHandle[Any]:
+        return await aio.run_sync(DBOS.fork_workflow, workflow_id, start_step, application_version)
+
+    @staticmethod
+    async def list_workflows_async(**filters: Any) -> list[WorkflowStatus]:
+        """`list_workflows` with the same keyword arguments."""
+        return await aio.run_sync(DBOS.list_workflows, **filters)
+
+    @staticmethod
+    async def list_queued_workflows_async(**filters: Any) -> list[WorkflowStatus]:
+        return await aio.run_sync(DBOS.list_queued_workflows, **filters)
+
     @staticmethod
     def shutdown(timeout_seconds: float = 5) -> None:
         """Stop taking work and wait up to `timeout_seconds` for running workflows."""
@@ -597,6 +634,14 @@ class DBOS:
     def write_stream(key: str, value: Any) -> None:
         """In a workflow: append `value` to the stream `key`."""
         communication.write_stream(key, value)
+
+    @staticmethod
+    async def write_stream_async(key: str, value: Any) -> None:
+        await aio.run_sync(communication.write_stream, key, value)
+
+    @staticmethod
+    async def close_stream_async(key: str) -> None:
+        await aio.run_sync(communication.close_stream, key)
 
     @staticmethod
     def close_stream(key: str) -> None:

@@ -261,3 +261,38 @@ urlpatterns = [path("start/", start_and_wait)]
 def test_a_django_async_view_starts_a_workflow_and_awaits_it(client):
     response = client.get("/start/?label=view")
     assert response.json() == {"result": ["VIEW-1", "VIEW-2"]}
+
+
+@DBOS.workflow()
+async def stream_two() -> str:
+    await DBOS.write_stream_async("numbers", 1)
+    await DBOS.write_stream_async("numbers", 2)
+    await DBOS.close_stream_async("numbers")
+    return "streamed"
+
+
+def test_the_managing_functions_have_async_forms():
+    async def main() -> None:
+        with SetWorkflowID("streamer"):
+            handle = await DBOS.start_workflow_async(stream_two)
+        assert await handle.get_result_async(timeout=10) == "streamed"
+        read = await asyncio.to_thread(lambda: list(DBOS.read_stream("streamer", "numbers")))
+        assert read == [1, 2]
+        assert (await DBOS.get_workflow_status_async("streamer")).status == "SUCCESS"
+        assert (await DBOS.retrieve_workflow_async("streamer")).workflow_id == "streamer"
+        steps = await DBOS.list_workflow_steps_async("streamer")
+        assert [step.function_name for step in steps] == ["DBOS.writeStream"] * 2 + [
+            "DBOS.closeStream"
+        ]
+        listed = await DBOS.list_workflows_async(workflow_ids=["streamer"])
+        assert [status.workflow_id for status in listed] == ["streamer"]
+        forked = await DBOS.fork_workflow_async("streamer", 3)
+        assert await forked.get_result_async(timeout=10) == "streamed"
+
+        waiting = await DBOS.start_workflow_async(wait_for_message, "f")
+        await DBOS.cancel_workflow_async(waiting.workflow_id)
+        with pytest.raises(DBOSAwaitedWorkflowCancelledError):
+            await waiting.get_result_async(timeout=10)
+        assert [s.workflow_id for s in await DBOS.list_queued_workflows_async()] == []
+
+    asyncio.run(main())
