@@ -10,12 +10,14 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import json
+import logging
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from contextvars import ContextVar
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import psycopg
@@ -40,6 +42,8 @@ from ..models import Queue as QueueRow
 from . import clock
 from .context import RecordedOperation, current_workflow
 from .registry import QueueSpec
+
+logger = logging.getLogger("django_dbos")
 
 WF = WorkflowStatus._meta.db_table
 OP = OperationOutput._meta.db_table
@@ -355,21 +359,11 @@ def unpark_workflow(workflow_id: str, executor_id: str, execution: int) -> None:
 
 
 def _execute_and_notify(sql: str, params: Sequence[Any], *wake_keys: str) -> Any:
-    """Run a write and, on PostgreSQL, announce `wake_keys` in the same statement if it wrote.
-
-    NOTIFY is delivered at commit, so a listener never wakes before the row is visible.
-    """
-    wake_keys = tuple(key for key in wake_keys if key)
-    if not wake_keys or connections[alias()].vendor != "postgresql":
-        return _execute(sql, params)
-    sql = sql.strip()
-    returning = "" if " RETURNING " in sql else " RETURNING 1"
-    notifies = ", ".join(["pg_notify(%s, %s)"] * len(wake_keys))
-    channel_and_keys = [value for key in wake_keys for value in (CHANNEL, key)]
-    return _execute(
-        f"WITH written AS ({sql}{returning}) SELECT {notifies} FROM written",
-        [*params, *channel_and_keys],
-    )
+    """Run a write and, if it wrote, announce `wake_keys` once it commits."""
+    cursor = _execute(sql, params)
+    if cursor.rowcount:
+        announce(*wake_keys)
+    return cursor
 
 
 def get_workflow(workflow_id: str) -> WorkflowStatus | None:
@@ -680,10 +674,37 @@ def _parse_time(value: datetime.datetime | str | None) -> datetime.datetime | No
 
 
 def announce(*wake_keys: str) -> None:
-    """Send NOTIFYs on their own (PostgreSQL only; most writes announce themselves)."""
-    if wake_keys and connections[alias()].vendor == "postgresql":
-        notifies = ", ".join(["pg_notify(%s, %s)"] * len(wake_keys))
-        _execute(f"SELECT {notifies}", [value for key in wake_keys for value in (CHANNEL, key)])
+    """NOTIFY `wake_keys` on PostgreSQL once the current transaction commits (at once outside
+    one; never if it rolls back), so that a listener never wakes before the row is visible.
+
+    They go in a transaction of their own that commits without waiting for the disk.
+    PostgreSQL lets one notifying transaction commit at a time, server-wide, each holding a
+    lock until its commit is flushed: a NOTIFY inside the write's own transaction made every
+    enqueue and every workflow's end wait for the others' disk flushes. A notification needs no
+    durability: a listener that lost its connection wakes everybody when it reconnects.
+    """
+    wake_keys = tuple(key for key in wake_keys if key)
+    database = alias()
+    if wake_keys and connections[database].vendor == "postgresql":
+        transaction.on_commit(partial(_notify, database, wake_keys), using=database)
+
+
+def _notify(database: str, wake_keys: tuple[str, ...]) -> None:
+    """Send committed writes' NOTIFYs; once more on a new connection if that one broke (the
+    writes stand either way, so a failure is logged, never raised)."""
+    notifies = ", ".join(["pg_notify(%s, %s)"] * len(wake_keys))
+    sql = f"SELECT set_config('synchronous_commit', 'off', true), {notifies}"
+    params = [value for key in wake_keys for value in (CHANNEL, key)]
+    for attempt in (1, 2):
+        try:
+            with using(database):
+                _execute(sql, params)
+            return
+        except (Exception, DatabaseUnavailable) as exc:
+            with suppress(Exception):
+                connections[database].close()
+            if attempt == 2:
+                logger.warning("Could not announce %s (%s).", ", ".join(wake_keys), exc)
 
 
 # Cancellation ---------------------------------------------------------------------------------
