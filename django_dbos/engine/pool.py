@@ -29,9 +29,9 @@ def tidy_connections() -> None:
 class WorkflowThreadPool:
     """A bounded pool of threads, each with its own Django connection.
 
-    Unlike `ThreadPoolExecutor`, each thread tidies its connection after every workflow (as
-    Django does after a request) and closes it when the pool shuts down, so a pool never leaks
-    connections or leaves a transaction open, and test databases can be dropped afterwards.
+    Unlike `ThreadPoolExecutor`, each thread tidies its connection whenever it runs out of work
+    (as Django does after a request) and closes it when the pool shuts down, so a pool never
+    leaks connections, and test databases can be dropped afterwards.
     """
 
     def __init__(self, max_threads: int, name: str = "dbos-workflow"):
@@ -79,7 +79,12 @@ class WorkflowThreadPool:
                         future.set_result(fn(*args))
                     except BaseException as exc:
                         future.set_exception(exc)
-                tidy_connections()
+                if self._queue.empty():
+                    # Before going idle, as Django after a request. Not between two workflows
+                    # of a burst: it makes the next query check the connection, a round trip
+                    # each (a connection broken meanwhile fails its workflow's first statement,
+                    # and the workflow waits for the database and replays).
+                    tidy_connections()
                 with self._lock:
                     self._busy -= 1
                     self._idle += 1
