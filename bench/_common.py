@@ -294,6 +294,17 @@ def query_pg_settings(conn: Any) -> dict[str, str]:
     return dict(rows)
 
 
+def proc_status(pid: int | str = "self") -> dict[str, int]:
+    """VmRSS and VmHWM (kB) and Threads of a process, from /proc; {} once it is gone."""
+    wanted = ("VmRSS", "VmHWM", "Threads")
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            fields = (line.split(":", 1) for line in f)
+            return {k: int(v.split()[0]) for k, v in fields if k in wanted}
+    except (OSError, ValueError):
+        return {}
+
+
 def base_meta() -> dict[str, Any]:
     return {"python": platform.python_version(), "executable": sys.executable}
 

@@ -1,5 +1,5 @@
 """Helpers shared by the orchestrators (``core.py``, ``messaging.py``, ``queues.py``,
-``scheduler.py``); standard library only.
+``scheduler.py``, ``waiting.py``); standard library only.
 
 An orchestrator runs each side as a fresh subprocess under its own interpreter, collects the
 one ``RESULT_MARKER + json`` line the side prints, and reports. This module holds what every
@@ -21,7 +21,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from _common import RESULT_MARKER
+from _common import RESULT_MARKER, proc_status
 
 BENCH_DIR = Path(__file__).resolve().parent
 ROOT = BENCH_DIR.parent
@@ -109,6 +109,24 @@ def loadavg() -> tuple[float, float, float] | None:
 # Running sides -----------------------------------------------------------------------------
 
 
+def result_line(output: str) -> dict[str, Any] | None:
+    """The last ``RESULT_MARKER`` line of a side's output, parsed; None if there is none."""
+    lines = [line for line in output.splitlines() if line.startswith(RESULT_MARKER)]
+    return json.loads(lines[-1][len(RESULT_MARKER) :]) if lines else None
+
+
+def host_use(j0: list[int] | None, j1: list[int] | None) -> dict[str, float] | None:
+    """Host CPU busy and steal % between two ``host_cpu_jiffies()`` readings."""
+    if j0 is None or j1 is None:
+        return None
+    delta = [b - a for a, b in zip(j0, j1, strict=True)]
+    total = max(1, sum(delta))
+    return {
+        "busy_pct": 100.0 * (total - delta[3] - delta[4]) / total,
+        "steal_pct": 100.0 * delta[7] / total,
+    }
+
+
 def run_side(
     name: str, cmd: list[str], env: dict[str, str], timeout: float = SIDE_TIMEOUT_S
 ) -> dict[str, Any]:
@@ -116,20 +134,65 @@ def run_side(
     j0, t0 = host_cpu_jiffies(), time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT, timeout=timeout)
     elapsed, j1 = time.perf_counter() - t0, host_cpu_jiffies()
-    lines = [line for line in proc.stdout.splitlines() if line.startswith(RESULT_MARKER)]
-    if proc.returncode != 0 or not lines:
+    result = result_line(proc.stdout)
+    if proc.returncode != 0 or result is None:
         sys.stderr.write(proc.stdout[-4000:] + proc.stderr[-4000:])
         raise SystemExit(f"side {name!r} failed (exit code {proc.returncode})")
-    result: dict[str, Any] = json.loads(lines[-1][len(RESULT_MARKER) :])
     result["process_wall_s"] = elapsed
-    if j0 is not None and j1 is not None:
-        delta = [b - a for a, b in zip(j0, j1, strict=True)]
-        total = max(1, sum(delta))
-        result["host"] = {
-            "busy_pct": 100.0 * (total - delta[3] - delta[4]) / total,
-            "steal_pct": 100.0 * delta[7] / total,
-        }
+    host = host_use(j0, j1)
+    if host is not None:
+        result["host"] = host
     return result
+
+
+def run_side_watched(
+    cmd: list[str],
+    env: dict[str, str],
+    log_path: Path,
+    timeout: float,
+    rss_cap_mb: float,
+    thread_cap: int,
+    every_s: float = 0.5,
+) -> dict[str, Any]:
+    """Run a side that may not survive (one pushed to its limits), never raising for it.
+
+    Its stdout and stderr go to ``log_path``. It is sampled every ``every_s`` and killed when
+    it runs past ``timeout``, above ``rss_cap_mb`` or above ``thread_cap`` threads, so that it
+    cannot take the machine's memory or task ids from everything else running there. Returns
+    its result line (or None), exit code, why it was killed (or None), the peaks seen from
+    outside, wall time and host CPU use.
+    """
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    j0, t0 = host_cpu_jiffies(), time.perf_counter()
+    peak_rss_kb = peak_threads = 0
+    killed = None
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
+        while proc.poll() is None:
+            status = proc_status(proc.pid)
+            peak_rss_kb = max(peak_rss_kb, status.get("VmRSS", 0))
+            peak_threads = max(peak_threads, status.get("Threads", 0))
+            if time.perf_counter() - t0 > timeout:
+                killed = f"timeout after {timeout:.0f} s"
+            elif peak_rss_kb > rss_cap_mb * 1024:
+                killed = f"RSS above {rss_cap_mb:.0f} MB"
+            elif peak_threads > thread_cap:
+                killed = f"more than {thread_cap} threads"
+            if killed is not None:
+                proc.kill()
+                proc.wait()
+                break
+            time.sleep(every_s)
+    return {
+        "result": result_line(log_path.read_text(errors="replace")),
+        "exit_code": proc.returncode,
+        "killed": killed,
+        "outside_peak_rss_mb": peak_rss_kb / 1024,
+        "outside_peak_threads": peak_threads,
+        "process_wall_s": time.perf_counter() - t0,
+        "host": host_use(j0, host_cpu_jiffies()),
+        "log_file": str(log_path),
+    }
 
 
 def run_all(
