@@ -173,6 +173,32 @@ def spot_check(dbos: Any, ids: list[str]) -> dict[str, Any]:
     return {"checked": len(picked), "wrong": {ids[i]: v for i, v in results.items() if v != i}}
 
 
+class WaitingWorkflows:
+    """The two workflows both sides run, declared with either side's ``DBOS`` (as
+    ``_workers.BenchWorkflows`` declares the queue benchmarks' ones).
+
+    ``wait_for_message(i)`` waits in ``recv`` on ``TOPIC``, then returns the message from a
+    trivial step; ``wait_for_time(i, seconds)`` sleeps, then returns ``i`` from that step.
+    """
+
+    def __init__(self, dbos: Any) -> None:
+        @dbos.step(name="waiting_echo")
+        def echo(value: Any) -> Any:
+            return value
+
+        @dbos.workflow(name="waiting_for_message")
+        def wait_for_message(i: int) -> Any:
+            return echo(dbos.recv(TOPIC, timeout_seconds=RECV_TIMEOUT_S))
+
+        @dbos.workflow(name="waiting_for_time")
+        def wait_for_time(i: int, seconds: float) -> int:
+            dbos.sleep(seconds)
+            return echo(i)
+
+        self.wait_for_message = wait_for_message
+        self.wait_for_time = wait_for_time
+
+
 def add_args(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--mode", choices=("recv", "sleep"), required=True)
     ap.add_argument("--n", type=int, required=True, help="workflows to start")

@@ -10,10 +10,9 @@ from __future__ import annotations
 import argparse
 import logging
 from importlib.metadata import version
-from typing import Any
 
 from _common import base_meta, emit, pg_settings, reset_database
-from _waiting_common import RECV_TIMEOUT_S, TOPIC, Monitor, Queries, add_args, measure
+from _waiting_common import Monitor, Queries, WaitingWorkflows, add_args, measure
 from dbos import DBOS
 
 QUERIES = Queries(
@@ -26,21 +25,7 @@ QUERIES = Queries(
 )
 
 
-@DBOS.step()
-def echo(value: Any) -> Any:
-    return value
-
-
-@DBOS.workflow()
-def wait_for_message(i: int) -> Any:
-    value = DBOS.recv(TOPIC, timeout_seconds=RECV_TIMEOUT_S)
-    return echo(value)
-
-
-@DBOS.workflow()
-def wait_for_time(i: int, seconds: float) -> int:
-    DBOS.sleep(seconds)
-    return echo(i)
+WORKFLOWS = WaitingWorkflows(DBOS)
 
 
 def main() -> None:
@@ -61,7 +46,7 @@ def main() -> None:
     DBOS.launch()
     monitor = Monitor(args.db, QUERIES)
     try:
-        result = measure(DBOS, wait_for_message, wait_for_time, monitor, args)
+        result = measure(DBOS, WORKFLOWS.wait_for_message, WORKFLOWS.wait_for_time, monitor, args)
         meta = {
             **base_meta(),
             "dbos": version("dbos"),

@@ -11,11 +11,10 @@ from __future__ import annotations
 import argparse
 import os
 from importlib.metadata import version
-from typing import Any
 
 import django
 from _common import base_meta, emit, pg_settings, reset_database
-from _waiting_common import RECV_TIMEOUT_S, TOPIC, Monitor, Queries, add_args, measure
+from _waiting_common import Monitor, Queries, WaitingWorkflows, add_args, measure
 
 # Settings come from the environment; django-dbos can only be imported once apps are ready.
 django.setup()
@@ -38,21 +37,7 @@ QUERIES = Queries(
 )
 
 
-@DBOS.step()
-def echo(value: Any) -> Any:
-    return value
-
-
-@DBOS.workflow()
-def wait_for_message(i: int) -> Any:
-    value = DBOS.recv(TOPIC, timeout_seconds=RECV_TIMEOUT_S)
-    return echo(value)
-
-
-@DBOS.workflow()
-def wait_for_time(i: int, seconds: float) -> int:
-    DBOS.sleep(seconds)
-    return echo(i)
+WORKFLOWS = WaitingWorkflows(DBOS)
 
 
 def main() -> None:
@@ -64,7 +49,7 @@ def main() -> None:
     call_command("migrate", verbosity=0)
     monitor = Monitor(db_url, QUERIES)
     try:
-        result = measure(DBOS, wait_for_message, wait_for_time, monitor, args)
+        result = measure(DBOS, WORKFLOWS.wait_for_message, WORKFLOWS.wait_for_time, monitor, args)
         meta = {
             **base_meta(),
             "django": version("django"),

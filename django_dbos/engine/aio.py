@@ -92,9 +92,6 @@ class LoopEvent:
     def set(self) -> None:
         self._loop.call_soon_threadsafe(self._event.set)
 
-    def is_set(self) -> bool:
-        return self._event.is_set()
-
     async def wait(self, timeout: float | None) -> None:
         """Wait until set or `timeout` seconds pass, then clear it for the next wait."""
         with contextlib.suppress(TimeoutError):
