@@ -8,6 +8,7 @@ model's validators). Every action on a workflow goes through the public API and 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 from django import forms
@@ -315,19 +316,12 @@ class WorkflowStatusAdmin(admin.ModelAdmin):
         self._act(request, queryset, "Forked", fork)
 
     def _act(self, request: HttpRequest, queryset: QuerySet, verb: str, act: Any) -> None:
-        done = 0
-        for workflow in queryset:
-            try:
-                detail = act(workflow)
-            except DBOSException as exc:
-                self.message_user(request, f"{workflow.workflow_id}: {exc}", messages.ERROR)
-                continue
+        def logged(workflow: WorkflowStatus) -> str:
+            detail = act(workflow)
             suffix = f" {detail}" if isinstance(detail, str) else ""
-            message = f"{verb} workflow {workflow.workflow_id}{suffix}"
-            self.log_change(request, workflow, message)
-            done += 1
-        if done:
-            self.message_user(request, f"{verb} {done} workflow(s).", messages.SUCCESS)
+            return f"{verb} workflow {workflow.workflow_id}{suffix}"
+
+        _act_on_each(self, request, queryset, logged, f"{verb} {{}} workflow(s).")
 
     # The dashboard
 
@@ -463,17 +457,42 @@ class ScheduleAdmin(admin.ModelAdmin):
     @admin.action(description="Backfill ticks missed since the last run", permissions=["change"])
     def backfill_missed_ticks(self, request: HttpRequest, queryset: Any) -> None:
         now = timezone.now()
-        for schedule in queryset:
+
+        def backfill(schedule: Schedule) -> str:
             start = schedule.last_fired_at or schedule.created_at
-            handles = DBOS.backfill_schedule(schedule.name, start, now)
-            self.log_change(request, schedule, f"Backfilled {len(handles)} ticks.")
-            self.message_user(request, f"{schedule.name}: {len(handles)} ticks enqueued.")
+            return f"Backfilled {len(DBOS.backfill_schedule(schedule.name, start, now))} ticks."
+
+        _act_on_each(self, request, queryset, backfill, "Backfilled {} schedule(s).")
 
     def _each(self, request: HttpRequest, queryset: Any, operation: Any, verb: str) -> None:
-        for schedule in queryset:
+        def logged(schedule: Schedule) -> str:
             operation(schedule.name)
-            self.log_change(request, schedule, f"{verb} the schedule.")
-        self.message_user(request, f"{verb} {queryset.count()} schedule(s).")
+            return f"{verb} the schedule."
+
+        _act_on_each(self, request, queryset, logged, f"{verb} {{}} schedule(s).")
+
+
+def _act_on_each(
+    model_admin: admin.ModelAdmin,
+    request: HttpRequest,
+    queryset: Any,
+    act: Callable[[Any], str],
+    summary: str,
+) -> None:
+    """Run an admin action's `act` on each selected object and log what it returns; a refusal
+    (a DBOSException, such as an unknown workflow or a bad cron) is shown for its object, and
+    the others go on. `summary` gets the count of those done."""
+    done = 0
+    for obj in queryset:
+        try:
+            message = act(obj)
+        except DBOSException as exc:
+            model_admin.message_user(request, f"{obj}: {exc}", messages.ERROR)
+            continue
+        model_admin.log_change(request, obj, message)
+        done += 1
+    if done:
+        model_admin.message_user(request, summary.format(done), messages.SUCCESS)
 
 
 @admin.register(QueueModel)

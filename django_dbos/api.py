@@ -7,7 +7,7 @@ import datetime
 import functools
 import inspect
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any, Generic, ParamSpec, TypeVar
@@ -652,6 +652,11 @@ class DBOS:
     def read_stream(workflow_id: str, key: str) -> Iterator[Any]:
         """Yield a workflow's stream values in order until it is closed or the workflow ends."""
         return communication.read_stream(workflow_id, key)
+
+    @staticmethod
+    def read_stream_async(workflow_id: str, key: str) -> AsyncIterator[Any]:
+        """`read_stream` for coroutines: `async for value in DBOS.read_stream_async(...)`."""
+        return communication.read_stream_async(workflow_id, key)
 
     # Inside a workflow ----------------------------------------------------------------------
 

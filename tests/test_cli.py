@@ -8,6 +8,7 @@ import re
 import subprocess
 import sys
 import threading
+from collections import Counter
 
 import pytest
 from django.core.management import CommandError, call_command
@@ -37,6 +38,7 @@ Queue("cli-partitioned", partition_queue=True)
 
 release = threading.Event()
 flaky = {"fails": True}
+reserved: Counter[str] = Counter()
 
 
 class OutOfStock(Exception):
@@ -45,6 +47,7 @@ class OutOfStock(Exception):
 
 @DBOS.step()
 def reserve(item: str) -> str:
+    reserved[item] += 1
     return f"reserved {item}"
 
 
@@ -283,13 +286,26 @@ def test_fork_prints_the_new_workflow_id():
     assert fork.output == ["reserved pen", "charged pen"]
 
 
+def test_fork_without_a_step_runs_the_whole_workflow_again():
+    reserved.clear()
+    with SetWorkflowID("cli-from-start"):
+        order("book")
+
+    new_id = dbos("workflow", "fork", "cli-from-start").strip()
+
+    steps = DBOS.list_workflow_steps(new_id)
+    assert DBOS.get_workflow_status(new_id).forked_from == "cli-from-start"
+    assert [step.function_id for step in steps] == [
+        step.function_id for step in DBOS.list_workflow_steps("cli-from-start")
+    ]
+    assert reserved["book"] == 2  # step 1 ran again: nothing was copied
+
+
 def test_fork_json_for_another_version_is_left_enqueued():
     with SetWorkflowID("cli-1"):
         order("book")
 
-    fork = json.loads(
-        dbos("workflow", "fork", "cli-1", "--step", "1", "--application-version", "v9", "--json")
-    )
+    fork = json.loads(dbos("workflow", "fork", "cli-1", "--application-version", "v9", "--json"))
 
     assert fork["forked_from"] == "cli-1"
     assert fork["status"] == "ENQUEUED"
@@ -322,8 +338,6 @@ def test_bad_arguments_are_command_errors():
         dbos("workflow", "list", "--status", "done")
     with pytest.raises(CommandError, match="--limit must be at least 1"):
         dbos("workflow", "list", "--limit", "0")
-    with pytest.raises(CommandError, match="required: --step"):
-        dbos("workflow", "fork", "cli-1")
 
 
 def test_queue_list_shows_limits_and_load():

@@ -235,6 +235,34 @@ def test_a_bad_cron_is_a_validation_error_in_the_admin(admin_client):
     assert not Schedule.objects.exists()
 
 
+@pytest.mark.parametrize(
+    ("broken", "action", "error"),
+    [
+        ({"cron": "every minute"}, "run_now", "'every minute' has 2 fields"),
+        ({"cron": "every minute"}, "backfill_missed_ticks", "'every minute' has 2 fields"),
+        ({"workflow_name": "gone.workflow"}, "run_now", "gone.workflow"),
+    ],
+)
+def test_a_schedule_action_that_is_refused_says_why(admin_client, broken, action, error):
+    """A row broken behind the admin's back (a bad cron, a workflow removed from the code)."""
+    for name in ("broken", "fine"):
+        DBOS.create_schedule(schedule_name=name, workflow_fn=scheduled_tick, schedule="0 * * * *")
+    Schedule.objects.filter(name="broken").update(**broken)
+    selected = list(Schedule.objects.order_by("name").values_list("pk", flat=True))
+
+    response = admin_client.post(
+        "/admin/django_dbos/schedule/",
+        {"action": action, "_selected_action": selected},
+        follow=True,
+    )
+
+    assert response.status_code == 200
+    [refusal, summary] = [str(message) for message in response.context["messages"]]
+    assert refusal.startswith("broken: ")
+    assert error in refusal
+    assert summary.endswith(" 1 schedule(s).")  # the other one was done
+
+
 def test_a_bad_cron_in_code_is_a_system_check_error(code_schedules):
     DBOS.scheduled("61 25 * * *")(every_second)
 

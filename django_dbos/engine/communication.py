@@ -7,7 +7,7 @@ it; every wait subscribes to the notifier first and then checks the database.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 from django.db import transaction
@@ -285,20 +285,50 @@ def _read_stream(workflow_id: str, key: str) -> Iterator[Any]:
     listener = notifier.current()
     with listener.subscribe(wake_key("s", workflow_id, key), wake_key("w", workflow_id)) as event:
         while True:
-            entries = system_db.read_stream(workflow_id, key, position)
-            for entry_position, value, closed in entries:
-                if closed:
-                    return
-                yield serialization.loads(value)
-                position = entry_position + 1
-            if entries:
-                continue
-            outcome = system_db.get_outcome(workflow_id)
-            if outcome is None:
-                raise DBOSNonExistentWorkflowError(f"There is no workflow with id {workflow_id!r}.")
-            if outcome[0] not in (Status.PENDING, Status.ENQUEUED):
-                # Entries commit before the workflow's end: one last read sees them all.
-                if not system_db.read_stream(workflow_id, key, position):
-                    return
-                continue
-            listener.wait(event, None)
+            values, position, ended = _read_more(workflow_id, key, position)
+            yield from values
+            if ended:
+                return
+            if not values:
+                listener.wait(event, None)
+
+
+async def read_stream_async(workflow_id: str, key: str) -> AsyncIterator[Any]:
+    """`read_stream` for coroutines (async views under ASGI): it waits on the event loop, so a
+    reader holds no thread while the stream is quiet."""
+    key = validation.name(key, "stream key")
+    position = 0
+    listener = notifier.current()
+    keys = (wake_key("s", workflow_id, key), wake_key("w", workflow_id))
+    with listener.subscribe(*keys, waiter=aio.LoopEvent()) as event:
+        while True:
+            values, position, ended = await aio.run_sync(_read_more, workflow_id, key, position)
+            for value in values:
+                yield value
+            if ended:
+                return
+            if not values:
+                await event.wait(listener.poll_interval())
+
+
+def _read_more(workflow_id: str, key: str, position: int) -> tuple[list[Any], int, bool]:
+    """A stream's values from `position` on, the position after them, and whether the stream
+    is over (closed, or its workflow ended)."""
+    entries = system_db.read_stream(workflow_id, key, position)
+    ended = False
+    if not entries:
+        outcome = system_db.get_outcome(workflow_id)
+        if outcome is None:
+            raise DBOSNonExistentWorkflowError(f"There is no workflow with id {workflow_id!r}.")
+        if outcome[0] in (Status.PENDING, Status.ENQUEUED):
+            return [], position, False
+        # Entries commit before the workflow's end: this last read sees them all.
+        entries = system_db.read_stream(workflow_id, key, position)
+        ended = True
+    values = []
+    for entry_position, value, closed in entries:
+        if closed:
+            return values, position, True
+        values.append(serialization.loads(value))
+        position = entry_position + 1
+    return values, position, ended

@@ -145,7 +145,9 @@ class Command(BaseCommand):
             help="Start a new workflow that reuses the outcomes of the steps before --step. "
             "One that runs in this process is waited for.",
         )
-        fork.add_argument("--step", type=int, required=True, help="The first step to run anew.")
+        fork.add_argument(
+            "--step", type=int, default=1, help="The first step to run anew (default: 1)."
+        )
         fork.add_argument("--application-version", help="Run the fork on workers of this version.")
         fork.set_defaults(handler=self.workflow_fork)
         replay = verbs.add_parser(
