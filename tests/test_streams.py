@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
@@ -162,34 +163,49 @@ def test_a_reader_stops_when_the_workflow_fails():
     assert in_thread(read_all, "failed-writer", "out").result(5) == ["before the failure"]
 
 
-def test_a_reader_started_before_the_writer_gets_each_value_as_it_is_written():
-    received: list = []
+def follow(workflow_id: str, received: list) -> None:
+    for value in DBOS.read_stream(workflow_id, "paced"):
+        received.append(value)
 
-    def follow() -> None:
-        for value in DBOS.read_stream("paced", "paced"):
+
+def follow_on_an_event_loop(workflow_id: str, received: list) -> None:
+    async def main() -> None:
+        async for value in DBOS.read_stream_async(workflow_id, "paced"):
             received.append(value)
 
-    with SetWorkflowID("paced"):
-        writer = DBOS.start_workflow(paced_writer, "paced", 3)
-    reader = in_thread(follow)
+    asyncio.run(main())
+
+
+@pytest.mark.parametrize("reader", [follow, follow_on_an_event_loop])
+def test_a_reader_started_before_the_writer_gets_each_value_as_it_is_written(reader):
+    received: list = []
+    workflow_id = f"paced-{reader.__name__}"
+    with SetWorkflowID(workflow_id):
+        writer = DBOS.start_workflow(paced_writer, workflow_id, 3)
+    following = in_thread(reader, workflow_id, received)
     with pytest.raises(TimeoutError):
-        reader.result(0.3)  # nothing is written yet, and the stream is not closed
+        following.result(0.3)  # nothing is written yet, and the stream is not closed
     assert received == []
 
     for n in range(3):
-        gate(f"paced-{n}").set()
+        gate(f"{workflow_id}-{n}").set()
         wait_until(lambda n=n: received == list(range(n + 1)), 5, f"the reader to get {n}")
-        assert not reader.done()
-    gate("paced-3").set()
+        assert not following.done()
+    gate(f"{workflow_id}-3").set()
 
-    reader.result(5)
+    following.result(5)
     writer.get_result(5)
     assert received == [0, 1, 2]
 
 
 def test_read_stream_of_an_unknown_workflow_raises():
+    async def read_async() -> list:
+        return [value async for value in DBOS.read_stream_async("no-such-workflow", "out")]
+
     with pytest.raises(DBOSNonExistentWorkflowError):
         read_all("no-such-workflow", "out")
+    with pytest.raises(DBOSNonExistentWorkflowError):
+        asyncio.run(read_async())
 
 
 def test_writing_or_closing_a_stream_outside_a_workflow_raises_a_clear_error():
