@@ -27,7 +27,7 @@ with the ``django-dbos`` side, and Django's defaults / tuned for the two django-
 Usage, from the repository root (any Python 3.11+; the sides bring their own interpreters)::
 
     python3 bench/core.py                  # 3 repetitions, full sizes: under a minute here
-    python3 bench/core.py --quick          # 1 repetition, small sizes: 5 to 10 seconds
+    python3 bench/core.py --quick          # 1 repetition, small sizes: about 15 seconds
     python3 bench/core.py --repeats 5 --json-out /tmp/core.json
 
 PostgreSQL must accept ``--user`` without a password on ``--host``:``--port``; the databases
