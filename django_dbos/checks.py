@@ -6,6 +6,7 @@ from typing import Any
 
 from django.conf import settings
 from django.core.checks import Error, Tags, Warning, register
+from django.db import connections
 from django.utils.module_loading import import_string
 
 from . import conf
@@ -148,4 +149,24 @@ def check_schedules(app_configs: Any = None, **kwargs: Any) -> list[Any]:
         )
         for workflow_name, cron in registry.schedules().items()
         if (error := cron_error(cron)) is not None
+    ]
+
+
+@register(Tags.compatibility, deploy=True)
+def check_atomic_requests(app_configs: Any = None, **kwargs: Any) -> list[Any]:
+    """ATOMIC_REQUESTS on the system database delays every start to the end of its request."""
+    database = conf.get("DATABASE")
+    if database not in settings.DATABASES or not connections[database].settings_dict.get(
+        "ATOMIC_REQUESTS"
+    ):
+        return []
+    return [
+        Warning(
+            f"The DBOS database {database!r} has ATOMIC_REQUESTS: a workflow started in a view "
+            "begins only when the request's transaction commits, so a view that waits for it "
+            "(get_result, get_event, read_stream) fails at once.",
+            hint="Decorate views that start a workflow and wait for it with "
+            "@transaction.non_atomic_requests, or turn ATOMIC_REQUESTS off.",
+            id="django_dbos.W003",
+        )
     ]

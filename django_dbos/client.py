@@ -9,7 +9,7 @@ from collections.abc import Callable
 from typing import Any, TypedDict
 
 from .api import DBOS, StepInfo, WorkflowHandle, WorkflowStatus
-from .engine import queues, registry, serialization, system_db, validation, workflows
+from .engine import after_commit, queues, registry, serialization, system_db, validation, workflows
 from .errors import DBOSNotRegisteredError
 from .models import Status
 
@@ -76,6 +76,8 @@ class DBOSClient:
         )
         if not system_db.insert_workflow(row, wake_key=system_db.QUEUE_ACTIVITY):
             workflows.check_existing(row)
+        elif after_commit.in_transaction():
+            after_commit.start_at_commit(workflow_id)  # workers see it once the caller commits
         return _ClientHandle(self.database, workflow_id)
 
     def _queue(self, name: str) -> registry.QueueSpec:

@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 from django.core import checks
 from django.core.checks import run_checks
+from django.db import connections
 from django.test import override_settings
 
 from django_dbos.checks import check_settings
@@ -207,3 +208,27 @@ def test_an_unknown_key_does_not_hide_errors():
     messages = check({"TYPO": 1, "WORKFLOW_THREADS": 0, "PREPARED_STATEMENTS": "yes"})
 
     assert ids(messages) == ["django_dbos.W001", "django_dbos.E004", "django_dbos.E008"]
+
+
+def deploy_messages() -> list[checks.CheckMessage]:
+    """The django_dbos messages of `manage.py check --deploy`."""
+    return [
+        message
+        for message in run_checks(include_deployment_checks=True)
+        if (message.id or "").startswith("django_dbos.")
+    ]
+
+
+def test_atomic_requests_on_the_dbos_database_is_a_deploy_warning(monkeypatch):
+    monkeypatch.setitem(connections.settings["default"], "ATOMIC_REQUESTS", True)
+
+    warning = only(deploy_messages(), "django_dbos.W003")
+
+    assert warning.level == checks.WARNING
+    assert "The DBOS database 'default' has ATOMIC_REQUESTS" in warning.msg
+    assert "@transaction.non_atomic_requests" in warning.hint
+    assert dbos_messages() == []  # a deploy check only
+
+
+def test_without_atomic_requests_the_deploy_checks_pass():
+    assert deploy_messages() == []

@@ -14,7 +14,16 @@ from django.db import transaction
 
 from ..errors import DBOSException, DBOSNonExistentWorkflowError
 from ..models import Status
-from . import aio, cancellation, clock, notifier, serialization, system_db, validation
+from . import (
+    after_commit,
+    aio,
+    cancellation,
+    clock,
+    notifier,
+    serialization,
+    system_db,
+    validation,
+)
 from .context import WorkflowContext, workflow_context
 from .notifier import key as wake_key
 from .steps import replayed
@@ -166,6 +175,7 @@ def get_event(workflow_id: str, key: str, timeout_seconds: float = 60) -> Any:
     """
     key = validation.name(key, "event key")
     timeout = validation.duration(timeout_seconds, "timeout_seconds")
+    after_commit.refuse_to_wait(workflow_id, "get_event()")
     ctx = workflow_context()
     if ctx is not None:
         deadline_id, function_id = next_operation(ctx), ctx.next_function_id()
@@ -266,6 +276,11 @@ def read_stream(workflow_id: str, key: str) -> Iterator[Any]:
     """Yield a stream's values in order, waiting for new ones, until it is closed or the
     workflow ends."""
     key = validation.name(key, "stream key")
+    after_commit.refuse_to_wait(workflow_id, "read_stream()")
+    return _read_stream(workflow_id, key)
+
+
+def _read_stream(workflow_id: str, key: str) -> Iterator[Any]:
     position = 0
     listener = notifier.current()
     with listener.subscribe(wake_key("s", workflow_id, key), wake_key("w", workflow_id)) as event:

@@ -13,7 +13,16 @@ from ..errors import (
     DBOSWorkflowConflictIDError,
 )
 from ..models import Status
-from . import cancellation, clock, executor, notifier, registry, system_db, validation
+from . import (
+    after_commit,
+    cancellation,
+    clock,
+    executor,
+    notifier,
+    registry,
+    system_db,
+    validation,
+)
 from .context import start_options
 from .queues import INTERNAL_QUEUE
 from .workflows import submit
@@ -109,6 +118,8 @@ def wait_first(workflow_ids: Sequence[str]) -> str:
     """Wait until one of the workflows ends; return its id."""
     if not workflow_ids:
         raise ValueError("wait_first needs at least one handle.")
+    for workflow_id in workflow_ids:
+        after_commit.refuse_to_wait(workflow_id, "wait_first()")
     listener = notifier.current()
     with listener.subscribe(*[notifier.key("w", wid) for wid in workflow_ids]) as event:
         while True:

@@ -14,7 +14,6 @@ from contextlib import contextmanager
 from functools import partial
 from typing import Any
 
-from django.db import transaction
 from django.dispatch import Signal
 
 from ..errors import (
@@ -30,6 +29,7 @@ from ..errors import (
 from ..models import Status
 from ..signals import workflow_finished, workflow_started
 from . import (
+    after_commit,
     aio,
     cancellation,
     clock,
@@ -104,10 +104,10 @@ def start(
         return _attach(workflow_id, inline)
     if inline:
         return execute(entry, claimed, executor_id, args, kwargs, recorded=None)
-    if transaction.get_connection(system_db.alias()).in_atomic_block:
+    if after_commit.in_transaction():
         # The row is part of the caller's transaction: run only once it commits.
-        transaction.on_commit(
-            lambda: _launch(entry, claimed, executor_id, args, kwargs), using=system_db.alias()
+        after_commit.start_at_commit(
+            workflow_id, lambda: _launch(entry, claimed, executor_id, args, kwargs)
         )
         return WorkflowHandle(workflow_id)
     return WorkflowHandle(workflow_id, _launch(entry, claimed, executor_id, args, kwargs))
@@ -225,6 +225,8 @@ def _record_start(
             raise
     if parent is not None:
         record_operation(parent, function_id, entry.name, child_workflow_id=workflow_id)
+    if inserted and queue is not None and after_commit.in_transaction():
+        after_commit.start_at_commit(workflow_id)  # workers see it once the caller commits
     if not inserted or queue is not None:
         return workflow_id, None, executor_id
     claimed = system_db.ClaimedWorkflow(workflow_id, entry.name, inputs, 0, deadline)
@@ -692,6 +694,7 @@ def await_result(workflow_id: str, timeout: float | None) -> Any:
 
     Raises TimeoutError when `timeout` seconds pass first.
     """
+    after_commit.refuse_to_wait(workflow_id, "get_result()")
     deadline = None if timeout is None else time.monotonic() + timeout
     listener = notifier.current()
     with listener.subscribe(notifier.key("w", workflow_id)) as event:
