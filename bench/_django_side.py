@@ -181,12 +181,13 @@ def main() -> None:
         "psycopg": version("psycopg"),
         "debug": settings.DEBUG,
         "conn_max_age": settings.DATABASES["default"].get("CONN_MAX_AGE"),
+        "conn_health_checks": settings.DATABASES["default"].get("CONN_HEALTH_CHECKS"),
         "workflow_threads": settings.DBOS.get("WORKFLOW_THREADS"),
+        "django_dbos_from": os.path.dirname(django_dbos.__file__),
     }
     if args.suite != "core":
         # The notifier's safety net: a waiter re-checks the database at least this often.
         meta["poll_seconds"] = dbos_conf.get("POLL_SECONDS")
-        meta["django_dbos_from"] = os.path.dirname(django_dbos.__file__)
         meta["pg_settings"] = pg_settings(db_url)
         meta["settings_module"] = os.environ["DJANGO_SETTINGS_MODULE"]
     emit({"meta": meta, **result})

@@ -5,6 +5,10 @@ An orchestrator runs each side as a fresh subprocess under its own interpreter, 
 one ``RESULT_MARKER + json`` line the side prints, and reports. This module holds what every
 orchestrator needs for that: the venvs, the side environments, running a side, rotating the
 side order over repetitions, and the run's metadata.
+
+Every django-dbos side runs with Django's default connection settings (``CONN_MAX_AGE=0``,
+``CONN_HEALTH_CHECKS=False``). ``core.py``, ``messaging.py`` and ``queues.py`` run beside each
+one its tuned twin (``CONN_MAX_AGE=600``) and report Django's defaults / tuned.
 """
 
 from __future__ import annotations
@@ -76,16 +80,27 @@ def base_env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
 
 
+# Django's default connection settings, which every figure is taken with; and the tuned
+# setting shown beside them (each thread keeps its connection for ten minutes). The test
+# project reads both from the environment.
+DJANGO_DEFAULT_CONNECTIONS = {"CONN_MAX_AGE": "0", "CONN_HEALTH_CHECKS": "False"}
+TUNED_CONNECTIONS = {**DJANGO_DEFAULT_CONNECTIONS, "CONN_MAX_AGE": "600"}
+
+
 def django_env(
-    args: argparse.Namespace, db: str, settings: str = "testproject.settings"
+    args: argparse.Namespace,
+    db: str,
+    settings: str = "testproject.settings",
+    connections: dict[str, str] = DJANGO_DEFAULT_CONNECTIONS,
 ) -> dict[str, str]:
-    """The environment of a django-dbos side process on database ``db``."""
+    """The environment of a django-dbos side process on database ``db``, with the connection
+    settings ``connections`` (Django's defaults unless told otherwise)."""
     return {
         **base_env(),
         "DJANGO_SETTINGS_MODULE": settings,
         "DATABASE_URL": db_url(args, db, "postgres"),
         "PYTHONPATH": str(ROOT),
-        "CONN_MAX_AGE": "600",
+        **connections,
         # As in production: with DEBUG on, Django would also keep a log of every query.
         "DJANGO_DEBUG": "False",
         "DBOS_LOG_LEVEL": "WARNING",
@@ -299,7 +314,8 @@ def spread(values: list[float]) -> dict[str, Any]:
 
 # Tables of figures (queues.py, scheduler.py) -------------------------------------------------
 
-Figure = tuple[str, Callable[[dict[str, Any]], float | None]]
+Getter = Callable[[dict[str, Any]], float | None]
+Figure = tuple[str, Getter]
 
 
 def dig(data: Any, *keys: str) -> Any:
@@ -352,3 +368,110 @@ def print_table(
                 shown = text(cell["median"])
             line += f"{shown:>{width}s}"
         print(line)
+
+
+# The tuned twin of the django-dbos sides (core.py, messaging.py, queues.py) ----------------
+
+DEFAULT_SIDE = "django-dbos"
+TUNED_SIDE = "django-dbos-tuned"
+TUNED_LABEL = "django-dbos tuned"
+
+
+def add_tuned_arg(ap: argparse.ArgumentParser) -> None:
+    """--no-tuned, the same for every orchestrator with a tuned twin."""
+    ap.add_argument(
+        "--no-tuned",
+        dest="tuned",
+        action="store_false",
+        help="leave out the tuned django-dbos side (CONN_MAX_AGE=600), which otherwise runs "
+        "beside the one on Django's default settings",
+    )
+
+
+def tuned_twin(side: str) -> str:
+    """``django-dbos`` -> ``django-dbos-tuned``, ``django-dbos/1`` -> ``django-dbos-tuned/1``."""
+    return side.replace(DEFAULT_SIDE, TUNED_SIDE, 1)
+
+
+def is_default_side(side: str) -> bool:
+    """A django-dbos side on Django's default settings (``django-dbos``, ``django-dbos/1``)."""
+    return side.partition("/")[0] == DEFAULT_SIDE
+
+
+def with_tuned(args: argparse.Namespace, sides: Sequence[str]) -> list[str]:
+    """The sides, each django-dbos one followed by its tuned twin unless ``--no-tuned``; the
+    twins are rotated with the others by ``run_all``."""
+    out: list[str] = []
+    for side in sides:
+        out.append(side)
+        if args.tuned and is_default_side(side):
+            out.append(tuned_twin(side))
+    return out
+
+
+def add_tuned_commands(commands: dict[str, Command]) -> dict[str, Command]:
+    """The commands, plus the tuned twin of each django-dbos side: the same command and
+    database, with ``TUNED_CONNECTIONS`` in its environment (which its worker processes
+    inherit)."""
+    twins = {
+        tuned_twin(side): (cmd, {**env, **TUNED_CONNECTIONS})
+        for side, (cmd, env) in commands.items()
+        if is_default_side(side)
+    }
+    return {**commands, **twins}
+
+
+def print_connections_legend(args: argparse.Namespace) -> None:
+    """Which connection settings the django-dbos columns ran with."""
+
+    def text(connections: dict[str, str]) -> str:
+        return ", ".join(f"{name}={value}" for name, value in connections.items())
+
+    print(f"{DEFAULT_SIDE}: Django's default settings ({text(DJANGO_DEFAULT_CONNECTIONS)})")
+    if args.tuned:
+        print(f"{TUNED_LABEL}: tuned ({text(TUNED_CONNECTIONS)})")
+
+
+def tuned_comparison(
+    runs: list[Run], sides: Sequence[str], figures: Sequence[Figure]
+) -> dict[str, Any] | None:
+    """Default / tuned for each headline figure of each django-dbos side that has its twin in
+    ``sides``: from the medians over the runs, and per run. None without twins."""
+    pairs = [
+        (side, tuned_twin(side))
+        for side in sides
+        if is_default_side(side) and tuned_twin(side) in sides
+    ]
+    if not pairs:
+        return None
+
+    def default_over_tuned(value: Callable[[str, Getter], float]) -> dict[str, dict[str, float]]:
+        return {
+            side: {label: value(side, get) / value(twin, get) for label, get in figures}
+            for side, twin in pairs
+        }
+
+    def median(side: str, get: Getter) -> float:
+        return statistics.median(get(run[side]) for run in runs)
+
+    return {
+        "connections": {"default": DJANGO_DEFAULT_CONNECTIONS, "tuned": TUNED_CONNECTIONS},
+        "ratios": default_over_tuned(median),
+        "ratios_per_run": [
+            default_over_tuned(lambda side, get, run=run: get(run[side])) for run in runs
+        ],
+    }
+
+
+def print_tuned_comparison(comparison: dict[str, Any] | None, many: bool) -> None:
+    if comparison is None:
+        return
+    print(
+        "\nDjango's defaults / tuned (from the medians; a rate below 1, or a time above 1, "
+        "is slower on the defaults):"
+    )
+    for side, figures in comparison["ratios"].items():
+        for label, value in figures.items():
+            per_run = ", ".join(f"{r[side][label]:.2f}" for r in comparison["ratios_per_run"])
+            extra = f"   (per run: {per_run})" if many else ""
+            print(f"  {side + ': ' + label:52s} {value:7.2f}{extra}")

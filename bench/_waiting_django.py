@@ -56,6 +56,7 @@ def main() -> None:
             "psycopg": version("psycopg"),
             "debug": settings.DEBUG,
             "conn_max_age": settings.DATABASES["default"].get("CONN_MAX_AGE"),
+            "conn_health_checks": settings.DATABASES["default"].get("CONN_HEALTH_CHECKS"),
             # Every DBOS setting in effect (WORKFLOW_THREADS, and the engine's others).
             "dbos_settings": {**dbos_conf.DEFAULTS, **dbos_conf.user_settings()},
             "pg_settings": pg_settings(db_url),

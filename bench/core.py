@@ -1,13 +1,15 @@
 """Core overhead of django-dbos against DBOS Transact for Python and a raw-INSERT floor.
 
-One run, one PostgreSQL server, three sides, each a fresh process on a fresh database:
+One run, one PostgreSQL server, four sides, each a fresh process on a fresh database:
 
 * ``floor``       plain psycopg, one single-row INSERT per autocommit transaction
                   (``bench_floor``; the ``.venv`` interpreter);
 * ``dbos``        DBOS Transact for Python, ``dbos==3.4.0`` from PyPI, launched in-process
                   (``bench_dbos``; the ``.venv-dbos`` interpreter, created here if missing);
-* ``django-dbos`` this repository on ``testproject.settings``
-                  (``bench_django_dbos``; the ``.venv`` interpreter).
+* ``django-dbos`` this repository on ``testproject.settings`` with Django's default connection
+                  settings (``CONN_MAX_AGE=0``; ``bench_django_dbos``; the ``.venv`` interpreter);
+* ``django-dbos-tuned`` the same with ``CONN_MAX_AGE=600`` (on the same database, recreated;
+                  ``--no-tuned`` leaves it out).
 
 Measured on both workflow sides, with the same trivial workflow (``n`` steps that return
 their argument):
@@ -17,14 +19,15 @@ their argument):
 (b) ``start_workflow``: 1,000 starts of a 3-step workflow from one thread, then every handle
     waited for; workflows per second.
 
-The floor is the p50 of a few thousand INSERT commits. Every repetition runs the three sides
-in a rotated order; the table gives the median over repetitions [min .. max], and the ratios
-are taken from those medians (per-repetition ratios are printed too).
+The floor is the p50 of a few thousand INSERT commits. Every repetition runs the sides in a
+rotated order; the table gives the median over repetitions [min .. max], and the ratios are
+taken from those medians (per-repetition ratios are printed too): against DBOS and the floor
+with the ``django-dbos`` side, and Django's defaults / tuned for the two django-dbos sides.
 
 Usage, from the repository root (any Python 3.11+; the sides bring their own interpreters)::
 
     python3 bench/core.py                  # 3 repetitions, full sizes: under a minute here
-    python3 bench/core.py --quick          # 1 repetition, small sizes: 5 to 10 seconds
+    python3 bench/core.py --quick          # 1 repetition, small sizes: about 15 seconds
     python3 bench/core.py --repeats 5 --json-out /tmp/core.json
 
 PostgreSQL must accept ``--user`` without a password on ``--host``:``--port``; the databases
@@ -45,9 +48,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _orchestrate import (
     BENCH_DIR,
+    TUNED_LABEL,
+    TUNED_SIDE,
     Command,
+    Figure,
     Run,
     add_server_args,
+    add_tuned_arg,
+    add_tuned_commands,
     add_venv_and_output_args,
     base_env,
     db_url,
@@ -56,14 +64,23 @@ from _orchestrate import (
     fmt,
     git_state,
     loadavg,
+    print_connections_legend,
+    print_tuned_comparison,
     run_all,
     run_meta,
     spread,
+    tuned_comparison,
+    with_tuned,
     write_json,
 )
 
 SIDES = ("floor", "dbos", "django-dbos")
-LABELS = {"floor": "floor (psycopg)", "dbos": "DBOS 3.4.0", "django-dbos": "django-dbos"}
+LABELS = {
+    "floor": "floor (psycopg)",
+    "dbos": "DBOS 3.4.0",
+    "django-dbos": "django-dbos",
+    TUNED_SIDE: TUNED_LABEL,
+}
 DEFAULTS = {"repeats": 3, "pairs": 500, "start_n": 1000, "floor_inserts": 5000}
 QUICK = {"repeats": 1, "pairs": 30, "start_n": 100, "floor_inserts": 500}
 
@@ -81,11 +98,13 @@ def side_commands(
     ]
     dbos = [str(dbos_python), str(BENCH_DIR / "_dbos_side.py"), "--db", db_url(args, "bench_dbos")]
     django = [str(django_python), str(BENCH_DIR / "_django_side.py")]
-    return {
-        "floor": ([*floor, "--inserts", str(args.floor_inserts)], base_env()),
-        "dbos": ([*dbos, *sizes], base_env()),
-        "django-dbos": ([*django, *sizes], django_env(args, "bench_django_dbos")),
-    }
+    return add_tuned_commands(
+        {
+            "floor": ([*floor, "--inserts", str(args.floor_inserts)], base_env()),
+            "dbos": ([*dbos, *sizes], base_env()),
+            "django-dbos": ([*django, *sizes], django_env(args, "bench_django_dbos")),
+        }
+    )
 
 
 # Figures -----------------------------------------------------------------------------------
@@ -98,7 +117,8 @@ def figures(steps: int, start_n: int, start_steps: int) -> list[tuple[str, dict[
     s = steps
 
     def both(get: Getter) -> dict[str, Getter]:
-        return {"dbos": get, "django-dbos": get}
+        """Both workflow sides (the tuned twin too)."""
+        return {"dbos": get, "django-dbos": get, TUNED_SIDE: get}
 
     return [
         ("inline 0-step workflow, p50 (ms)", both(lambda r: r["inline"]["wf_0"]["p50_ms"])),
@@ -158,6 +178,13 @@ def headline(result: dict[str, Any], side: str) -> dict[str, float]:
     }
 
 
+# The figures compared between Django's defaults and the tuned setting.
+TUNED_FIGURES: list[Figure] = [
+    ("start_workflow wf/s", lambda r: headline(r, "django-dbos")["wf_per_s"]),
+    ("per-step overhead, ms", lambda r: headline(r, "django-dbos")["per_step_ms"]),
+]
+
+
 # Main --------------------------------------------------------------------------------------
 
 
@@ -185,6 +212,7 @@ def parse_args() -> argparse.Namespace:
         type=int,
         help=f"timed INSERT commits of the floor (default: {DEFAULTS['floor_inserts']})",
     )
+    add_tuned_arg(ap)
     add_venv_and_output_args(ap, "core.json")
     args = ap.parse_args()
     for key, default in DEFAULTS.items():
@@ -202,37 +230,44 @@ RATIO_NAMES = {
 }
 
 
-def summarize_runs(args: argparse.Namespace, runs: list[Run]) -> dict[str, Any]:
+def summarize_runs(args: argparse.Namespace, runs: list[Run], sides: list[str]) -> dict[str, Any]:
     table = {
-        label: {side: spread([get(run[side]) for run in runs]) for side, get in getters.items()}
+        label: {
+            side: spread([get(run[side]) for run in runs])
+            for side, get in getters.items()
+            if side in sides
+        }
         for label, getters in figures(args.steps, args.start_n, args.start_steps)
     }
-    keys = {"floor": ["per_insert_ms"], "dbos": ["per_step_ms", "wf_per_s"]}
-    keys["django-dbos"] = keys["dbos"]
     medians = {
-        side: {k: statistics.median(headline(run[side], side)[k] for run in runs) for k in ks}
-        for side, ks in keys.items()
+        side: {
+            key: statistics.median(headline(run[side], side)[key] for run in runs)
+            for key in headline(runs[0][side], side)
+        }
+        for side in sides
     }
     return {
         "table": table,
         "medians": medians,
         "ratios": ratios(*(medians[side] for side in SIDES)),
         "ratios_per_run": [ratios(*(headline(run[side], side) for side in SIDES)) for run in runs],
+        "default_over_tuned": tuned_comparison(runs, sides, TUNED_FIGURES),
     }
 
 
-def print_report(args: argparse.Namespace, summary: dict[str, Any]) -> None:
+def print_report(args: argparse.Namespace, summary: dict[str, Any], sides: list[str]) -> None:
     many = args.repeats > 1
     head = f"median of {args.repeats} runs [min .. max]" if many else "one run"
-    width = 22 if many else 14
+    width = max(22 if many else 14, *(len(LABELS[s]) + 2 for s in sides))
     print(
         f"\n{head}; inline: {args.pairs} pairs of 0-/{args.steps}-step calls; "
         f"floor: {args.floor_inserts:,} INSERTs"
     )
-    print(f"{'figure':50s}" + "".join(f"{LABELS[s]:>{width}s}" for s in SIDES))
+    print_connections_legend(args)
+    print(f"{'figure':50s}" + "".join(f"{LABELS[s]:>{width}s}" for s in sides))
     for label, cells in summary["table"].items():
         line = f"{label:50s}"
-        for side in SIDES:
+        for side in sides:
             cell = cells.get(side)
             if cell is None:
                 text = "-"
@@ -247,6 +282,7 @@ def print_report(args: argparse.Namespace, summary: dict[str, Any]) -> None:
         per_run = ", ".join(f"{r[key]:.2f}" for r in summary["ratios_per_run"])
         extra = f"   (per run: {per_run})" if many else ""
         print(f"  {name:45s} {summary['ratios'][key]:7.2f}{extra}")
+    print_tuned_comparison(summary["default_over_tuned"], many)
 
 
 def main() -> None:
@@ -254,15 +290,16 @@ def main() -> None:
     started_at = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     load_start, git_start = loadavg(), git_state()
     dbos_python, django_python = ensure_venvs(args)
-    runs = run_all(SIDES, args.repeats, side_commands(args, dbos_python, django_python))
-    summary = summarize_runs(args, runs)
-    print_report(args, summary)
+    sides = with_tuned(args, SIDES)
+    runs = run_all(sides, args.repeats, side_commands(args, dbos_python, django_python))
+    summary = summarize_runs(args, runs, sides)
+    print_report(args, summary, sides)
 
     last = runs[-1]
     meta = {
         **run_meta(args, started_at, load_start, git_start),
         "pg_settings": last["floor"]["meta"]["pg_settings"],
-        "sides": {side: last[side]["meta"] for side in SIDES},
+        "sides": {side: last[side]["meta"] for side in sides},
     }
     write_json(args.json_out, {"meta": meta, **summary, "runs": runs})
 

@@ -1,11 +1,14 @@
 """Messaging wake-up latency of django-dbos against DBOS Transact for Python.
 
-One run, one PostgreSQL server, two sides, each a fresh process on a fresh database:
+One run, one PostgreSQL server, three sides, each a fresh process on a fresh database:
 
 * ``dbos``        DBOS Transact for Python, ``dbos==3.4.0`` from PyPI, launched in-process
                   (``bench_dbos_messaging``; the ``.venv-dbos`` interpreter, created if missing);
-* ``django-dbos`` this repository on ``testproject.settings``
-                  (``bench_django_dbos_messaging``; the ``.venv`` interpreter).
+* ``django-dbos`` this repository on ``testproject.settings`` with Django's default connection
+                  settings (``CONN_MAX_AGE=0``; ``bench_django_dbos_messaging``; the ``.venv``
+                  interpreter);
+* ``django-dbos-tuned`` the same with ``CONN_MAX_AGE=600`` (on the same database, recreated;
+                  ``--no-tuned`` leaves it out).
 
 Both sides run the same code (``_common.Messaging``), in one process with one clock:
 
@@ -20,10 +23,11 @@ Both sides run the same code (``_common.Messaging``), in one process with one cl
     stamp to one taken in the waiting thread when get_event returns.
 
 Each kind runs 50 trials after 3 warm-ups (``--quick``: 10 trials, one repetition). Every
-repetition runs the two sides in a rotated order; the table gives the median over repetitions
-[min .. max] of each side's p50/p90/p99, and the ratios DBOS / django-dbos are taken from those
-medians (per-repetition ratios are printed too), followed by percentiles over all trials of
-all repetitions pooled.
+repetition runs the sides in a rotated order; the table gives the median over repetitions
+[min .. max] of each side's p50/p90/p99, and the ratios DBOS / django-dbos (the side on
+Django's defaults) and, for the p50s, Django's defaults / tuned are taken from those medians
+(per-repetition ratios are printed too), followed by percentiles over all trials of all
+repetitions pooled.
 
 Usage, from the repository root (any Python 3.11+; the sides bring their own interpreters)::
 
@@ -49,9 +53,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import percentile
 from _orchestrate import (
     BENCH_DIR,
+    TUNED_LABEL,
+    TUNED_SIDE,
     Command,
+    Figure,
     Run,
     add_server_args,
+    add_tuned_arg,
+    add_tuned_commands,
     add_venv_and_output_args,
     base_env,
     db_url,
@@ -60,14 +69,18 @@ from _orchestrate import (
     fmt,
     git_state,
     loadavg,
+    print_connections_legend,
+    print_tuned_comparison,
     run_all,
     run_meta,
     spread,
+    tuned_comparison,
+    with_tuned,
     write_json,
 )
 
 SIDES = ("dbos", "django-dbos")
-LABELS = {"dbos": "DBOS 3.4.0", "django-dbos": "django-dbos"}
+LABELS = {"dbos": "DBOS 3.4.0", "django-dbos": "django-dbos", TUNED_SIDE: TUNED_LABEL}
 DEFAULTS = {"repeats": 3, "trials": 50}
 QUICK = {"repeats": 1, "trials": 10}
 # The goal for django-dbos, and DBOS's own p50s on its reference machine (for the printout).
@@ -96,10 +109,12 @@ def side_commands(
     dbos_db = db_url(args, "bench_dbos_messaging")
     dbos = [str(dbos_python), str(BENCH_DIR / "_dbos_side.py"), "--db", dbos_db, *suite]
     django = [str(django_python), str(BENCH_DIR / "_django_side.py"), *suite]
-    return {
-        "dbos": (dbos, base_env()),
-        "django-dbos": (django, django_env(args, "bench_django_dbos_messaging")),
-    }
+    return add_tuned_commands(
+        {
+            "dbos": (dbos, base_env()),
+            "django-dbos": (django, django_env(args, "bench_django_dbos_messaging")),
+        }
+    )
 
 
 def parse_args() -> argparse.Namespace:
@@ -112,6 +127,7 @@ def parse_args() -> argparse.Namespace:
         type=int,
         help=f"timed trials of each measurement, after 3 warm-ups (default: {DEFAULTS['trials']})",
     )
+    add_tuned_arg(ap)
     add_venv_and_output_args(ap, "messaging.json")
     args = ap.parse_args()
     for key, default in DEFAULTS.items():
@@ -158,10 +174,20 @@ def pooled(runs: list[Run], side: str) -> dict[str, dict[str, float]]:
     return out
 
 
-def summarize_runs(runs: list[Run]) -> dict[str, Any]:
+RATIO_LABELS = {"send_to_recv": "send -> recv", "set_event_to_get_event": "set_event -> get_event"}
+
+
+# The figures compared between Django's defaults and the tuned setting.
+TUNED_FIGURES: list[Figure] = [
+    (f"{RATIO_LABELS[latency]} p50, ms", lambda r, where=where: figure(r, *where, "p50"))
+    for latency, where in LATENCIES.items()
+]
+
+
+def summarize_runs(runs: list[Run], sides: list[str]) -> dict[str, Any]:
     table = {
         f"{label} {pct}": {
-            side: spread([figure(run[side], group, name, pct) for run in runs]) for side in SIDES
+            side: spread([figure(run[side], group, name, pct) for run in runs]) for side in sides
         }
         for label, group, name in ROWS
         for pct in (PERCENTILES if not label.startswith(" ") else ("p50",))
@@ -171,7 +197,7 @@ def summarize_runs(runs: list[Run]) -> dict[str, Any]:
             key: statistics.median(latency_figures(run[side])[key] for run in runs)
             for key in latency_figures(runs[0][side])
         }
-        for side in SIDES
+        for side in sides
     }
     dj = medians["django-dbos"]
     return {
@@ -181,27 +207,26 @@ def summarize_runs(runs: list[Run]) -> dict[str, Any]:
         "ratios_per_run": [
             ratios({side: latency_figures(run[side]) for side in SIDES}) for run in runs
         ],
-        "pooled": {side: pooled(runs, side) for side in SIDES},
+        "pooled": {side: pooled(runs, side) for side in sides},
         "target": {
             "p50_ms_at_most": TARGET_P50_MS,
             **{f"{k}_met": dj[f"{k}_p50"] <= TARGET_P50_MS for k in LATENCIES},
         },
         "dbos_reference_machine_p50_ms": DBOS_REFERENCE_P50_MS,
+        "default_over_tuned": tuned_comparison(runs, sides, TUNED_FIGURES),
     }
 
 
-RATIO_LABELS = {"send_to_recv": "send -> recv", "set_event_to_get_event": "set_event -> get_event"}
-
-
-def print_report(args: argparse.Namespace, summary: dict[str, Any]) -> None:
+def print_report(args: argparse.Namespace, summary: dict[str, Any], sides: list[str]) -> None:
     many = args.repeats > 1
     head = f"median of {args.repeats} runs [min .. max]" if many else "one run"
-    width = 24 if many else 14
+    width = max(24 if many else 14, *(len(LABELS[s]) + 2 for s in sides))
     print(f"\n{head}; {args.trials} trials of each kind per run (after 3 warm-ups); ms")
-    print(f"{'figure':40s}" + "".join(f"{LABELS[s]:>{width}s}" for s in SIDES))
+    print_connections_legend(args)
+    print(f"{'figure':40s}" + "".join(f"{LABELS[s]:>{width}s}" for s in sides))
     for label, cells in summary["table"].items():
         line = f"{label:40s}"
-        for side in SIDES:
+        for side in sides:
             cell = cells[side]
             if many:
                 text = f"{fmt(cell['median'])} [{fmt(cell['min'])}..{fmt(cell['max'])}]"
@@ -218,15 +243,16 @@ def print_report(args: argparse.Namespace, summary: dict[str, Any]) -> None:
             extra = f"   (per run: {per_run})" if many else ""
             value = summary["ratios_dbos_over_django_dbos"][key]
             print(f"  {name + ' ' + pct:30s} {value:7.2f}{extra}")
+    print_tuned_comparison(summary["default_over_tuned"], many)
 
     if many:
         heads = "".join(f"{k:>8s}" for k in ("p50", "p90", "p99", "max"))
         print(f"\n{'pooled over all runs, ms':40s}{heads}{'n':>6s}")
         for latency, name in RATIO_LABELS.items():
-            for side in SIDES:
+            for side in sides:
                 p = summary["pooled"][side][latency]
                 figs = "".join(f"{fmt(p[f'{k}_ms']):>8s}" for k in ("p50", "p90", "p99", "max"))
-                print(f"  {name:24s}  {LABELS[side]:12s}{figs}{p['n']:>6d}")
+                print(f"  {name:24s}  {LABELS[side]:18s}{figs}{p['n']:>6d}")
 
     print(f"\ntarget: django-dbos p50 at most {fmt(TARGET_P50_MS)} ms")
     dj = summary["medians"]["django-dbos"]
@@ -243,15 +269,16 @@ def main() -> None:
     started_at = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     load_start, git_start = loadavg(), git_state()
     dbos_python, django_python = ensure_venvs(args)
-    runs = run_all(SIDES, args.repeats, side_commands(args, dbos_python, django_python))
-    summary = summarize_runs(runs)
-    print_report(args, summary)
+    sides = with_tuned(args, SIDES)
+    runs = run_all(sides, args.repeats, side_commands(args, dbos_python, django_python))
+    summary = summarize_runs(runs, sides)
+    print_report(args, summary, sides)
 
     last = runs[-1]
     meta = {
         **run_meta(args, started_at, load_start, git_start),
         "pg_settings": last["django-dbos"]["meta"]["pg_settings"],
-        "sides": {side: last[side]["meta"] for side in SIDES},
+        "sides": {side: last[side]["meta"] for side in sides},
     }
     write_json(args.json_out, {"meta": meta, **summary, "runs": runs})
 

@@ -7,7 +7,10 @@ worker process and with two (``--workers``), in an order rotated by one each rep
                         interpreter, settings ``bench/_bench_settings.py``): the side process only
                         enqueues (it never dispatches); N ``manage.py rundbosworker
                         --no-scheduler`` processes run the workflows, with their default 16
-                        workflow threads. The queue ``bench`` has no limits.
+                        workflow threads. The queue ``bench`` has no limits. The side and its
+                        workers have Django's default connection settings (``CONN_MAX_AGE=0``).
+* ``django-dbos-tuned/N`` the same with ``CONN_MAX_AGE=600`` (on the same database, recreated;
+                        ``--no-tuned`` leaves it out).
 * ``dbos-client/N``     DBOS Transact for Python, ``dbos==3.4.0`` (``bench_dbos_queues``; the
                         ``.venv-dbos`` interpreter), in the same shape: the side process enqueues
                         with a ``DBOSClient``; N processes that launch DBOS
@@ -59,10 +62,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _orchestrate import (
     BENCH_DIR,
+    TUNED_LABEL,
+    TUNED_SIDE,
     Command,
     Figure,
     Run,
     add_server_args,
+    add_tuned_arg,
+    add_tuned_commands,
     add_venv_and_output_args,
     base_env,
     db_url,
@@ -72,9 +79,13 @@ from _orchestrate import (
     figure_table,
     git_state,
     loadavg,
+    print_connections_legend,
     print_table,
+    print_tuned_comparison,
     run_all,
     run_meta,
+    tuned_comparison,
+    with_tuned,
     write_json,
 )
 
@@ -90,14 +101,20 @@ KINDS = {
     "dbos-in-process": ("DBOS in-process", "in-process"),
     "dbos-client": ("DBOS client", "client"),
     "django-dbos": ("django-dbos", None),
+    TUNED_SIDE: (TUNED_LABEL, None),
 }
 DBOS_KINDS = [kind for kind, (_label, enqueue) in KINDS.items() if enqueue]
 
 
-def sides_of(args: argparse.Namespace, n: int | None = None) -> list[str]:
-    """``<kind>/<worker processes>``, for one worker count or all."""
+def measured_sides(args: argparse.Namespace, n: int | None = None) -> list[str]:
+    """``<kind>/<worker processes>``, for one worker count or all; without the tuned twins."""
     kinds = [*args.dbos, "django-dbos"]
     return [f"{kind}/{w}" for w in args.workers if n in (None, w) for kind in kinds]
+
+
+def sides_of(args: argparse.Namespace, n: int | None = None) -> list[str]:
+    """The same, with the tuned twin of each django-dbos side (unless ``--no-tuned``)."""
+    return with_tuned(args, measured_sides(args, n))
 
 
 def label(side: str) -> str:
@@ -112,7 +129,7 @@ def side_commands(
     django = [str(django_python), str(BENCH_DIR / "_django_side.py")]
     django_side_env = django_env(args, "bench_django_dbos_queues", settings="_bench_settings")
     commands: dict[str, Command] = {}
-    for side in sides_of(args):
+    for side in measured_sides(args):
         kind, n = side.split("/")
         suite = [
             *("--suite", "queues", "--workers", n, "--queue-n", str(args.n)),
@@ -124,7 +141,7 @@ def side_commands(
         else:
             db = db_url(args, "bench_dbos_queues")
             commands[side] = ([*dbos, "--db", db, *suite, "--enqueue", enqueue], base_env())
-    return commands
+    return add_tuned_commands(commands)
 
 
 def parse_args() -> argparse.Namespace:
@@ -152,6 +169,7 @@ def parse_args() -> argparse.Namespace:
         "process that enqueues runs workflows too, and counts as a worker) and dbos-client "
         "(a DBOSClient enqueues; only the worker processes run workflows) (default: both)",
     )
+    add_tuned_arg(ap)
     add_venv_and_output_args(ap, "queues.json")
     args = ap.parse_args()
     for key, default in DEFAULTS.items():
@@ -211,6 +229,13 @@ def headline(result: dict[str, Any]) -> dict[str, float]:
     }
 
 
+# The figures compared between Django's defaults and the tuned setting.
+TUNED_FIGURES: list[Figure] = [
+    ("throughput, wf/s", lambda r: headline(r)["wf_per_s"]),
+    ("dispatch p50, ms", lambda r: headline(r)["dispatch_p50_ms"]),
+]
+
+
 def ratios(figures: dict[str, dict[str, float]], args: argparse.Namespace) -> dict[str, float]:
     """Per worker count and DBOS shape: throughput django-dbos / DBOS, and dispatch p50
     DBOS / django-dbos."""
@@ -255,6 +280,7 @@ def summarize_runs(args: argparse.Namespace, runs: list[Run]) -> dict[str, Any]:
         ],
         "targets_met": targets,
         "dbos_anchor": DBOS_ANCHOR,
+        "default_over_tuned": tuned_comparison(runs, sides, TUNED_FIGURES),
         "by_executor": {
             side: [queues(run[side], "throughput", "by_executor") for run in runs] for side in sides
         },
@@ -265,6 +291,7 @@ def print_report(args: argparse.Namespace, summary: dict[str, Any]) -> None:
     many = args.repeats > 1
     head = f"median of {args.repeats} runs [min .. max]" if many else "one run"
     print(f"\n{head}; throughput: {args.n:,} one-step workflows; dispatch: {args.trials} trials")
+    print_connections_legend(args)
     for n in args.workers:
         sides = sides_of(args, n)
         print(f"\n{n} worker process{'es' if n > 1 else ''}:")
@@ -280,6 +307,7 @@ def print_report(args: argparse.Namespace, summary: dict[str, Any]) -> None:
         per_run = ", ".join(f"{r[key]:.2f}" for r in summary["ratios_per_run"])
         extra = f"   (per run: {per_run})" if many else ""
         print(f"  {key:52s} {value:7.2f}{extra}")
+    print_tuned_comparison(summary["default_over_tuned"], many)
 
     print(
         f"\ntargets: throughput at least {TARGET_THROUGHPUT_RATIO:g}x DBOS's, "

@@ -9,8 +9,10 @@ One run on PostgreSQL, each side on a fresh database, with one worker process:
   worker's start-up is included; "drain" is the rate after the first task finished.
 
 Both sides run in one venv, .venv-bench-tasks (Django 5.2, the django-tasks backport,
-django-tasks-db, this repository), made if missing. Standard library only here; the sides are
-bench/_tasks_side.py, with bench/_tasks_settings.py.
+django-tasks-db, this repository), made if missing, with the environment of the other benches'
+django-dbos sides (``_orchestrate.django_env``: Django's default connection settings,
+CONN_MAX_AGE=0). Standard library only here; the sides are bench/_tasks_side.py, with
+bench/_tasks_settings.py.
 
     python3 bench/tasks_bench.py [--tasks 1000] [--repeat 1] [--json-out bench/results/tasks.json]
 """
@@ -28,8 +30,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-BENCH_DIR = Path(__file__).resolve().parent
-ROOT = BENCH_DIR.parent
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _orchestrate import BENCH_DIR, DJANGO_DEFAULT_CONNECTIONS, ROOT, add_server_args, django_env
+
 RESULT_MARKER = "@@TASKS-BENCH@@ "
 PACKAGES = ["-e", ".", "django>=5.2,<6", "django-environ", "django-tasks>=0.12", "django-tasks-db"]
 SIDES = {"dbos": "django-dbos DBOSTaskBackend", "db": "django-tasks-db DatabaseBackend"}
@@ -64,19 +68,13 @@ def versions(python: Path) -> dict[str, str]:
 def run_side(python: Path, side: str, args: argparse.Namespace) -> dict[str, Any]:
     log = args.json_out.parent / f"tasks-worker-{side}.log"
     env = {
-        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-        "DJANGO_SETTINGS_MODULE": "_tasks_settings",
-        "PYTHONPATH": f"{BENCH_DIR}:{ROOT}",
-        "DATABASE_URL": f"{args.server}/bench_tasks_{side}",
+        **django_env(args, f"bench_tasks_{side}", settings="_tasks_settings"),
+        "PYTHONPATH": os.pathsep.join((str(BENCH_DIR), str(ROOT))),
         "BENCH_TASKS_SIDE": side,
         "BENCH_TASKS": str(args.tasks),
         "BENCH_TASKS_WARMUP": str(args.warmup),
         "BENCH_TASKS_LOG": str(log),
         "DBOS_WORKFLOW_THREADS": str(args.dbos_threads),
-        # As in production: with DEBUG on, Django would also keep a log of every query.
-        "DJANGO_DEBUG": "False",
-        "CONN_MAX_AGE": "600",
-        "DBOS_LOG_LEVEL": "WARNING",
     }
     code = "import _tasks_side; _tasks_side.main()"
     proc = subprocess.run([python, "-c", code], capture_output=True, text=True, env=env, cwd=ROOT)
@@ -110,7 +108,7 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=20, help="untimed enqueues (of --tasks)")
     parser.add_argument("--repeat", type=int, default=1, help="runs of both sides (median)")
     parser.add_argument("--dbos-threads", type=int, default=16, help="DBOS WORKFLOW_THREADS")
-    parser.add_argument("--server", default="postgres://postgres@127.0.0.1:5432")
+    add_server_args(parser)
     parser.add_argument("--venv", type=Path, default=ROOT / ".venv-bench-tasks")
     parser.add_argument("--json-out", type=Path, default=BENCH_DIR / "results" / "tasks.json")
     args = parser.parse_args()
@@ -131,6 +129,7 @@ def main() -> None:
         "host": {"machine": platform.machine(), "python": platform.python_version()},
         "versions": versions(python),
         "settings": vars(args) | {"venv": str(args.venv), "json_out": str(args.json_out)},
+        "connections": DJANGO_DEFAULT_CONNECTIONS,
         "medians": medians,
         "runs": runs,
     }

@@ -2,6 +2,9 @@
 
 DATABASE_URL picks the database: a SQLite file by default, or PostgreSQL, for example
 DATABASE_URL=postgres://postgres@127.0.0.1:5432/dbos_demo
+
+On PostgreSQL the connections have Django's defaults, CONN_MAX_AGE=0 (a connection per request)
+and CONN_HEALTH_CHECKS=False; both can be set from the environment, for example CONN_MAX_AGE=600.
 """
 
 import importlib.util
@@ -76,8 +79,8 @@ if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
         "NAME": str(Path(tempfile.gettempdir()) / f"django_dbos_test_{os.getpid()}.sqlite3")
     }
 else:
-    DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=60)
-    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+    DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=0)
+    DATABASES["default"]["CONN_HEALTH_CHECKS"] = env.bool("CONN_HEALTH_CHECKS", default=False)
 
 DBOS = {
     "APP_NAME": "shop",
