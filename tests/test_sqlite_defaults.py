@@ -73,4 +73,6 @@ def test_three_workers_started_together_on_plain_sqlite_stay_up(
         log = Path(worker.log_path).read_text()  # type: ignore[attr-defined]
         assert worker.poll() is None, f"a worker died:\n{log}"
         assert "Traceback" not in log, log
+        # The system check told the operator what to add to OPTIONS.
+        assert "django_dbos.W002" in log
     assert statuses(database) == {"SUCCESS": WORKFLOWS}
