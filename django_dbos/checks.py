@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from django.conf import settings
@@ -12,6 +13,13 @@ from django.utils.module_loading import import_string
 from . import conf
 
 SUPPORTED_VENDORS = ("postgresql", "sqlite3")
+
+# The OPTIONS docs/getting-started.md recommends for SQLite: writers wait for each other.
+SQLITE_OPTIONS = {
+    "transaction_mode": "IMMEDIATE",
+    "timeout": 30,
+    "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+}
 
 
 def _number_error(key: str, value: Any, *, integer: bool) -> Error | None:
@@ -35,6 +43,23 @@ def _is_serializer_class(path: Any) -> bool:
         return False
     return isinstance(cls, type) and all(
         callable(getattr(cls, method, None)) for method in ("dumps", "loads")
+    )
+
+
+def _deferred_sqlite_warning(database: str) -> Warning | None:
+    """SQLite in Django's default transaction mode lets a transaction that reads before it
+    writes fail at once under a concurrent writer (the engine's own take the lock first)."""
+    from .engine.system_db import begins_deferred
+
+    if not begins_deferred(settings.DATABASES[database]):
+        return None
+    return Warning(
+        f"The DBOS database {database!r} is SQLite in its default, deferred transaction mode: "
+        "a transaction that reads before it writes (in a view, or a @DBOS.transaction "
+        'function) fails at once with "database is locked" while a worker writes.',
+        hint=f"Give DATABASES[{database!r}] these OPTIONS (Django 5.1+; see "
+        f'"SQLite" in docs/getting-started.md): {json.dumps(SQLITE_OPTIONS)}',
+        id="django_dbos.W002",
     )
 
 
@@ -71,7 +96,8 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Any]:
         )
     else:
         engine = settings.DATABASES[database].get("ENGINE", "")
-        if engine.rsplit(".", 1)[-1] not in SUPPORTED_VENDORS:
+        vendor = engine.rsplit(".", 1)[-1]
+        if vendor not in SUPPORTED_VENDORS:
             errors.append(
                 Error(
                     f"The DBOS database {database!r} uses {engine!r}; django-dbos supports "
@@ -80,6 +106,8 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Any]:
                     id="django_dbos.E005",
                 )
             )
+        elif vendor == "sqlite3":
+            errors.append(_deferred_sqlite_warning(database))
     serializer = conf.get("SERIALIZER")
     if serializer not in ("json", "pickle") and not _is_serializer_class(serializer):
         errors.append(

@@ -5,6 +5,10 @@ DATABASE_URL=postgres://postgres@127.0.0.1:5432/dbos_demo
 
 On PostgreSQL the connections have Django's defaults, CONN_MAX_AGE=0 (a connection per request)
 and CONN_HEALTH_CHECKS=False; both can be set from the environment, for example CONN_MAX_AGE=600.
+
+On SQLite the project sets the OPTIONS that docs/getting-started.md recommends;
+DJANGO_SQLITE_OPTIONS=none leaves them out, as `django-admin startproject` does (the tests run
+workers that way to show they survive Django's plain SQLite).
 """
 
 import importlib.util
@@ -67,12 +71,13 @@ DATABASES = {
     "default": env.db("DATABASE_URL", default=f"sqlite:///{BASE_DIR.parent / 'db.sqlite3'}"),
 }
 if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
-    DATABASES["default"]["OPTIONS"] = {
-        # Writers queue for the lock instead of failing with "database is locked".
-        "transaction_mode": "IMMEDIATE",
-        "timeout": 30,
-        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
-    }
+    if env("DJANGO_SQLITE_OPTIONS", default="") != "none":
+        DATABASES["default"]["OPTIONS"] = {
+            # Writers queue for the lock instead of failing with "database is locked".
+            "transaction_mode": "IMMEDIATE",
+            "timeout": 30,
+            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+        }
     # A file, not memory, so that worker processes started by the tests open the same database;
     # one per test run, so that runs side by side do not share it.
     DATABASES["default"]["TEST"] = {

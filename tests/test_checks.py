@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -30,6 +31,12 @@ def ids(messages: list[checks.CheckMessage]) -> list[str]:
 def only(messages: list[checks.CheckMessage], check_id: str) -> checks.CheckMessage:
     assert ids(messages) == [check_id]
     return messages[0]
+
+
+def add_database(settings: Any, alias: str, entry: dict[str, Any]) -> None:
+    """Add an alias to DATABASES for the checks to read (no connection is opened)."""
+    with pytest.warns(UserWarning, match="DATABASES"):
+        settings.DATABASES = {**settings.DATABASES, alias: entry}
 
 
 def test_the_project_settings_pass():
@@ -74,16 +81,54 @@ def test_an_unknown_database_alias_is_an_error():
 
 
 def test_an_unsupported_database_engine_is_an_error(settings):
-    with pytest.warns(UserWarning, match="DATABASES"):
-        settings.DATABASES = {
-            **settings.DATABASES,
-            "legacy": {"ENGINE": "django.db.backends.mysql", "NAME": "legacy"},
-        }
+    add_database(settings, "legacy", {"ENGINE": "django.db.backends.mysql", "NAME": "legacy"})
 
     error = only(check({"DATABASE": "legacy"}), "django_dbos.E005")
 
     assert "'django.db.backends.mysql'" in error.msg
     assert "PostgreSQL" in error.hint
+
+
+SQLITE = {"ENGINE": "django.db.backends.sqlite3", "NAME": "jobs.sqlite3"}
+
+
+@pytest.mark.parametrize(
+    "options",
+    [None, {"timeout": 20}, {"transaction_mode": "DEFERRED"}],
+    ids=["startproject", "timeout-only", "deferred"],
+)
+def test_sqlite_in_deferred_mode_is_a_warning_that_shows_the_options_to_add(settings, options):
+    add_database(settings, "jobs", SQLITE if options is None else {**SQLITE, "OPTIONS": options})
+
+    warning = only(check({"DATABASE": "jobs"}), "django_dbos.W002")
+
+    assert warning.level == checks.WARNING
+    assert warning.msg == (
+        "The DBOS database 'jobs' is SQLite in its default, deferred transaction mode: a "
+        "transaction that reads before it writes (in a view, or a @DBOS.transaction function) "
+        'fails at once with "database is locked" while a worker writes.'
+    )
+    assert warning.hint == (
+        "Give DATABASES['jobs'] these OPTIONS (Django 5.1+; see \"SQLite\" in "
+        'docs/getting-started.md): {"transaction_mode": "IMMEDIATE", "timeout": 30, '
+        '"init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"}'
+    )
+
+
+def test_the_options_in_the_hint_silence_the_sqlite_warning(settings):
+    add_database(settings, "jobs", SQLITE)
+    hint = only(check({"DATABASE": "jobs"}), "django_dbos.W002").hint
+
+    add_database(settings, "jobs", {**SQLITE, "OPTIONS": json.loads(hint[hint.index("{") :])})
+
+    assert check({"DATABASE": "jobs"}) == []
+
+
+@pytest.mark.parametrize("mode", ["IMMEDIATE", "immediate", "EXCLUSIVE"])
+def test_sqlite_that_takes_the_write_lock_up_front_passes(settings, mode):
+    add_database(settings, "jobs", {**SQLITE, "OPTIONS": {"transaction_mode": mode}})
+
+    assert check({"DATABASE": "jobs"}) == []
 
 
 @pytest.mark.parametrize("serializer", ["yaml", "no_such_module.Serializer", "json.NoSuchClass"])

@@ -133,6 +133,43 @@ def _execute(sql: str, params: Sequence[Any]) -> Any:
     return cursor
 
 
+# A write that changes nothing: as a transaction's first statement, it takes SQLite's write lock.
+_TAKE_WRITE_LOCK = f"UPDATE {QUEUE} SET name = name WHERE 0"
+
+
+@contextmanager
+def write_transaction() -> Iterator[None]:
+    """`transaction.atomic` on the system database, for the engine's transactions that write.
+
+    SQLite's default (deferred) transactions take the write lock at their first write. When a
+    read comes first, that write fails at once with "database is locked" if another process
+    holds the lock: SQLite does not wait there, whatever the busy timeout, as waiting could
+    deadlock. So on SQLite without `"transaction_mode": "IMMEDIATE"` (what `startproject`
+    writes), the transaction opens with a write that changes nothing, which waits out the busy
+    timeout for the lock as BEGIN IMMEDIATE would. Statements in autocommit (checkpoints,
+    heartbeats) wait already; on PostgreSQL this is plain `transaction.atomic`.
+    """
+    database = alias()
+    connection = connections[database]
+    lock_first = (
+        connection.vendor == "sqlite"
+        and not connection.in_atomic_block
+        and begins_deferred(connection.settings_dict)
+    )
+    with transaction.atomic(using=database):
+        if lock_first:
+            _execute(_TAKE_WRITE_LOCK, [])
+        yield
+
+
+def begins_deferred(database: dict[str, Any]) -> bool:
+    """Whether a SQLite database's transactions begin without the write lock: its DATABASES
+    entry has no "transaction_mode" of "IMMEDIATE" or "EXCLUSIVE" in OPTIONS (Django's default)."""
+    options = database.get("OPTIONS") or {}
+    mode = options.get("transaction_mode") if isinstance(options, dict) else None
+    return str(mode or "DEFERRED").upper() == "DEFERRED"
+
+
 class DatabaseUnavailable(BaseException):
     """Internal: the connection to the system database broke under one of the engine's writes.
 
@@ -490,7 +527,7 @@ def claim_pending(
         return []
     placeholders = ", ".join(["%s"] * len(executors))
     guard = f"status = 'PENDING' AND application_version = %s AND executor_id IN ({placeholders})"
-    with transaction.atomic(using=alias()):
+    with write_transaction():
         _execute_and_notify(
             f"""
             UPDATE {WF} SET status = 'ENQUEUED', executor_id = NULL,
@@ -522,19 +559,20 @@ def claim_pending(
 
 def sync_queues(specs: Iterable[QueueSpec]) -> None:
     """Write the limits declared in code to the queue rows (at worker start)."""
-    for spec in specs:
-        QueueRow.objects.using(alias()).update_or_create(
-            name=spec.name,
-            defaults={
-                "concurrency": spec.concurrency,
-                "worker_concurrency": spec.worker_concurrency,
-                "rate_limit": spec.rate_limit,
-                "rate_period_seconds": spec.rate_period_seconds,
-                "priority_enabled": spec.priority_enabled,
-                "partition_queue": spec.partition_queue,
-                "updated_at": now(),
-            },
-        )
+    with write_transaction():
+        for spec in specs:
+            QueueRow.objects.using(alias()).update_or_create(
+                name=spec.name,
+                defaults={
+                    "concurrency": spec.concurrency,
+                    "worker_concurrency": spec.worker_concurrency,
+                    "rate_limit": spec.rate_limit,
+                    "rate_period_seconds": spec.rate_period_seconds,
+                    "priority_enabled": spec.priority_enabled,
+                    "partition_queue": spec.partition_queue,
+                    "updated_at": now(),
+                },
+            )
 
 
 def ensure_queue(spec: QueueSpec) -> None:
@@ -577,7 +615,7 @@ def claim_queued(
         # No budget shared with other workers to count: one statement, no transaction.
         return _claim(queue.name, None, limit, executor_id, application_version, moment)
     claimed: list[ClaimedWorkflow] = []
-    with transaction.atomic(using=alias()):
+    with write_transaction():
         if postgres and (queue.concurrency is not None or queue.rate_limit is not None):
             _execute(f"SELECT 1 FROM {QUEUE} WHERE name = %s FOR UPDATE", [queue.name])
         if queue.rate_limit is not None and queue.rate_period_seconds:
@@ -740,7 +778,7 @@ def cancel_workflows(
         WHERE workflow_id IN ({placeholders}) AND status IN ('PENDING', 'ENQUEUED')
         RETURNING workflow_id
     """
-    with transaction.atomic(using=alias()):
+    with write_transaction():
         cancelled = [row[0] for row in _execute(sql, [now(), *workflow_ids]).fetchall()]
         announce(*[key for workflow_id in cancelled for key in wake_keys(workflow_id)])
     return cancelled
@@ -874,7 +912,7 @@ def resume_workflow(
     """
     lock = " FOR UPDATE" if connections[alias()].vendor == "postgresql" else ""
     statuses = ", ".join(f"'{status}'" for status in RESUMABLE)
-    with transaction.atomic(using=alias()):
+    with write_transaction():
         row = _execute(
             f"SELECT name, inputs, timeout_ms FROM {WF} "
             f"WHERE workflow_id = %s AND status IN ({statuses}){lock}",
@@ -922,7 +960,7 @@ def fork_workflow(original: WorkflowStatus, row: NewWorkflow, start_step: int) -
     its recorded operations, the values its events had then, and its stream entries. False
     (and nothing written) when the new workflow's id is taken."""
     copy = [row.workflow_id, original.workflow_id, start_step]
-    with transaction.atomic(using=alias()):
+    with write_transaction():
         queued = row.status == Status.ENQUEUED
         if not insert_workflow(row, wake_key=QUEUE_ACTIVITY if queued else ""):
             return False
