@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from .api import (
         DBOS,
         Queue,
+        QueueStatus,
         SetEnqueueOptions,
         SetWorkflowID,
         SetWorkflowTimeout,
@@ -39,6 +40,7 @@ __version__ = "0.1.0"
 _LAZY = {
     "DBOS",
     "Queue",
+    "QueueStatus",
     "SetEnqueueOptions",
     "SetWorkflowID",
     "SetWorkflowTimeout",
@@ -74,6 +76,7 @@ __all__ = [
     # From outside the application
     "DBOSClient",
     # Value types
+    "QueueStatus",
     "StepInfo",
     "WorkflowSchedule",
     "WorkflowStatus",

@@ -343,7 +343,7 @@ class WorkflowStatusAdmin(admin.ModelAdmin):
             "opts": self.model._meta,
             "counts": dashboard.counts_by_status(),
             "colours": {status: STATUS_COLOURS[status] for status in Status.values},
-            "queues": dashboard.queue_depths(),
+            "queues": DBOS.list_queues(),
             "minutes": [
                 {
                     "at": minute.at,

@@ -15,6 +15,7 @@ from typing import Any, Generic, ParamSpec, TypeVar
 from django.core.exceptions import ValidationError
 from django.utils.functional import classproperty
 
+from . import conf
 from .engine import (
     aio,
     communication,
@@ -80,6 +81,66 @@ class StepInfo:
     child_workflow_id: str | None
     started_at: datetime.datetime
     completed_at: datetime.datetime
+
+
+@dataclass(frozen=True, kw_only=True)
+class QueueStatus:
+    """A queue's limits and load (a snapshot): what waits on it, what runs, and who serves it.
+
+    A queue known only from its workflows (enqueued by a DBOSClient before any worker declared
+    it, or under a misspelt name) is not `declared`: its limits and flags are None.
+    """
+
+    name: str
+    declared: bool
+    concurrency: int | None
+    worker_concurrency: int | None
+    limiter: dict[str, float] | None  # {"limit": starts, "period": seconds}, as Queue() takes it
+    priority_enabled: bool | None
+    partition_queue: bool | None
+    enqueued: int  # ENQUEUED: waiting for a worker (or for their delay)
+    pending: int  # PENDING: running, or parked in a wait, on a worker
+    oldest_enqueued_age_seconds: float | None  # how long its oldest ENQUEUED workflow has waited
+    live_workers: int  # executors with a recent heartbeat that dispatch this queue
+    served: bool  # whether any live worker dispatches it: live_workers > 0
+
+    @property
+    def warning(self) -> str | None:
+        """What to do about work that waits for nobody, in a sentence; None when all is well."""
+        if not self.enqueued or self.served:
+            return None
+        if not self.declared:
+            return (
+                "No live worker serves this queue, and no code declares it: check the queue "
+                "name, or start a worker whose code declares it."
+            )
+        return (
+            "No live worker serves this queue: its workflows wait until a worker that "
+            "serves it starts (manage.py rundbosworker)."
+        )
+
+
+def _queue_status(load: system_db.QueueLoad, spec: registry.QueueSpec | None) -> QueueStatus:
+    limiter = None
+    if spec is not None and spec.rate_limit is not None:
+        limiter = {"limit": spec.rate_limit, "period": spec.rate_period_seconds}
+    oldest = load.oldest_enqueued_at
+    return QueueStatus(
+        name=load.name,
+        declared=spec is not None,
+        concurrency=spec.concurrency if spec else None,
+        worker_concurrency=spec.worker_concurrency if spec else None,
+        limiter=limiter,
+        priority_enabled=spec.priority_enabled if spec else None,
+        partition_queue=spec.partition_queue if spec else None,
+        enqueued=load.enqueued,
+        pending=load.pending,
+        oldest_enqueued_age_seconds=(
+            None if oldest is None else max(0.0, (system_db.now() - oldest).total_seconds())
+        ),
+        live_workers=load.live_workers,
+        served=load.live_workers > 0,
+    )
 
 
 def _status_from_row(row: Any, load_input: bool = True, load_output: bool = True) -> WorkflowStatus:
@@ -535,6 +596,18 @@ class DBOS:
             sort_desc=sort_desc,
         )
         return [_status_from_row(row, load_input, load_output=False) for row in rows]
+
+    @staticmethod
+    def list_queues() -> list[QueueStatus]:
+        """Every queue recorded in the database, declared in this process's code, or with
+        workflows waiting or running on it, by name: its limits, its load, and how many live
+        workers serve it (live: a heartbeat within EXECUTOR_TIMEOUT_SECONDS)."""
+        timeout = datetime.timedelta(seconds=float(conf.get("EXECUTOR_TIMEOUT_SECONDS")))
+        specs = {spec.name: spec for spec in registry.queues()}
+        loads = system_db.queue_statuses(specs, live_since=system_db.now() - timeout)
+        specs[queues.INTERNAL_QUEUE] = registry.QueueSpec(queues.INTERNAL_QUEUE)
+        # The stored limits win (they may have been edited in the admin), as in the dispatcher.
+        return [_queue_status(load, load.limits or specs.get(load.name)) for load in loads]
 
     # The same, for coroutines: each runs the sync form on a database thread.
 

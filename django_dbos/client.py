@@ -8,7 +8,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any, TypedDict
 
-from .api import DBOS, StepInfo, WorkflowHandle, WorkflowStatus
+from .api import DBOS, QueueStatus, StepInfo, WorkflowHandle, WorkflowStatus
 from .engine import after_commit, queues, registry, serialization, system_db, validation, workflows
 from .errors import DBOSNotRegisteredError
 from .models import Status
@@ -56,7 +56,7 @@ class DBOSClient:
         if missing:
             raise ValueError(f"enqueue() options need {', '.join(sorted(missing))}.")
         name = validation.name(options["workflow_name"], "workflow_name", allow_empty=False)
-        queue = self._queue(options["queue_name"])
+        queue_name = validation.name(options["queue_name"], "queue_name", allow_empty=False)
         workflow_id = validation.workflow_id(
             options["workflow_id"] if "workflow_id" in options else str(uuid.uuid4())
         )
@@ -72,7 +72,9 @@ class DBOSClient:
             timeout_ms=None
             if timeout is None
             else int(validation.duration(timeout, "workflow_timeout") * 1000),
-            **queues.enqueue_fields(queue, enqueue_options, default_version=None),
+            **queues.enqueue_fields(
+                queue_name, self._queue(queue_name), enqueue_options, default_version=None
+            ),
         )
         if not system_db.insert_workflow(row, wake_key=system_db.QUEUE_ACTIVITY):
             workflows.check_existing(row)
@@ -80,17 +82,16 @@ class DBOSClient:
             after_commit.start_at_commit(workflow_id)  # workers see it once the caller commits
         return _ClientHandle(self.database, workflow_id)
 
-    def _queue(self, name: str) -> registry.QueueSpec:
+    def _queue(self, name: str) -> registry.QueueSpec | None:
+        """The queue as a worker recorded it, or as this process declares it; None when nothing
+        declared it yet (its workers may not have started): the workflow waits for them."""
         for queue in system_db.queue_limits():
             if queue.name == name:
                 return queue
         try:
             return registry.get_queue(name)
         except DBOSNotRegisteredError:
-            raise DBOSNotRegisteredError(
-                f"There is no queue {name!r}: declare it in the application's code and start a "
-                "worker (which records it), or check the name."
-            ) from None
+            return None
 
     @_on_database
     def send(self, destination_id: str, message: Any, topic: str | None = None) -> None:
@@ -126,6 +127,10 @@ class DBOSClient:
     @_on_database
     def list_queued_workflows(self, **filters: Any) -> list[WorkflowStatus]:
         return DBOS.list_queued_workflows(**filters)
+
+    @_on_database
+    def list_queues(self) -> list[QueueStatus]:
+        return DBOS.list_queues()
 
     @_on_database
     def list_workflow_steps(self, workflow_id: str) -> list[StepInfo]:

@@ -34,21 +34,6 @@ def counts_by_status() -> dict[str, int]:
     return counts
 
 
-def queue_depths() -> list[dict[str, object]]:
-    """ENQUEUED and PENDING workflows per queue."""
-    rows = (
-        _workflows()
-        .filter(queue_name__isnull=False, status__in=[Status.ENQUEUED, Status.PENDING])
-        .values("queue_name")
-        .annotate(
-            enqueued=Count("workflow_id", filter=Q(status=Status.ENQUEUED)),
-            pending=Count("workflow_id", filter=Q(status=Status.PENDING)),
-        )
-        .order_by("queue_name")
-    )
-    return list(rows)
-
-
 def last_hour() -> list[Minute]:
     """Workflows finished and failed in each minute of the last hour (oldest first)."""
     now = timezone.now().replace(second=0, microsecond=0)

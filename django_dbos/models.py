@@ -290,6 +290,10 @@ class Executor(models.Model):
     application_version = models.CharField(max_length=255)
     started_at = models.DateTimeField()
     last_heartbeat = models.DateTimeField()
+    # The names of the queues this executor dispatches, as of its last heartbeat: a worker's
+    # (its declared queues and those with a row, or only its --queue ones); empty for a process
+    # that dispatches none. NULL from a worker of a version that did not record them.
+    queues = models.JSONField(null=True, blank=True)
 
     class Meta:
         db_table = "dbos_executor"

@@ -164,25 +164,59 @@ SCHEMAS: dict[str, Any] = {
         "type": "object",
         "required": [
             "name",
+            "declared",
             "concurrency",
             "worker_concurrency",
+            "limiter",
             "rate_limit",
             "rate_period_seconds",
             "priority_enabled",
             "partition_queue",
             "enqueued",
             "pending",
+            "oldest_enqueued_age_seconds",
+            "live_workers",
+            "served",
+            "warning",
         ],
         "properties": {
             "name": STRING,
+            "declared": {
+                "type": "boolean",
+                "description": "False for a queue known only from its workflows (enqueued by "
+                "a DBOSClient before any worker declared it, or under a misspelt name): its "
+                "limits and flags are then null.",
+            },
             "concurrency": {"type": ["integer", "null"]},
             "worker_concurrency": {"type": ["integer", "null"]},
-            "rate_limit": {"type": ["integer", "null"]},
-            "rate_period_seconds": {"type": ["number", "null"]},
+            "limiter": {
+                "type": ["object", "null"],
+                "required": ["limit", "period"],
+                "properties": {"limit": {"type": "integer"}, "period": {"type": "number"}},
+                "description": "Starts per period, across all workers.",
+            },
+            "rate_limit": {"type": ["integer", "null"], "description": "The limiter's limit."},
+            "rate_period_seconds": {
+                "type": ["number", "null"],
+                "description": "The limiter's period.",
+            },
             "priority_enabled": {"type": ["boolean", "null"]},
             "partition_queue": {"type": ["boolean", "null"]},
             "enqueued": {"type": "integer", "description": "Workflows waiting (ENQUEUED)."},
             "pending": {"type": "integer", "description": "Workflows running (PENDING)."},
+            "oldest_enqueued_age_seconds": {
+                "type": ["number", "null"],
+                "description": "How long the oldest ENQUEUED workflow has waited.",
+            },
+            "live_workers": {
+                "type": "integer",
+                "description": "Workers with a recent heartbeat that dispatch this queue.",
+            },
+            "served": {"type": "boolean", "description": "Whether live_workers is above 0."},
+            "warning": {
+                "type": ["string", "null"],
+                "description": "Set when workflows wait and no live worker serves the queue.",
+            },
         },
     },
     "QueueList": {
@@ -433,7 +467,7 @@ PATHS: dict[str, Any] = {
     "/queues/": {
         "get": {
             "operationId": "listQueues",
-            "summary": "List queues with their limits and active workflows",
+            "summary": "List queues with their limits, workflows and live workers",
             "responses": {**_ok("The queues.", "QueueList"), **_errors("401", "403")},
         }
     },

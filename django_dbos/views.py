@@ -27,7 +27,6 @@ from django.core.exceptions import RequestDataTooBig
 from django.core.handlers.asgi import ASGIRequest
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import DatabaseError, connections
-from django.db.models import Count
 from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.middleware.csrf import CsrfViewMiddleware
 from django.utils import timezone
@@ -44,8 +43,6 @@ from .errors import (
     DBOSWorkflowConflictIDError,
 )
 from .models import Executor, Status
-from .models import Queue as QueueRow
-from .models import WorkflowStatus as WorkflowRow
 from .openapi import DEFAULT_LIMIT, MAX_INTEGER, MAX_LIMIT, MAX_WAIT_SECONDS
 
 logger = logging.getLogger("django_dbos")
@@ -572,41 +569,24 @@ def _queue(name: str) -> Queue:
 
 # Queues, health, the schema -------------------------------------------------------------------
 
-_LIMITS = (
-    "concurrency",
-    "worker_concurrency",
-    "rate_limit",
-    "rate_period_seconds",
-    "priority_enabled",
-    "partition_queue",
-)
-
 
 @api_view("GET", VIEW)
 def list_queues(request: HttpRequest) -> HttpResponse:
-    """Every queue known to the code or the database, its limits and its active workflows."""
-    database = conf.get("DATABASE")
-    limits: dict[str, Any] = {spec.name: spec for spec in registry.queues()}
-    # A queue's row holds its limits as edited in the admin: those are the ones in force.
-    limits.update((row.name, row) for row in QueueRow.objects.using(database))
-    counts = (
-        WorkflowRow.objects.using(database)
-        .filter(queue_name__isnull=False, status__in=[Status.ENQUEUED, Status.PENDING])
-        .values_list("queue_name", "status")
-        .annotate(count=Count("workflow_id"))
-        .order_by()
-    )
-    active = {(queue, status): count for queue, status, count in counts}
-    names = sorted(set(limits) | {queue for queue, _ in active})
-    queues = [
-        {
-            "name": name,
-            **{field: getattr(limits.get(name), field, None) for field in _LIMITS},
-            "enqueued": active.get((name, Status.ENQUEUED), 0),
-            "pending": active.get((name, Status.PENDING), 0),
-        }
-        for name in names
-    ]
+    """Every queue (DBOS.list_queues): its limits, its load, and whether a live worker serves it.
+
+    `rate_limit` and `rate_period_seconds` are the `limiter`'s, as this response gave them first.
+    """
+    queues = []
+    for queue in DBOS.list_queues():
+        limiter = queue.limiter or {}
+        queues.append(
+            {
+                **dataclasses.asdict(queue),
+                "rate_limit": limiter.get("limit"),
+                "rate_period_seconds": limiter.get("period"),
+                "warning": queue.warning,
+            }
+        )
     return _json({"queues": queues})
 
 

@@ -2,22 +2,26 @@
 
 from __future__ import annotations
 
+import re
 import threading
 
 import pytest
 from django.contrib.admin.models import LogEntry
 from django.contrib.auth.models import Permission, User
 
-from django_dbos import DBOS, SetWorkflowID
+from django_dbos import DBOS, Queue, SetWorkflowID
 from django_dbos.models import WorkflowStatus
 from testproject.shop.workflows import journal_until_message, ten_step_journal
 
 from .conftest import wait_until
+from .workers import running_worker
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 CHANGELIST = "/admin/django_dbos/workflowstatus/"
 release = threading.Event()
+served = Queue("tadm-served")
+unserved = Queue("tadm-unserved")  # no worker serves it in these tests
 
 
 @DBOS.step()
@@ -175,6 +179,33 @@ def test_the_dashboard_counts_statuses_queues_throughput_and_executors(admin_cli
     assert 'class="dbos-alive"' in page  # this test process heartbeats
     release.set()
     held.get_result(timeout=10)
+
+
+def dashboard_row(page: str, queue_name: str) -> str:
+    return page.split(f'id="queue-{queue_name}"')[1].split("</tr>")[0]
+
+
+def cells(row: str) -> list[str]:
+    """Enqueued, running, oldest waiting and live workers, as the dashboard's row shows them."""
+    return [cell.split("<")[0].strip() for cell in row.split("<td>")[2:6]]
+
+
+def test_the_dashboard_flags_waiting_work_that_no_live_worker_serves(admin_client):
+    with running_worker(queues=["tadm-served"], before_stop=release.set):
+        served.enqueue(held_workflow)
+        unserved.enqueue(held_workflow)
+        wait_until(lambda: DBOS.list_queued_workflows(queue_name="tadm-served", status="PENDING"))
+        page = admin_client.get(CHANGELIST + "dashboard/").content.decode()
+        release.set()
+
+    warning = "No live worker serves this queue"
+    flagged, fine = dashboard_row(page, "tadm-unserved"), dashboard_row(page, "tadm-served")
+    assert warning in flagged
+    enqueued, running, oldest, live_workers = cells(flagged)
+    assert (enqueued, running, live_workers) == ("1", "0", "0")
+    assert re.fullmatch(r"\d+ s", oldest)
+    assert warning not in fine
+    assert cells(fine) == ["0", "1", "-", "1"]
 
 
 def test_the_dashboard_needs_the_view_permission(client):

@@ -390,6 +390,9 @@ def test_start_enqueues_on_a_queue_for_a_worker(client, admin):
     assert listed["pending"] == 0
     assert listed["concurrency"] == 2
     assert listed["rate_limit"] is None
+    assert (listed["declared"], listed["live_workers"], listed["served"]) == (True, 0, False)
+    assert listed["warning"].startswith("No live worker serves this queue")
+    assert listed["oldest_enqueued_age_seconds"] >= 0
 
     with running_worker(scheduler=False):
         assert [finished(workflow_id) for workflow_id in ids] == [4, 8]

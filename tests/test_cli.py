@@ -340,33 +340,52 @@ def test_bad_arguments_are_command_errors():
         dbos("workflow", "list", "--limit", "0")
 
 
-def test_queue_list_shows_limits_and_load():
+def test_queue_list_shows_limits_load_and_the_queues_no_live_worker_serves():
     with running_worker(queues=["cli-orders"], recovery=False, scheduler=False):
         for item in ("a", "b", "c"):
             orders.enqueue(held_order, item)
+        parked.enqueue(order, "lamp")
         wait_until(lambda: DBOS.list_queued_workflows(queue_name="cli-orders", status="PENDING"))
 
-        rows = {row[0]: row for row in table(dbos("queue", "list"))}
+        output = dbos("queue", "list")
         found = {queue["name"]: queue for queue in json.loads(dbos("queue", "list", "--json"))}
         release.set()
 
+    listing, warnings = output.split("\n\n")
+    rows = {row[0]: row for row in table(listing)}
     assert rows["NAME"] == [
         "NAME", "CONCURRENCY", "PER WORKER", "RATE LIMIT", "PRIORITY", "PARTITIONS",
-        "ENQUEUED", "PENDING",
+        "ENQUEUED", "PENDING", "OLDEST WAITING", "LIVE WORKERS",
     ]  # fmt: skip
-    assert rows["cli-orders"] == ["cli-orders", "1", "1", "10 / 60 s", "yes", "no", "2", "1"]
-    assert rows["cli-partitioned"] == ["cli-partitioned", "-", "-", "-", "no", "yes", "0", "0"]
+    assert rows["cli-orders"][:8] == ["cli-orders", "1", "1", "10 / 60 s", "yes", "no", "2", "1"]
+    assert re.fullmatch(r"\d+ s", rows["cli-orders"][8])
+    assert rows["cli-orders"][9] == "1"
+    assert rows["cli-partitioned"] == [
+        "cli-partitioned", "-", "-", "-", "no", "yes", "0", "0", "-", "0",
+    ]  # fmt: skip
+    assert [rows["cli-parked"][i] for i in (6, 7, 9)] == ["1", "0", "0"]
+    # Only the queue with waiting work and no live worker is flagged, after the table.
+    assert warnings.splitlines() == [
+        "cli-parked: No live worker serves this queue: its workflows wait until a worker "
+        "that serves it starts (manage.py rundbosworker)."
+    ]
     assert found["cli-orders"] == {
         "name": "cli-orders",
+        "declared": True,
         "concurrency": 1,
         "worker_concurrency": 1,
-        "rate_limit": 10,
-        "rate_period_seconds": 60.0,
+        "limiter": {"limit": 10, "period": 60.0},
         "priority_enabled": True,
         "partition_queue": False,
         "enqueued": 2,
         "pending": 1,
+        "oldest_enqueued_age_seconds": found["cli-orders"]["oldest_enqueued_age_seconds"],
+        "live_workers": 1,
+        "served": True,
+        "warning": None,
     }
+    assert found["cli-orders"]["oldest_enqueued_age_seconds"] >= 0
+    assert found["cli-parked"]["warning"].startswith("No live worker serves this queue")
 
 
 def test_manage_py_dbos_as_a_process(processes: Processes):

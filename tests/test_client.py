@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import io
+
 import pytest
+from django.core.management import call_command
 
 from django_dbos import (
     DBOS,
@@ -13,6 +16,7 @@ from django_dbos import (
     DBOSNotRegisteredError,
     DBOSQueueDeduplicatedError,
     Queue,
+    QueueStatus,
     WorkflowStatusString,
 )
 from django_dbos.engine import registry
@@ -106,14 +110,139 @@ def test_a_client_enqueue_with_a_workflow_id_is_idempotent(worker, client):
     assert WorkflowStatus.objects.count() == 1
 
 
-def test_the_client_refuses_an_unknown_queue_and_missing_options(client):
-    with pytest.raises(DBOSNotRegisteredError):
-        client.enqueue(options("client.greet", queue_name="tcl-no-such-queue"), "Ada")
+def test_the_client_refuses_missing_and_malformed_options(client):
     with pytest.raises(ValueError):
         client.enqueue({"queue_name": "tcl-client"}, "Ada")
     with pytest.raises(ValueError):
         client.enqueue({"workflow_name": "client.greet"}, "Ada")
+    with pytest.raises(ValueError, match="queue_name"):
+        client.enqueue(options("client.greet", queue_name=""), "Ada")
     assert WorkflowStatus.objects.count() == 0
+
+
+def test_on_a_queue_nothing_declared_the_client_still_checks_what_it_can(client):
+    undeclared = "tcl-not-declared-here"
+    with pytest.raises(ValueError, match="priority"):
+        client.enqueue(options("client.greet", undeclared, priority=0), "Ada")
+    with pytest.raises(ValueError, match="queue_partition_key"):
+        client.enqueue(options("client.greet", undeclared, queue_partition_key=""), "Ada")
+    with pytest.raises(ValueError, match="delay_seconds"):
+        client.enqueue(options("client.greet", undeclared, delay_seconds=-1), "Ada")
+    with pytest.raises(ValueError, match="workflow_timeout"):
+        client.enqueue(options("client.greet", undeclared, workflow_timeout="soon"), "Ada")
+    assert WorkflowStatus.objects.count() == 0
+
+
+# Only the worker started by the next test declares these queues and this workflow: this
+# process, like a web tier deployed before its workers, has never heard of them.
+LATE_WORKER = """
+from django.core.management import call_command
+from django_dbos import DBOS, Queue
+
+Queue("tcl-late")
+Queue("tcl-late-partitioned", partition_queue=True)
+
+
+@DBOS.workflow(name="client.late")
+def late(name):
+    return f"late {name}"
+
+
+call_command("rundbosworker", "--no-scheduler")
+"""
+
+
+def queue_named(name: str) -> QueueStatus:
+    [found] = [queue for queue in DBOS.list_queues() if queue.name == name]
+    return found
+
+
+def test_a_client_enqueue_before_any_worker_waits_until_a_worker_declares_the_queue(
+    client, processes, admin_client
+):
+    assert "tcl-late" not in [queue.name for queue in registry.queues()]
+    plain = client.enqueue(options("client.late", "tcl-late"), "Ada")
+    keyed = client.enqueue(
+        options("client.late", "tcl-late-partitioned", queue_partition_key="k"), "Bob"
+    )
+    # What only the queue's declaration can tell is checked when a worker picks them up.
+    prioritized = client.enqueue(options("client.late", "tcl-late", priority=3), "Cy")
+    unkeyed = client.enqueue(options("client.late", "tcl-late-partitioned"), "Di")
+
+    assert plain.get_status().status == WorkflowStatusString.ENQUEUED
+    late = queue_named("tcl-late")
+    assert (late.declared, late.enqueued, late.pending) == (False, 2, 0)
+    assert (late.live_workers, late.served) == (0, False)
+    assert late.priority_enabled is late.partition_queue is late.concurrency is None
+    assert late.oldest_enqueued_age_seconds >= 0
+    assert late.warning.startswith("No live worker serves this queue")
+    listing = dbos_queue_list()
+    assert f"tcl-late: {late.warning}" in listing
+    assert table_row(listing, "tcl-late")[:8] == ["tcl-late", "-", "-", "-", "-", "-", "2", "0"]
+    dashboard = admin_client.get("/admin/django_dbos/workflowstatus/dashboard/").content.decode()
+    assert late.warning in dashboard.split('id="queue-tcl-late"')[1].split("</tr>")[0]
+
+    processes.python(LATE_WORKER)
+
+    assert plain.get_result(timeout=60) == "late Ada"
+    assert keyed.get_result(timeout=60) == "late Bob"
+    with pytest.raises(DBOSException, match="'tcl-late' does not use priorities"):
+        prioritized.get_result(timeout=60)
+    with pytest.raises(DBOSException, match="'tcl-late-partitioned' is partitioned"):
+        unkeyed.get_result(timeout=60)
+    late = queue_named("tcl-late")
+    assert (late.declared, late.enqueued, late.pending, late.warning) == (True, 0, 0, None)
+    assert (late.live_workers, late.served) == (1, True)
+    assert late.priority_enabled is False
+
+
+def test_a_misspelt_queue_shows_unserved_while_the_worker_serves_the_real_one(worker, client):
+    lost = client.enqueue(options("client.greet", "tcl-clinet"), "Ada")
+    served = client.enqueue(options("client.greet"), "Bob")
+    assert served.get_result(timeout=10) == "hello Bob!"
+
+    queues = {queue.name: queue for queue in client.list_queues()}
+    assert (queues["tcl-client"].live_workers, queues["tcl-client"].warning) == (1, None)
+    misspelt = queues["tcl-clinet"]
+    assert (misspelt.declared, misspelt.enqueued, misspelt.served) == (False, 1, False)
+    assert misspelt.warning == (
+        "No live worker serves this queue, and no code declares it: check the queue name, or "
+        "start a worker whose code declares it."
+    )
+    assert lost.get_status().status == WorkflowStatusString.ENQUEUED
+
+
+def test_list_queues_counts_waiting_and_running_workflows_and_their_workers(client):
+    with running_worker(before_stop=gates.open_all, queues=["tcl-priority"]):
+        blocker = client.enqueue(options("client.gated", "tcl-priority"), "blocker")
+        assert gates.wait_reached("blocker")
+        for name in ("a", "b"):
+            client.enqueue(options("client.greet", "tcl-priority", priority=5), name)
+        client.enqueue(options("client.greet"), "elsewhere")  # this worker serves tcl-priority only
+        queues = {queue.name: queue for queue in DBOS.list_queues()}
+        gates.open("blocker")
+        assert blocker.get_result(timeout=10) == "blocker"
+
+    limited = queues["tcl-priority"]
+    assert (limited.enqueued, limited.pending) == (2, 1)
+    assert (limited.live_workers, limited.served, limited.warning) == (1, True, None)
+    assert (limited.declared, limited.concurrency, limited.priority_enabled) == (True, 1, True)
+    assert limited.limiter is None
+    assert 0 <= limited.oldest_enqueued_age_seconds < 10
+    plain = queues["tcl-client"]
+    assert (plain.declared, plain.enqueued, plain.pending, plain.served) == (True, 1, 0, False)
+    assert plain.warning.startswith("No live worker serves this queue: its workflows wait")
+
+
+def dbos_queue_list() -> str:
+    out = io.StringIO()
+    call_command("dbos", "queue", "list", stdout=out)
+    return out.getvalue()
+
+
+def table_row(listing: str, name: str) -> list[str]:
+    [row] = [line.split() for line in listing.splitlines() if line.startswith(f"{name} ")]
+    return row
 
 
 def test_the_client_checks_enqueue_options_against_the_queue(client):

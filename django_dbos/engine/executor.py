@@ -40,6 +40,8 @@ class ProcessExecutor:
         self.started_at = system_db.now()
         self.role = "process"
         self.max_threads = int(conf.get("WORKFLOW_THREADS"))
+        # The queues this process dispatches (a worker's), recorded with each heartbeat.
+        self.queues: list[str] = []
         self._pool: WorkflowThreadPool | None = None
         self._database_pool: WorkflowThreadPool | None = None
         self._loop: aio.EventLoopThread | None = None
@@ -95,7 +97,15 @@ class ProcessExecutor:
             role=self.role,
             application_version=registry.application_version(),
             started_at=self.started_at,
+            queues=self.queues,
         )
+
+    def serve(self, queue_names: list[str]) -> None:
+        """Record at once which queues this process dispatches, when they change, so that
+        `DBOS.list_queues` stops showing them unserved without waiting for the next heartbeat."""
+        if queue_names != self.queues:
+            self.queues = queue_names
+            self.beat()
 
     def _beat_forever(self) -> None:
         interval = float(conf.get("HEARTBEAT_SECONDS"))

@@ -45,12 +45,18 @@ def ensure_row(queue: registry.QueueSpec) -> None:
 
 
 def enqueue_fields(
-    queue: registry.QueueSpec, options: dict[str, Any], default_version: str | None
+    queue_name: str,
+    queue: registry.QueueSpec | None,
+    options: dict[str, Any],
+    default_version: str | None,
 ) -> dict[str, Any]:
-    """Check SetEnqueueOptions against the queue; return the columns they set.
+    """Check SetEnqueueOptions, against the queue when it is known; return the columns they set.
 
-    Workers only dequeue workflows of their own application version, or of none
-    (`default_version=None`, as the client enqueues without knowing the workers' version).
+    A DBOSClient may enqueue on a queue that no worker has declared yet (`queue=None`): the
+    options that depend on its declaration (a priority, a partition key) are then checked by
+    the worker that picks the workflow up (`mismatch`). Workers only dequeue workflows of their
+    own application version, or of none (`default_version=None`, as the client enqueues
+    without knowing the workers' version).
     """
     priority = options.get("priority")
     if priority is None:
@@ -61,24 +67,12 @@ def enqueue_fields(
         or not (1 <= priority <= MAX_PRIORITY)
     ):
         raise ValueError(f"priority must be an integer from 1 (highest) to {MAX_PRIORITY}.")
-    elif not queue.priority_enabled:
-        raise DBOSException(
-            f"Queue {queue.name!r} does not use priorities; declare it with "
-            "priority_enabled=True to enqueue with a priority."
-        )
     partition = options.get("queue_partition_key")
-    if queue.partition_queue and partition is None:
-        raise DBOSException(
-            f"Queue {queue.name!r} is partitioned: enqueue with "
-            "SetEnqueueOptions(queue_partition_key=...)."
-        )
-    if partition is not None and not queue.partition_queue:
-        raise DBOSException(
-            f"Queue {queue.name!r} is not partitioned; declare it with partition_queue=True to "
-            "enqueue with a queue_partition_key."
-        )
     if partition is not None:
         validation.name(partition, "queue_partition_key", allow_empty=False)
+    problem = mismatch(queue, priority, partition) if queue is not None else None
+    if problem is not None:
+        raise DBOSException(problem)
     deduplication_id = options.get("deduplication_id")
     if deduplication_id is not None:
         validation.name(deduplication_id, "deduplication_id", allow_empty=False)
@@ -91,13 +85,34 @@ def enqueue_fields(
     if app_version is not None:
         validation.name(app_version, "app_version", allow_empty=False)
     return {
-        "queue_name": queue.name,
+        "queue_name": queue_name,
         "priority": priority,
         "deduplication_id": deduplication_id,
         "queue_partition_key": partition,
         "dispatch_after": dispatch_after,
         "application_version": app_version or default_version,
     }
+
+
+def mismatch(queue: registry.QueueSpec, priority: int, partition: str | None) -> str | None:
+    """Why a workflow's priority or partition key does not fit its queue's declaration (as a
+    sentence saying what to do), or None when it fits."""
+    if priority and not queue.priority_enabled:
+        return (
+            f"Queue {queue.name!r} does not use priorities; declare it with "
+            "priority_enabled=True to enqueue with a priority."
+        )
+    if queue.partition_queue and partition is None:
+        return (
+            f"Queue {queue.name!r} is partitioned: enqueue with "
+            "SetEnqueueOptions(queue_partition_key=...)."
+        )
+    if partition is not None and not queue.partition_queue:
+        return (
+            f"Queue {queue.name!r} is not partitioned; declare it with partition_queue=True to "
+            "enqueue with a queue_partition_key."
+        )
+    return None
 
 
 class Dispatcher:
@@ -152,8 +167,6 @@ class Dispatcher:
         started = 0
         version = registry.application_version()
         for queue in self._queue_limits():
-            if self.only is not None and queue.name not in self.only | {INTERNAL_QUEUE}:
-                continue
             with self._lock:
                 want = self.process.pool.max_threads - self._in_flight
                 if queue.worker_concurrency is not None:
@@ -161,35 +174,38 @@ class Dispatcher:
             if want <= 0:
                 continue
             for claimed in system_db.claim_queued(queue, self.process.executor_id, version, want):
-                self._start(queue.name, claimed)
+                self._start(queue, claimed)
                 started += 1
         return started
 
     def _queue_limits(self) -> list[registry.QueueSpec]:
+        """The queues this worker serves, with their limits; recorded on its executor row."""
         if time.monotonic() - self._limits_read_at > self.LIMITS_REFRESH_SECONDS:
             # The stored limits win (they may have been edited in the admin); queues declared
             # in code but without a row yet are dispatched with their declared limits.
             limits = {queue.name: queue for queue in registry.queues()}
             limits.update({queue.name: queue for queue in system_db.queue_limits()})
             limits.setdefault(INTERNAL_QUEUE, registry.QueueSpec(INTERNAL_QUEUE))
+            if self.only is not None:
+                served = self.only | {INTERNAL_QUEUE}
+                limits = {name: queue for name, queue in limits.items() if name in served}
             self._limits = list(limits.values())
             self._limits_read_at = time.monotonic()
+            self.process.serve(sorted(limits))
         return self._limits
 
-    def _start(self, queue_name: str, claimed: system_db.ClaimedWorkflow) -> None:
+    def _start(self, queue: registry.QueueSpec, claimed: system_db.ClaimedWorkflow) -> None:
+        queue_name = queue.name
         try:
             entry = registry.get_workflow(claimed.name)
         except DBOSNotRegisteredError as exc:
-            logger.error("Cannot run workflow %s: %s", claimed.workflow_id, exc)
-            system_db.finish_workflow(
-                claimed.workflow_id,
-                self.process.executor_id,
-                Status.ERROR,
-                None,
-                serialization.dumps_error(exc),
-                execution=claimed.execution,
-                wake_keys=[notifier.key("w", claimed.workflow_id), system_db.QUEUE_ACTIVITY],
-            )
+            self._fail(claimed, exc)
+            return
+        # A DBOSClient may have enqueued it before any worker declared the queue: the options
+        # that depend on the declaration are checked here.
+        problem = mismatch(queue, claimed.priority, claimed.queue_partition_key)
+        if problem is not None:
+            self._fail(claimed, DBOSException(problem))
             return
         limit = entry.options.get("max_recovery_attempts") or int(conf.get("MAX_RECOVERY_ATTEMPTS"))
         if claimed.recovery_attempts > limit:
@@ -216,6 +232,19 @@ class Dispatcher:
             self.process.loop.submit(self._run_async(queue_name, claimed))
         else:
             self.process.pool.submit(self._run, queue_name, claimed, False)
+
+    def _fail(self, claimed: system_db.ClaimedWorkflow, error: DBOSException) -> None:
+        """End a claimed workflow that cannot run here in ERROR, saying why."""
+        logger.error("Cannot run workflow %s: %s", claimed.workflow_id, error)
+        system_db.finish_workflow(
+            claimed.workflow_id,
+            self.process.executor_id,
+            Status.ERROR,
+            None,
+            serialization.dumps_error(error),
+            execution=claimed.execution,
+            wake_keys=[notifier.key("w", claimed.workflow_id), system_db.QUEUE_ACTIVITY],
+        )
 
     def _resume(self, queue_name: str, claimed: system_db.ClaimedWorkflow) -> None:
         """Run a parked workflow again: it counts against the worker's threads once more."""

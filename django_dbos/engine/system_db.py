@@ -13,6 +13,7 @@ import json
 import logging
 import sys
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from contextvars import ContextVar
@@ -22,7 +23,7 @@ from typing import Any
 
 import psycopg
 from django.db import InterfaceError, OperationalError, connections, transaction
-from django.db.models import Q
+from django.db.models import Count, Min, Q
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
@@ -444,11 +445,12 @@ def give_up(workflow_id: str) -> bool:
 
 _HEARTBEAT = f"""
 INSERT INTO {EXECUTOR} (executor_id, hostname, pid, role, application_version, started_at,
-    last_heartbeat)
-VALUES (%s, %s, %s, %s, %s, %s, %s)
+    last_heartbeat, queues)
+VALUES (%s, %s, %s, %s, %s, %s, %s, %s)
 ON CONFLICT (executor_id) DO UPDATE SET last_heartbeat = EXCLUDED.last_heartbeat,
     role = EXCLUDED.role, hostname = EXCLUDED.hostname, pid = EXCLUDED.pid,
-    application_version = EXCLUDED.application_version, started_at = EXCLUDED.started_at
+    application_version = EXCLUDED.application_version, started_at = EXCLUDED.started_at,
+    queues = EXCLUDED.queues
 """
 
 
@@ -460,9 +462,11 @@ def heartbeat(
     role: str,
     application_version: str,
     started_at: datetime.datetime,
+    queues: Sequence[str] = (),
 ) -> None:
     """Upsert the executor's row: a flush or an operator's delete cannot make it look dead."""
-    _execute(_HEARTBEAT, [executor_id, hostname, pid, role, application_version, started_at, now()])
+    identity = [executor_id, hostname, pid, role, application_version, started_at]
+    _execute(_HEARTBEAT, [*identity, now(), json.dumps(list(queues))])
 
 
 def delete_executor(executor_id: str) -> None:
@@ -510,6 +514,9 @@ class ClaimedWorkflow:
     deadline: datetime.datetime | None
     queue_name: str | None = None
     execution: int = 0
+    # What the enqueue asked of its queue, checked against the queue's declaration at dequeue.
+    priority: int = 0
+    queue_partition_key: str | None = None
 
 
 def claim_pending(
@@ -597,6 +604,59 @@ def queue_limits() -> list[QueueSpec]:
     ]
 
 
+@dataclass(frozen=True)
+class QueueLoad:
+    """What the system tables say of one queue: its stored limits (None when no worker or
+    in-process enqueue recorded it), its waiting and running workflows, and the live executors
+    that dispatch it."""
+
+    name: str
+    limits: QueueSpec | None
+    enqueued: int
+    pending: int
+    oldest_enqueued_at: datetime.datetime | None
+    live_workers: int
+
+
+def queue_statuses(names: Iterable[str], live_since: datetime.datetime) -> list[QueueLoad]:
+    """These queues and every queue that has a row or ENQUEUED or PENDING workflows, by name.
+
+    Cheap with millions of finished workflows: the counts read only the waiting and running
+    rows (the status index), and the executor rows are few.
+    """
+    active = {
+        (row["queue_name"], row["status"]): row
+        for row in WorkflowStatus.objects.using(alias())
+        .filter(status__in=[Status.ENQUEUED, Status.PENDING], queue_name__isnull=False)
+        .values("queue_name", "status")
+        .annotate(count=Count("*"), oldest=Min("created_at"))
+        .order_by()
+    }
+    serving: Counter[str] = Counter()
+    for served in (
+        Executor.objects.using(alias())
+        .filter(last_heartbeat__gte=live_since, queues__isnull=False)
+        .values_list("queues", flat=True)
+    ):
+        serving.update(set(served))
+    limits = {queue.name: queue for queue in queue_limits()}
+    loads = []
+    for name in sorted({*names, *limits, *(name for name, _ in active)}):
+        enqueued = active.get((name, Status.ENQUEUED), {})
+        pending = active.get((name, Status.PENDING), {})
+        loads.append(
+            QueueLoad(
+                name=name,
+                limits=limits.get(name),
+                enqueued=enqueued.get("count", 0),
+                pending=pending.get("count", 0),
+                oldest_enqueued_at=enqueued.get("oldest"),
+                live_workers=serving[name],
+            )
+        )
+    return loads
+
+
 def claim_queued(
     queue: QueueSpec, executor_id: str, application_version: str, limit: int
 ) -> list[ClaimedWorkflow]:
@@ -613,7 +673,7 @@ def claim_queued(
     moment = clock.now()
     if queue.concurrency is None and queue.rate_limit is None and not queue.partition_queue:
         # No budget shared with other workers to count: one statement, no transaction.
-        return _claim(queue.name, None, limit, executor_id, application_version, moment)
+        return _claim(queue, None, limit, executor_id, application_version, moment)
     claimed: list[ClaimedWorkflow] = []
     with write_transaction():
         if postgres and (queue.concurrency is not None or queue.rate_limit is not None):
@@ -625,6 +685,9 @@ def claim_queued(
                 [queue.name, since],
             ).fetchone()[0]
             limit = min(limit, queue.rate_limit - started)
+        # On a partitioned queue, None is the partition of the workflows enqueued without a
+        # key (by a DBOSClient, before the queue was declared): claimed so that the dispatcher
+        # ends them in ERROR. Elsewhere, None takes any key.
         partitions: list[str | None] = [None]
         if queue.partition_queue:
             partitions = [
@@ -638,25 +701,31 @@ def claim_queued(
         for partition in partitions:
             budget = limit - len(claimed)
             if budget > 0 and queue.concurrency is not None:
-                budget = min(budget, queue.concurrency - _running(queue.name, partition))
+                budget = min(budget, queue.concurrency - _running(queue, partition))
             if budget > 0:
                 claimed += _claim(
-                    queue.name, partition, budget, executor_id, application_version, moment
+                    queue, partition, budget, executor_id, application_version, moment
                 )
     return claimed
 
 
-def _running(queue_name: str, partition: str | None) -> int:
+def _partition_filter(queue: QueueSpec, partition: str | None) -> tuple[str, list[Any]]:
+    """The condition that keeps one partition's workflows (none on a queue without partitions)."""
+    if not queue.partition_queue:
+        return "", []
+    if partition is None:
+        return " AND queue_partition_key IS NULL", []
+    return " AND queue_partition_key = %s", [partition]
+
+
+def _running(queue: QueueSpec, partition: str | None) -> int:
+    partition_filter, partition_params = _partition_filter(queue, partition)
     sql = f"SELECT COUNT(*) FROM {WF} WHERE queue_name = %s AND status = 'PENDING'"
-    params: list[Any] = [queue_name]
-    if partition is not None:
-        sql += " AND queue_partition_key = %s"
-        params.append(partition)
-    return _execute(sql, params).fetchone()[0]
+    return _execute(sql + partition_filter, [queue.name, *partition_params]).fetchone()[0]
 
 
 def _claim(
-    queue_name: str,
+    queue: QueueSpec,
     partition: str | None,
     limit: int,
     executor_id: str,
@@ -665,7 +734,7 @@ def _claim(
 ) -> list[ClaimedWorkflow]:
     """Pick and take the due workflows in one statement (one round trip when autocommitted)."""
     postgres = connections[alias()].vendor == "postgresql"
-    partition_filter = " AND queue_partition_key = %s" if partition is not None else ""
+    partition_filter, partition_params = _partition_filter(queue, partition)
     # The pick is a materialized CTE: as a subquery, PostgreSQL may run it again for each row
     # it updates, and its LIMIT would then no longer pick the oldest.
     sql = f"""
@@ -682,18 +751,16 @@ def _claim(
         FROM picked
         WHERE workflow_id = picked_id AND status = 'ENQUEUED'
         RETURNING workflow_id, name, inputs, recovery_attempts, deadline, timeout_ms, execution,
-            priority, created_at
+            priority, created_at, queue_partition_key
     """
-    params: list[Any] = [queue_name]
-    if partition is not None:
-        params.append(partition)
-    params += [moment, application_version, limit]
+    params: list[Any] = [queue.name, *partition_params, moment, application_version, limit]
     params += [executor_id, moment, moment, application_version]
     rows = _execute(sql, params).fetchall()
     # RETURNING keeps no order: start them highest priority, then oldest, first.
     rows.sort(key=lambda row: (row[7], _parse_time(row[8])))
     claimed = []
-    for workflow_id, name, inputs, attempts, deadline, timeout_ms, execution, _, _ in rows:
+    for row in rows:
+        workflow_id, name, inputs, attempts, deadline, timeout_ms, execution, priority, _, key = row
         deadline = _parse_time(deadline)
         if deadline is None and timeout_ms is not None:
             # A queued workflow's timeout counts from its dequeue.
@@ -702,7 +769,17 @@ def _claim(
                 f"UPDATE {WF} SET deadline = %s WHERE workflow_id = %s", [deadline, workflow_id]
             )
         claimed.append(
-            ClaimedWorkflow(workflow_id, name, inputs, attempts, deadline, queue_name, execution)
+            ClaimedWorkflow(
+                workflow_id,
+                name,
+                inputs,
+                attempts,
+                deadline,
+                queue.name,
+                execution,
+                priority=priority,
+                queue_partition_key=key,
+            )
         )
     return claimed
 

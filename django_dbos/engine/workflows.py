@@ -211,7 +211,9 @@ def _record_start(
             deadline=deadline,
             parent_workflow_id=parent.workflow_id if parent else None,
             detached=detached,
-            **queues.enqueue_fields(queue, options.enqueue, registry.application_version()),
+            **queues.enqueue_fields(
+                queue.name, queue, options.enqueue, registry.application_version()
+            ),
         )
         inserted = system_db.insert_workflow(row, wake_key=system_db.QUEUE_ACTIVITY)
     if not inserted:

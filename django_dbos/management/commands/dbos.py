@@ -11,17 +11,15 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.core.serializers.json import DjangoJSONEncoder
-from django.db.models import Count
 from django.utils import timezone
 
 from django_dbos import (
     DBOS,
     DBOSException,
+    QueueStatus,
     StepInfo,
     WorkflowStatus,
     WorkflowStatusString,
-    conf,
-    models,
 )
 
 MAX_CELL = 40  # table cells are cut to this many characters; --json gives the full values
@@ -73,7 +71,7 @@ def _cell(value: Any) -> str:
 WORKFLOW_COLUMNS = ("ID", "NAME", "STATUS", "QUEUE", "CREATED", "UPDATED")
 STEP_COLUMNS = ("STEP", "NAME", "OUTPUT / ERROR", "CHILD", "STARTED", "DURATION")
 QUEUE_COLUMNS = ("NAME", "CONCURRENCY", "PER WORKER", "RATE LIMIT", "PRIORITY", "PARTITIONS")
-QUEUE_COLUMNS += ("ENQUEUED", "PENDING")
+QUEUE_COLUMNS += ("ENQUEUED", "PENDING", "OLDEST WAITING", "LIVE WORKERS")
 
 
 def _workflow_row(wf: WorkflowStatus) -> list[Any]:
@@ -87,15 +85,26 @@ def _step_row(step: StepInfo) -> list[Any]:
     return [step.function_id, step.function_name, outcome, step.child_workflow_id, *timing]
 
 
-def _queue_row(queue: dict[str, Any]) -> list[Any]:
-    rate = queue["rate_limit"] and f"{queue['rate_limit']} / {queue['rate_period_seconds']:g} s"
-    flags = ["yes" if queue[flag] else "no" for flag in ("priority_enabled", "partition_queue")]
-    limits = [queue["concurrency"], queue["worker_concurrency"], rate, *flags]
-    return [queue["name"], *limits, queue["enqueued"], queue["pending"]]
+def _queue_row(queue: QueueStatus) -> list[Any]:
+    limiter = queue.limiter
+    rate = limiter and f"{limiter['limit']} / {limiter['period']:g} s"
+    flags = [_yes_no(queue.priority_enabled), _yes_no(queue.partition_queue)]
+    limits = [queue.concurrency, queue.worker_concurrency, rate, *flags]
+    age = queue.oldest_enqueued_age_seconds
+    load = [queue.enqueued, queue.pending, None if age is None else f"{age:.0f} s"]
+    return [queue.name, *limits, *load, queue.live_workers]
 
 
-def _status_fields(status: WorkflowStatus) -> dict[str, Any]:
+def _yes_no(flag: bool | None) -> str | None:
+    return None if flag is None else "yes" if flag else "no"
+
+
+def _status_fields(status: WorkflowStatus | QueueStatus) -> dict[str, Any]:
     return {field.name: getattr(status, field.name) for field in dataclasses.fields(status)}
+
+
+def _queue_fields(queue: QueueStatus) -> dict[str, Any]:
+    return {**_status_fields(queue), "warning": queue.warning}
 
 
 def _step_fields(step: StepInfo) -> dict[str, Any]:
@@ -310,45 +319,17 @@ class Command(BaseCommand):
     # Queues ---------------------------------------------------------------------------------
 
     def queue_list(self, options: dict[str, Any]) -> None:
-        found = _queues()
+        found = DBOS.list_queues()
         if options["json"]:
-            self._print_json(found)
+            self._print_json([_queue_fields(queue) for queue in found])
             return
         self._print_table(
             QUEUE_COLUMNS,
             [_queue_row(queue) for queue in found],
             "No queues yet: a queue is recorded when a worker starts or work is enqueued on it.",
         )
-
-
-def _queues() -> list[dict[str, Any]]:
-    """Each queue's limits (as stored, perhaps edited in the admin) and its waiting and running
-    workflows."""
-    database = conf.get("DATABASE")
-    waiting = (WorkflowStatusString.ENQUEUED, WorkflowStatusString.PENDING)
-    counts: dict[tuple[str, str], int] = {
-        (row["queue_name"], row["status"]): row["count"]
-        for row in models.WorkflowStatus.objects.using(database)
-        .filter(queue_name__isnull=False, status__in=waiting)
-        .values("queue_name", "status")
-        .annotate(count=Count("workflow_id"))
-        .order_by()
-    }
-    queues = {queue.name: queue for queue in models.Queue.objects.using(database)}
-    # Work may wait on a queue without a row: the internal queue of forks for other versions.
-    for name, _ in counts:
-        queues.setdefault(name, models.Queue(name=name))
-    return [
-        {
-            "name": queue.name,
-            "concurrency": queue.concurrency,
-            "worker_concurrency": queue.worker_concurrency,
-            "rate_limit": queue.rate_limit,
-            "rate_period_seconds": queue.rate_period_seconds,
-            "priority_enabled": queue.priority_enabled,
-            "partition_queue": queue.partition_queue,
-            "enqueued": counts.get((queue.name, WorkflowStatusString.ENQUEUED), 0),
-            "pending": counts.get((queue.name, WorkflowStatusString.PENDING), 0),
-        }
-        for queue in sorted(queues.values(), key=lambda queue: queue.name)
-    ]
+        warnings = [f"{queue.name}: {queue.warning}" for queue in found if queue.warning]
+        if warnings:
+            self.stdout.write("")
+            for warning in warnings:
+                self.stdout.write(warning)
