@@ -4,6 +4,7 @@ DATABASE_URL picks the database: a SQLite file by default, or PostgreSQL, for ex
 DATABASE_URL=postgres://postgres@127.0.0.1:5432/dbos_demo
 """
 
+import copy
 import importlib.util
 import os
 import tempfile
@@ -79,8 +80,26 @@ else:
     DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=60)
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 
+
+def _beside(name: str) -> str:
+    """The name of a second database next to `name`: db.sqlite3 -> db_system.sqlite3, shop ->
+    shop_system."""
+    path = Path(name)
+    return str(path.with_name(f"{path.stem}_system{path.suffix}"))
+
+
+# A second database, where DBOS_DATABASE=dbos_system puts the system tables (the tests of
+# tests/test_system_database.py do, to check that nothing reads them from "default"). Named after
+# the first, so that a process given a test database as DATABASE_URL (the tests' workers) finds
+# the second test database beside it.
+DATABASES["dbos_system"] = copy.deepcopy(DATABASES["default"])
+DATABASES["dbos_system"]["NAME"] = _beside(DATABASES["default"]["NAME"])
+if "TEST" in DATABASES["default"]:
+    DATABASES["dbos_system"]["TEST"] = {"NAME": _beside(DATABASES["default"]["TEST"]["NAME"])}
+
 DBOS = {
     "APP_NAME": "shop",
+    "DATABASE": env("DBOS_DATABASE", default="default"),
     # Pinned, so that the web process and every worker agree (see docs/versioning-and-recovery.md).
     "APPLICATION_VERSION": env("DBOS_APPLICATION_VERSION", default="testproject-1"),
     "EXECUTOR_ID": env("DBOS_EXECUTOR_ID", default=None),
