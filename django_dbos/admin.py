@@ -25,7 +25,7 @@ from django.utils.safestring import SafeString
 
 from . import dashboard
 from .api import DBOS
-from .engine import registry, scheduler
+from .engine import registry, scheduler, system_db
 from .errors import DBOSException
 from .models import Queue as QueueModel
 from .models import Schedule, Status, WorkflowStatus
@@ -104,6 +104,17 @@ class VersionFilter(DistinctValuesFilter):
     field = "application_version"
 
 
+class SystemTablesAdmin(admin.ModelAdmin):
+    """An admin whose rows live on DBOS["DATABASE"]: it reads and saves them there, whether or
+    not the project routes the django_dbos models there (docs/settings.md)."""
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet:
+        return super().get_queryset(request).using(system_db.alias())
+
+    def save_model(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None:
+        obj.save(using=system_db.alias())
+
+
 class WorkflowActionForm(ActionForm):
     start_step = forms.IntegerField(
         required=False, min_value=1, label="Fork from step", help_text="for the fork action"
@@ -111,7 +122,7 @@ class WorkflowActionForm(ActionForm):
 
 
 @admin.register(WorkflowStatus)
-class WorkflowStatusAdmin(admin.ModelAdmin):
+class WorkflowStatusAdmin(SystemTablesAdmin):
     list_display = (
         "workflow_id",
         "name",
@@ -211,7 +222,9 @@ class WorkflowStatusAdmin(admin.ModelAdmin):
             links.append(("parent", obj.parent_workflow_id))
         if obj.forked_from:
             links.append(("forked from", obj.forked_from))
-        children = WorkflowStatus.objects.filter(parent_workflow_id=obj.workflow_id)
+        children = WorkflowStatus.objects.using(obj._state.db).filter(
+            parent_workflow_id=obj.workflow_id
+        )
         links += [("child", child) for child in children.values_list("workflow_id", flat=True)]
         if not links:
             return format_html("<em>{}</em>", "none")
@@ -417,6 +430,15 @@ class ScheduleForm(forms.ModelForm):
         names = sorted(workflow.name for workflow in registry.workflows())
         self.fields["workflow_name"].choices = [(name, name) for name in names]
 
+    def clean_name(self) -> str:
+        """Django's own uniqueness check reads the database the router picks, which without a
+        router is "default": look where the schedules are."""
+        name = self.cleaned_data["name"]
+        taken = Schedule.objects.using(system_db.alias()).filter(name=name)
+        if taken.exclude(pk=self.instance.pk).exists():
+            raise forms.ValidationError(f"There is already a schedule named {name!r}.")
+        return name
+
     def clean_queue_name(self) -> str | None:
         queue_name = self.cleaned_data.get("queue_name") or None
         if queue_name is not None and queue_name not in scheduler.known_queues():
@@ -425,7 +447,7 @@ class ScheduleForm(forms.ModelForm):
 
 
 @admin.register(Schedule)
-class ScheduleAdmin(admin.ModelAdmin):
+class ScheduleAdmin(SystemTablesAdmin):
     form = ScheduleForm
     list_display = (
         "name",
@@ -496,7 +518,7 @@ def _act_on_each(
 
 
 @admin.register(QueueModel)
-class QueueAdmin(admin.ModelAdmin):
+class QueueAdmin(SystemTablesAdmin):
     """Queue limits: written from code when a worker starts; an edit here reaches every worker
     within seconds."""
 

@@ -11,6 +11,7 @@ DJANGO_SQLITE_OPTIONS=none leaves them out, as `django-admin startproject` does 
 workers that way to show they survive Django's plain SQLite).
 """
 
+import copy
 import importlib.util
 import os
 import tempfile
@@ -87,8 +88,26 @@ else:
     DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=0)
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = env.bool("CONN_HEALTH_CHECKS", default=False)
 
+
+def _beside(name: str) -> str:
+    """The name of a second database next to `name`: db.sqlite3 -> db_system.sqlite3, shop ->
+    shop_system."""
+    path = Path(name)
+    return str(path.with_name(f"{path.stem}_system{path.suffix}"))
+
+
+# A second database, where DBOS_DATABASE=dbos_system puts the system tables (the tests of
+# tests/test_system_database.py do, to check that nothing reads them from "default"). Named after
+# the first, so that a process given a test database as DATABASE_URL (the tests' workers) finds
+# the second test database beside it.
+DATABASES["dbos_system"] = copy.deepcopy(DATABASES["default"])
+DATABASES["dbos_system"]["NAME"] = _beside(DATABASES["default"]["NAME"])
+if "TEST" in DATABASES["default"]:
+    DATABASES["dbos_system"]["TEST"] = {"NAME": _beside(DATABASES["default"]["TEST"]["NAME"])}
+
 DBOS = {
     "APP_NAME": "shop",
+    "DATABASE": env("DBOS_DATABASE", default="default"),
     # Pinned, so that the web process and every worker agree (see docs/versioning-and-recovery.md).
     "APPLICATION_VERSION": env("DBOS_APPLICATION_VERSION", default="testproject-1"),
     "EXECUTOR_ID": env("DBOS_EXECUTOR_ID", default=None),

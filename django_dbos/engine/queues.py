@@ -33,15 +33,18 @@ ENQUEUE_OPTIONS = {
 MAX_PRIORITY = 2**31 - 1
 
 
-_rows_written: set[str] = set()
+# (database alias, queue name): a DBOSClient may enqueue onto another database's queues.
+_rows_written: set[tuple[str, str]] = set()
 
 
 def ensure_row(queue: registry.QueueSpec) -> None:
-    """Give a queue its row (once per process), so the admin shows it before a worker starts."""
-    if queue.name not in _rows_written:
+    """Give a queue its row (once per process and database), so the admin shows it before a
+    worker starts."""
+    database = system_db.alias()
+    if (database, queue.name) not in _rows_written:
         system_db.ensure_queue(queue)
         # Remembered once committed: a rolled-back enqueue takes the new row with it.
-        transaction.on_commit(lambda: _rows_written.add(queue.name), using=system_db.alias())
+        transaction.on_commit(lambda: _rows_written.add((database, queue.name)), using=database)
 
 
 def enqueue_fields(

@@ -17,13 +17,26 @@ def dbos(transactional_db: None) -> Iterator[Any]:
     """The `DBOS` facade, on empty system tables, with the engine stopped again afterwards.
 
     Workflows run on threads, so the test's database is a transactional one (as with
-    `@pytest.mark.django_db(transaction=True)`, which may also be given).
+    `@pytest.mark.django_db(transaction=True)`, which may also be given, and must name the
+    system tables' database when DBOS["DATABASE"] is not "default").
     """
+    from django.test.testcases import DatabaseOperationForbidden
+
     from django_dbos import DBOS
 
+    from ..engine import system_db
     from . import isolation
 
-    isolation.start_clean()
+    try:
+        isolation.start_clean()
+    except DatabaseOperationForbidden:
+        database = system_db.alias()
+        pytest.fail(
+            f'The system tables are in the database {database!r} (DBOS["DATABASE"]), which '
+            "this test may not use. Mark the test "
+            f'@pytest.mark.django_db(transaction=True, databases=["default", "{database}"]).',
+            pytrace=False,
+        )
     yield DBOS
     isolation.finish()
 
