@@ -1,0 +1,134 @@
+"""Every read and write of the system tables, as named queries; nothing else touches them.
+
+Hot-path writes (a workflow's start, each step, its end) are single raw statements in autocommit,
+with the ownership check folded into the statement, so that a step costs one round trip. Colder
+reads go through the ORM, which converts types for both PostgreSQL and SQLite. One module per
+table family; this package's namespace is the layer's interface.
+"""
+
+from .connection import (
+    DatabaseUnavailable,
+    alias,
+    begins_deferred,
+    is_disconnect,
+    now,
+    unavailable_if_disconnected,
+    using,
+    wait_until_reachable,
+    write_transaction,
+)
+from .executors import (
+    claim_pending,
+    delete_executor,
+    forget_executors,
+    heartbeat,
+    live_executor_ids,
+    pending_executor_ids,
+    stale_executor_ids,
+)
+from .messages import consume_message, get_event, read_stream, send_message, set_event, write_stream
+from .operations import list_operations, load_operations, record_operation
+from .queues import (
+    QueueLoad,
+    claim_queued,
+    ensure_queue,
+    queue_limits,
+    queue_statuses,
+    sync_queues,
+)
+from .rows import ClaimedWorkflow, NewWorkflow
+from .schedules import (
+    active_schedules,
+    create_schedule,
+    delete_schedule,
+    get_schedule,
+    list_schedules,
+    schedule_fired,
+    update_schedule,
+)
+from .wakeups import CHANNEL, QUEUE_ACTIVITY, announce, wake_key
+from .workflows import (
+    RESUMABLE,
+    cancel_workflows,
+    descendants,
+    finish_workflow,
+    fork_workflow,
+    get_outcome,
+    get_outcomes,
+    get_workflow,
+    give_up,
+    insert_workflow,
+    list_workflows,
+    park_workflow,
+    resume_workflow,
+    unpark_workflow,
+)
+
+__all__ = [
+    # The database and its connection
+    "DatabaseUnavailable",
+    "alias",
+    "begins_deferred",
+    "is_disconnect",
+    "now",
+    "unavailable_if_disconnected",
+    "using",
+    "wait_until_reachable",
+    "write_transaction",
+    # Wake-ups
+    "CHANNEL",
+    "QUEUE_ACTIVITY",
+    "announce",
+    "wake_key",
+    # Workflows
+    "RESUMABLE",
+    "ClaimedWorkflow",
+    "NewWorkflow",
+    "cancel_workflows",
+    "descendants",
+    "finish_workflow",
+    "fork_workflow",
+    "get_outcome",
+    "get_outcomes",
+    "get_workflow",
+    "give_up",
+    "insert_workflow",
+    "list_workflows",
+    "park_workflow",
+    "resume_workflow",
+    "unpark_workflow",
+    # Operations
+    "list_operations",
+    "load_operations",
+    "record_operation",
+    # Executors
+    "claim_pending",
+    "delete_executor",
+    "forget_executors",
+    "heartbeat",
+    "live_executor_ids",
+    "pending_executor_ids",
+    "stale_executor_ids",
+    # Queues
+    "QueueLoad",
+    "claim_queued",
+    "ensure_queue",
+    "queue_limits",
+    "queue_statuses",
+    "sync_queues",
+    # Messages, events, streams
+    "consume_message",
+    "get_event",
+    "read_stream",
+    "send_message",
+    "set_event",
+    "write_stream",
+    # Schedules
+    "active_schedules",
+    "create_schedule",
+    "delete_schedule",
+    "get_schedule",
+    "list_schedules",
+    "schedule_fired",
+    "update_schedule",
+]

@@ -1,0 +1,314 @@
+"""Workflow rows: start, outcome, parking, cancellation, resume, fork and listing."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+from collections.abc import Callable, Sequence
+
+from django.db import connections
+
+from ...models import Status, WorkflowStatus
+from .. import clock
+from .connection import (
+    EVENT,
+    EVENT_HISTORY,
+    OP,
+    STREAM,
+    WF,
+    alias,
+    execute,
+    now,
+    storable,
+    write_transaction,
+)
+from .rows import NOT_WAITING, OWNED, ClaimedWorkflow, NewWorkflow
+from .wakeups import QUEUE_ACTIVITY, announce, execute_and_notify, wake_key
+
+_NEW_WORKFLOW_COLUMNS = [field.name for field in dataclasses.fields(NewWorkflow)]
+_INSERT_WORKFLOW = f"""
+INSERT INTO {WF} ({", ".join(_NEW_WORKFLOW_COLUMNS)}, recovery_attempts, created_at, updated_at,
+    started_at)
+VALUES ({", ".join(["%s"] * len(_NEW_WORKFLOW_COLUMNS))}, 0, %s, %s, %s)
+ON CONFLICT DO NOTHING
+"""
+
+
+def insert_workflow(row: NewWorkflow, *, wake_key: str = "") -> bool:
+    """Write a new workflow's row; False when the id (or deduplication id) is already taken."""
+    moment = now()
+    started = moment if row.status == Status.PENDING else None
+    values = [getattr(row, column) for column in _NEW_WORKFLOW_COLUMNS]
+    cursor = execute_and_notify(_INSERT_WORKFLOW, [*values, moment, moment, started], wake_key)
+    return cursor.rowcount == 1
+
+
+_FINISH_WORKFLOW = f"""
+UPDATE {WF} SET status = %s, output = %s, error = %s, updated_at = %s, deduplication_id = NULL,
+    {NOT_WAITING}
+WHERE {OWNED}
+"""
+
+
+def finish_workflow(
+    workflow_id: str,
+    executor_id: str,
+    status: str,
+    output: str | None,
+    error: str | None,
+    *,
+    execution: int = 0,
+    wake_keys: Sequence[str] = (),
+) -> bool:
+    """Write a workflow's outcome, if this executor still owns it; False otherwise."""
+    cursor = execute_and_notify(
+        _FINISH_WORKFLOW,
+        [status, output, error, now(), workflow_id, executor_id, execution],
+        *wake_keys,
+    )
+    return cursor.rowcount == 1
+
+
+_PARK_WORKFLOW = f"UPDATE {WF} SET waiting = %s, wake_at = %s WHERE {OWNED}"
+_UNPARK_WORKFLOW = f"UPDATE {WF} SET {NOT_WAITING} WHERE {OWNED}"
+
+
+def park_workflow(
+    workflow_id: str,
+    executor_id: str,
+    execution: int,
+    waiting: str,
+    wake_at: datetime.datetime | None,
+) -> bool:
+    """Note what a parked workflow waits for, if this execution still owns it; False otherwise."""
+    cursor = execute(_PARK_WORKFLOW, [waiting[:255], wake_at, workflow_id, executor_id, execution])
+    return cursor.rowcount == 1
+
+
+def unpark_workflow(workflow_id: str, executor_id: str, execution: int) -> None:
+    """Clear what a woken workflow waited for (nothing, if it is no longer this execution's)."""
+    execute(_UNPARK_WORKFLOW, [workflow_id, executor_id, execution])
+
+
+def get_workflow(workflow_id: str) -> WorkflowStatus | None:
+    if not storable(workflow_id):
+        return None
+    return WorkflowStatus.objects.using(alias()).filter(workflow_id=workflow_id).first()
+
+
+def get_outcome(workflow_id: str) -> tuple[str, str | None, str | None] | None:
+    """Return (status, output, error) of a workflow, or None when it does not exist."""
+    if not storable(workflow_id):
+        return None
+    return (
+        WorkflowStatus.objects.using(alias())
+        .filter(workflow_id=workflow_id)
+        .values_list("status", "output", "error")
+        .first()
+    )
+
+
+def give_up(workflow_id: str) -> bool:
+    """Stop a PENDING workflow recovered too often: MAX_RECOVERY_ATTEMPTS_EXCEEDED, its
+    deduplication id released, its waiters woken."""
+    cursor = execute_and_notify(
+        f"""
+        UPDATE {WF} SET status = %s, updated_at = %s, deduplication_id = NULL
+        WHERE workflow_id = %s AND status = 'PENDING'
+        """,
+        [Status.MAX_RECOVERY_ATTEMPTS_EXCEEDED, now(), workflow_id],
+        wake_key("w", workflow_id),
+    )
+    return cursor.rowcount == 1
+
+
+# Cancellation ---------------------------------------------------------------------------------
+
+
+def descendants(workflow_id: str) -> list[str]:
+    """The ids of a workflow's children, grandchildren, ... that were not started detached."""
+    found: list[str] = []
+    frontier = [workflow_id]
+    while frontier:
+        frontier = list(
+            WorkflowStatus.objects.using(alias())
+            .filter(parent_workflow_id__in=frontier, detached=False)
+            .values_list("workflow_id", flat=True)
+        )
+        found.extend(frontier)
+    return found
+
+
+def cancel_workflows(
+    workflow_ids: Sequence[str], *, wake_keys: Callable[[str], list[str]]
+) -> list[str]:
+    """Set the unfinished ones of these workflows CANCELLED; return which were."""
+    placeholders = ", ".join(["%s"] * len(workflow_ids))
+    sql = f"""
+        UPDATE {WF} SET status = 'CANCELLED', updated_at = %s, deduplication_id = NULL,
+            {NOT_WAITING}
+        WHERE workflow_id IN ({placeholders}) AND status IN ('PENDING', 'ENQUEUED')
+        RETURNING workflow_id
+    """
+    with write_transaction():
+        cancelled = [row[0] for row in execute(sql, [now(), *workflow_ids]).fetchall()]
+        announce(*[key for workflow_id in cancelled for key in wake_keys(workflow_id)])
+    return cancelled
+
+
+# Resume and fork ------------------------------------------------------------------------------
+
+RESUMABLE = (Status.CANCELLED, Status.ERROR, Status.MAX_RECOVERY_ATTEMPTS_EXCEEDED)
+
+
+def resume_workflow(
+    workflow_id: str, *, executor_id: str | None, queue_name: str | None
+) -> ClaimedWorkflow | None:
+    """Set a cancelled or failed workflow going again, with its recovery attempts reset.
+
+    A recorded error of its last operation is discarded, so that operation runs again. With an
+    executor id, that executor claims it (and gets it back, to run); otherwise it goes back to
+    ENQUEUED on `queue_name` for a worker. Returns None when there is nothing to run here.
+    """
+    lock = " FOR UPDATE" if connections[alias()].vendor == "postgresql" else ""
+    statuses = ", ".join(f"'{status}'" for status in RESUMABLE)
+    with write_transaction():
+        row = execute(
+            f"SELECT name, inputs, timeout_ms FROM {WF} "
+            f"WHERE workflow_id = %s AND status IN ({statuses}){lock}",
+            [workflow_id],
+        ).fetchone()
+        if row is None:
+            return None
+        name, inputs, timeout_ms = row
+        execute(
+            f"""
+            DELETE FROM {OP} WHERE workflow_id = %s AND error IS NOT NULL AND function_id =
+                (SELECT MAX(function_id) FROM {OP} WHERE workflow_id = %s)
+            """,
+            [workflow_id, workflow_id],
+        )
+        moment = now()
+        if executor_id is None:
+            execute_and_notify(
+                f"""
+                UPDATE {WF} SET status = 'ENQUEUED', queue_name = %s, executor_id = NULL,
+                    recovery_attempts = 0, output = NULL, error = NULL, deadline = NULL,
+                    updated_at = %s
+                WHERE workflow_id = %s
+                """,
+                [queue_name, moment, workflow_id],
+                QUEUE_ACTIVITY,
+            )
+            return None
+        deadline = clock.now() + datetime.timedelta(milliseconds=timeout_ms) if timeout_ms else None
+        (execution,) = execute(
+            f"""
+            UPDATE {WF} SET status = 'PENDING', executor_id = %s, recovery_attempts = 0,
+                output = NULL, error = NULL, deadline = %s, updated_at = %s,
+                execution = execution + 1
+            WHERE workflow_id = %s
+            RETURNING execution
+            """,
+            [executor_id, deadline, moment, workflow_id],
+        ).fetchone()
+    return ClaimedWorkflow(workflow_id, name, inputs, 0, deadline, execution=execution)
+
+
+def fork_workflow(original: WorkflowStatus, row: NewWorkflow, start_step: int) -> bool:
+    """Write a new workflow that starts as a copy of `original` before operation `start_step`:
+    its recorded operations, the values its events had then, and its stream entries. False
+    (and nothing written) when the new workflow's id is taken."""
+    copy = [row.workflow_id, original.workflow_id, start_step]
+    with write_transaction():
+        queued = row.status == Status.ENQUEUED
+        if not insert_workflow(row, wake_key=QUEUE_ACTIVITY if queued else ""):
+            return False
+        execute(
+            f"""
+            INSERT INTO {OP} (workflow_id, function_id, function_name, output, error,
+                child_workflow_id, started_at, completed_at)
+            SELECT %s, function_id, function_name, output, error, child_workflow_id, started_at,
+                completed_at
+            FROM {OP} WHERE workflow_id = %s AND function_id < %s
+            """,
+            copy,
+        )
+        execute(
+            f"""
+            INSERT INTO {EVENT_HISTORY} (workflow_id, function_id, key, value)
+            SELECT %s, function_id, key, value FROM {EVENT_HISTORY}
+            WHERE workflow_id = %s AND function_id < %s
+            """,
+            copy,
+        )
+        execute(
+            f"""
+            INSERT INTO {EVENT} (workflow_id, key, value, updated_at)
+            SELECT h.workflow_id, h.key, h.value, %s FROM {EVENT_HISTORY} h
+            WHERE h.workflow_id = %s AND h.function_id = (
+                SELECT MAX(function_id) FROM {EVENT_HISTORY} latest
+                WHERE latest.workflow_id = h.workflow_id AND latest.key = h.key)
+            """,
+            [now(), row.workflow_id],
+        )
+        execute(
+            f"""
+            INSERT INTO {STREAM} (workflow_id, key, position, value, closed, function_id,
+                created_at)
+            SELECT %s, key, position, value, closed, function_id, created_at FROM {STREAM}
+            WHERE workflow_id = %s AND function_id < %s
+            """,
+            copy,
+        )
+    return True
+
+
+def list_workflows(
+    *,
+    workflow_ids: Sequence[str] | None = None,
+    statuses: Sequence[str] | None = None,
+    name: str | None = None,
+    queue_name: str | None = None,
+    queued_only: bool = False,
+    start_time: datetime.datetime | None = None,
+    end_time: datetime.datetime | None = None,
+    app_version: str | None = None,
+    user: str | None = None,
+    limit: int | None = None,
+    offset: int | None = None,
+    sort_desc: bool = False,
+) -> list[WorkflowStatus]:
+    """Workflows matching every filter given, by creation time."""
+    rows = WorkflowStatus.objects.using(alias())
+    if workflow_ids is not None:
+        rows = rows.filter(workflow_id__in=list(workflow_ids))
+    if statuses is not None:
+        rows = rows.filter(status__in=list(statuses))
+    if name is not None:
+        rows = rows.filter(name=name)
+    if queue_name is not None:
+        rows = rows.filter(queue_name=queue_name)
+    elif queued_only:
+        rows = rows.filter(queue_name__isnull=False)
+    if start_time is not None:
+        rows = rows.filter(created_at__gte=start_time)
+    if end_time is not None:
+        rows = rows.filter(created_at__lte=end_time)
+    if app_version is not None:
+        rows = rows.filter(application_version=app_version)
+    if user is not None:
+        rows = rows.filter(authenticated_user=user)
+    rows = rows.order_by("-created_at" if sort_desc else "created_at", "workflow_id")
+    start = offset or 0
+    return list(rows[start : start + limit] if limit is not None else rows[start:])
+
+
+def get_outcomes(workflow_ids: Sequence[str]) -> dict[str, tuple[str, str | None, str | None]]:
+    """(status, output, error) of several workflows at once."""
+    return {
+        row[0]: row[1:]
+        for row in WorkflowStatus.objects.using(alias())
+        .filter(workflow_id__in=list(workflow_ids))
+        .values_list("workflow_id", "status", "output", "error")
+    }
