@@ -1,5 +1,6 @@
 """Durable workflows for Django, with the semantics of DBOS Transact."""
 
+import importlib
 from typing import TYPE_CHECKING, Any
 
 from .errors import (
@@ -18,49 +19,41 @@ from .errors import (
 )
 
 if TYPE_CHECKING:
-    from .api import (
-        DBOS,
-        Queue,
+    from .api import DBOS, Queue, SetEnqueueOptions, SetWorkflowID, SetWorkflowTimeout
+    from .client import DBOSClient
+    from .types import (
         QueueStatus,
-        SetEnqueueOptions,
-        SetWorkflowID,
-        SetWorkflowTimeout,
         StepInfo,
         WorkflowHandle,
         WorkflowSchedule,
         WorkflowStatus,
         WorkflowStatusString,
     )
-    from .client import DBOSClient
 
 __version__ = "0.1.0"
 
 # The API needs the models, which Django can only import once the app registry is ready, while
-# this package is imported earlier (when INSTALLED_APPS is read): load it on first use.
+# this package is imported earlier (when INSTALLED_APPS is read): load each name on first use,
+# from the module that holds it.
 _LAZY = {
-    "DBOS",
-    "Queue",
-    "QueueStatus",
-    "SetEnqueueOptions",
-    "SetWorkflowID",
-    "SetWorkflowTimeout",
-    "StepInfo",
-    "WorkflowHandle",
-    "WorkflowStatus",
-    "WorkflowStatusString",
-    "WorkflowSchedule",
+    "DBOS": "api",
+    "Queue": "api",
+    "SetEnqueueOptions": "api",
+    "SetWorkflowID": "api",
+    "SetWorkflowTimeout": "api",
+    "DBOSClient": "client",
+    "QueueStatus": "types",
+    "StepInfo": "types",
+    "WorkflowHandle": "types",
+    "WorkflowSchedule": "types",
+    "WorkflowStatus": "types",
+    "WorkflowStatusString": "types",
 }
 
 
 def __getattr__(name: str) -> Any:
-    if name == "DBOSClient":
-        from .client import DBOSClient
-
-        return DBOSClient
     if name in _LAZY:
-        from . import api
-
-        return getattr(api, name)
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
     raise AttributeError(f"module 'django_dbos' has no attribute {name!r}")
 
 

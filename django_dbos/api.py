@@ -1,16 +1,13 @@
-"""The public face of django-dbos: the `DBOS` facade, handles, value types and options."""
+"""The public face of django-dbos: the `DBOS` facade, queues and the start options."""
 
 from __future__ import annotations
 
-import asyncio
 import datetime
 import functools
 import inspect
 import logging
 from collections.abc import AsyncIterator, Callable, Iterator
-from concurrent.futures import Future
-from dataclasses import dataclass
-from typing import Any, Generic, ParamSpec, TypeVar
+from typing import Any, ParamSpec, TypeVar
 
 from django.core.exceptions import ValidationError
 from django.utils.functional import classproperty
@@ -19,12 +16,12 @@ from . import conf
 from .engine import (
     aio,
     communication,
-    executor,
+    handles,
     management,
-    notifier,
     patches,
     queues,
     registry,
+    runtime,
     scheduler,
     serialization,
     steps,
@@ -40,205 +37,22 @@ from .errors import (
     DBOSNotRegisteredError,
 )
 from .models import Status
+from .types import (
+    QueueStatus,
+    StepInfo,
+    WorkflowHandle,
+    WorkflowSchedule,
+    WorkflowStatus,
+)
 
 P = ParamSpec("P")
 R = TypeVar("R")
-
-WorkflowStatusString = Status
 ISOLATION_LEVELS = ("READ COMMITTED", "REPEATABLE READ", "SERIALIZABLE")
-
-
-@dataclass(frozen=True, kw_only=True)
-class WorkflowStatus:
-    """What is known of one workflow (a snapshot, not the model)."""
-
-    workflow_id: str
-    status: Status
-    name: str
-    input: dict[str, Any] | None
-    output: Any
-    error: BaseException | None
-    created_at: datetime.datetime
-    updated_at: datetime.datetime
-    queue_name: str | None
-    executor_id: str | None
-    app_version: str | None
-    recovery_attempts: int
-    priority: int
-    deduplication_id: str | None
-    parent_workflow_id: str | None
-    forked_from: str | None
-
-
-@dataclass(frozen=True, kw_only=True)
-class StepInfo:
-    """One recorded operation of a workflow."""
-
-    function_id: int
-    function_name: str
-    output: Any
-    error: BaseException | None
-    child_workflow_id: str | None
-    started_at: datetime.datetime
-    completed_at: datetime.datetime
-
-
-@dataclass(frozen=True, kw_only=True)
-class QueueStatus:
-    """A queue's limits and load (a snapshot): what waits on it, what runs, and who serves it.
-
-    A queue known only from its workflows (enqueued by a DBOSClient before any worker declared
-    it, or under a misspelt name) is not `declared`: its limits and flags are None.
-    """
-
-    name: str
-    declared: bool
-    concurrency: int | None
-    worker_concurrency: int | None
-    limiter: dict[str, float] | None  # {"limit": starts, "period": seconds}, as Queue() takes it
-    priority_enabled: bool | None
-    partition_queue: bool | None
-    enqueued: int  # ENQUEUED: waiting for a worker (or for their delay)
-    pending: int  # PENDING: running, or parked in a wait, on a worker
-    oldest_enqueued_age_seconds: float | None  # how long its oldest ENQUEUED workflow has waited
-    live_workers: int  # executors with a recent heartbeat that dispatch this queue
-    served: bool  # whether any live worker dispatches it: live_workers > 0
-
-    @property
-    def warning(self) -> str | None:
-        """What to do about work that waits for nobody, in a sentence; None when all is well."""
-        if not self.enqueued or self.served:
-            return None
-        if not self.declared:
-            return (
-                "No live worker serves this queue, and no code declares it: check the queue "
-                "name, or start a worker whose code declares it."
-            )
-        return (
-            "No live worker serves this queue: its workflows wait until a worker that "
-            "serves it starts (manage.py rundbosworker)."
-        )
-
-
-def _queue_status(load: system_db.QueueLoad, spec: registry.QueueSpec | None) -> QueueStatus:
-    limiter = None
-    if spec is not None and spec.rate_limit is not None:
-        limiter = {"limit": spec.rate_limit, "period": spec.rate_period_seconds}
-    oldest = load.oldest_enqueued_at
-    return QueueStatus(
-        name=load.name,
-        declared=spec is not None,
-        concurrency=spec.concurrency if spec else None,
-        worker_concurrency=spec.worker_concurrency if spec else None,
-        limiter=limiter,
-        priority_enabled=spec.priority_enabled if spec else None,
-        partition_queue=spec.partition_queue if spec else None,
-        enqueued=load.enqueued,
-        pending=load.pending,
-        oldest_enqueued_age_seconds=(
-            None if oldest is None else max(0.0, (system_db.now() - oldest).total_seconds())
-        ),
-        live_workers=load.live_workers,
-        served=load.live_workers > 0,
-    )
-
-
-def _status_from_row(row: Any, load_input: bool = True, load_output: bool = True) -> WorkflowStatus:
-    return WorkflowStatus(
-        workflow_id=row.workflow_id,
-        status=Status(row.status),
-        name=row.name,
-        input=serialization.loads(row.inputs) if row.inputs and load_input else None,
-        output=serialization.loads(row.output) if load_output else None,
-        error=serialization.loads_error(row.error) if row.error and load_output else None,
-        created_at=row.created_at,
-        updated_at=row.updated_at,
-        queue_name=row.queue_name,
-        executor_id=row.executor_id,
-        app_version=row.application_version,
-        recovery_attempts=row.recovery_attempts,
-        priority=row.priority,
-        deduplication_id=row.deduplication_id,
-        parent_workflow_id=row.parent_workflow_id,
-        forked_from=row.forked_from,
-    )
-
-
-@dataclass(frozen=True, kw_only=True)
-class WorkflowSchedule:
-    """A schedule made at run time (a snapshot of its row)."""
-
-    schedule_name: str
-    workflow_name: str
-    schedule: str
-    status: str
-    context: Any
-    automatic_backfill: bool
-    cron_timezone: str | None
-    queue_name: str | None
-    last_fired_at: datetime.datetime | None
-
-
-def _schedule_from_row(row: Any) -> WorkflowSchedule:
-    return WorkflowSchedule(
-        schedule_name=row.name,
-        workflow_name=row.workflow_name,
-        schedule=row.cron,
-        status=row.status,
-        context=row.context,
-        automatic_backfill=row.automatic_backfill,
-        cron_timezone=row.timezone or None,
-        queue_name=row.queue_name,
-        last_fired_at=row.last_fired_at,
-    )
 
 
 def _existing_schedule(found: bool, name: str) -> None:
     if not found:
         raise DBOSNotRegisteredError(f"There is no schedule named {name!r}.")
-
-
-class WorkflowHandle(Generic[R]):
-    """A reference to a workflow that may still be running."""
-
-    def __init__(self, workflow_id: str, future: Future[R] | None = None):
-        self.workflow_id = workflow_id
-        self._future = future
-
-    def __repr__(self) -> str:
-        return f"<WorkflowHandle {self.workflow_id}>"
-
-    def get_workflow_id(self) -> str:
-        return self.workflow_id
-
-    def get_result(self, timeout: float | None = None) -> R:
-        """Wait for the workflow to end; return its result or raise its error.
-
-        Raises TimeoutError when `timeout` seconds pass first (the workflow keeps running).
-        """
-        future = self._future or workflows.local_future(self.workflow_id)
-        if future is not None:
-            return future.result(timeout)
-        return workflows.await_result(self.workflow_id, timeout)
-
-    async def get_result_async(self, timeout: float | None = None) -> R:
-        """`get_result` for coroutines: it waits on the event loop, holding no thread."""
-        future = self._future or workflows.local_future(self.workflow_id)
-        if future is not None:
-            # The future is running, so a timeout here cannot cancel it.
-            return await asyncio.wait_for(asyncio.wrap_future(future), timeout)
-        return await workflows.await_result_async(self.workflow_id, timeout)
-
-    def get_status(self) -> WorkflowStatus:
-        status = DBOS.get_workflow_status(self.workflow_id)
-        if status is None:
-            raise DBOSNonExistentWorkflowError(
-                f"There is no workflow with id {self.workflow_id!r}."
-            )
-        return status
-
-    async def get_status_async(self) -> WorkflowStatus:
-        return await aio.run_sync(self.get_status)
 
 
 def _registered(func: Callable[..., Any], kind: str) -> registry.Registered:
@@ -423,7 +237,7 @@ class DBOS:
                     f"{field}: {' '.join(errors)}" for field, errors in exc.message_dict.items()
                 )
             ) from exc
-        return _schedule_from_row(row)
+        return system_db.workflow_schedule(row)
 
     @staticmethod
     def list_schedules(
@@ -432,12 +246,12 @@ class DBOS:
         schedule_name_prefix: str | None = None,
     ) -> list[WorkflowSchedule]:
         rows = system_db.list_schedules(status, workflow_name, schedule_name_prefix)
-        return [_schedule_from_row(row) for row in rows]
+        return [system_db.workflow_schedule(row) for row in rows]
 
     @staticmethod
     def get_schedule(name: str) -> WorkflowSchedule | None:
         row = system_db.get_schedule(name)
-        return _schedule_from_row(row) if row is not None else None
+        return system_db.workflow_schedule(row) if row is not None else None
 
     @staticmethod
     def pause_schedule(name: str) -> None:
@@ -488,28 +302,17 @@ class DBOS:
         """Return a handle to an existing workflow."""
         if system_db.get_outcome(workflow_id) is None:
             raise DBOSNonExistentWorkflowError(f"There is no workflow with id {workflow_id!r}.")
-        return WorkflowHandle(workflow_id, workflows.local_future(workflow_id))
+        return handles.handle(workflow_id, handles.running().get(workflow_id))
 
     @staticmethod
     def get_workflow_status(workflow_id: str) -> WorkflowStatus | None:
         row = system_db.get_workflow(workflow_id)
-        return _status_from_row(row) if row is not None else None
+        return system_db.workflow_status(row) if row is not None else None
 
     @staticmethod
     def list_workflow_steps(workflow_id: str) -> list[StepInfo]:
         """Return the recorded operations of a workflow, in order."""
-        return [
-            StepInfo(
-                function_id=row.function_id,
-                function_name=row.function_name,
-                output=serialization.loads(row.output),
-                error=serialization.loads_error(row.error) if row.error else None,
-                child_workflow_id=row.child_workflow_id,
-                started_at=row.started_at,
-                completed_at=row.completed_at,
-            )
-            for row in system_db.list_operations(workflow_id)
-        ]
+        return [system_db.step_info(row) for row in system_db.list_operations(workflow_id)]
 
     @staticmethod
     def wait_first(handles: list[WorkflowHandle[Any]]) -> WorkflowHandle[Any]:
@@ -528,7 +331,7 @@ class DBOS:
     def resume_workflow(workflow_id: str) -> WorkflowHandle[Any]:
         """Run a cancelled or failed workflow again from its last completed step."""
         future = management.resume(workflow_id)
-        return WorkflowHandle(workflow_id, future)
+        return handles.handle(workflow_id, future)
 
     @staticmethod
     def fork_workflow(
@@ -536,7 +339,7 @@ class DBOS:
     ) -> WorkflowHandle[Any]:
         """Start a new workflow that reuses `workflow_id`'s outcomes before `start_step`."""
         new_id, future = management.fork(workflow_id, start_step, application_version)
-        return WorkflowHandle(new_id, future)
+        return handles.handle(new_id, future)
 
     @staticmethod
     def list_workflows(
@@ -568,7 +371,7 @@ class DBOS:
             offset=offset,
             sort_desc=sort_desc,
         )
-        return [_status_from_row(row, load_input, load_output) for row in rows]
+        return [system_db.workflow_status(row, load_input, load_output) for row in rows]
 
     @staticmethod
     def list_queued_workflows(
@@ -595,7 +398,7 @@ class DBOS:
             offset=offset,
             sort_desc=sort_desc,
         )
-        return [_status_from_row(row, load_input, load_output=False) for row in rows]
+        return [system_db.workflow_status(row, load_input, load_output=False) for row in rows]
 
     @staticmethod
     def list_queues() -> list[QueueStatus]:
@@ -607,7 +410,7 @@ class DBOS:
         loads = system_db.queue_statuses(specs, live_since=system_db.now() - timeout)
         specs[queues.INTERNAL_QUEUE] = registry.QueueSpec(queues.INTERNAL_QUEUE)
         # The stored limits win (they may have been edited in the admin), as in the dispatcher.
-        return [_queue_status(load, load.limits or specs.get(load.name)) for load in loads]
+        return [system_db.queue_status(load, specs.get(load.name)) for load in loads]
 
     # The same, for coroutines: each runs the sync form on a database thread.
 
@@ -649,9 +452,7 @@ class DBOS:
     @staticmethod
     def shutdown(timeout_seconds: float = 5) -> None:
         """Stop taking work and wait up to `timeout_seconds` for running workflows."""
-        executor.current().shutdown(timeout_seconds)
-        executor.reset()
-        notifier.reset()
+        runtime.reset(timeout_seconds)
 
     # Communicating --------------------------------------------------------------------------
 

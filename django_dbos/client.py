@@ -8,10 +8,20 @@ import uuid
 from collections.abc import Callable
 from typing import Any, TypedDict
 
-from .api import DBOS, QueueStatus, StepInfo, WorkflowHandle, WorkflowStatus
-from .engine import after_commit, queues, registry, serialization, system_db, validation, workflows
+from .api import DBOS
+from .engine import (
+    after_commit,
+    handles,
+    queues,
+    registry,
+    serialization,
+    system_db,
+    validation,
+    workflows,
+)
 from .errors import DBOSNotRegisteredError
 from .models import Status
+from .types import QueueStatus, StepInfo, WorkflowHandle, WorkflowStatus
 
 
 class EnqueueOptions(TypedDict, total=False):
@@ -80,7 +90,7 @@ class DBOSClient:
             workflows.check_existing(row)
         elif after_commit.in_transaction():
             after_commit.start_at_commit(workflow_id)  # workers see it once the caller commits
-        return _ClientHandle(self.database, workflow_id)
+        return handles.handle(workflow_id, database=self.database)
 
     def _queue(self, name: str) -> registry.QueueSpec | None:
         """The queue as a worker recorded it, or as this process declares it; None when nothing
@@ -103,7 +113,9 @@ class DBOSClient:
 
     @_on_database
     def retrieve_workflow(self, workflow_id: str) -> WorkflowHandle[Any]:
-        return _ClientHandle(self.database, DBOS.retrieve_workflow(workflow_id).workflow_id)
+        return handles.handle(
+            DBOS.retrieve_workflow(workflow_id).workflow_id, database=self.database
+        )
 
     @_on_database
     def cancel_workflow(self, workflow_id: str) -> None:
@@ -111,14 +123,14 @@ class DBOSClient:
 
     @_on_database
     def resume_workflow(self, workflow_id: str) -> WorkflowHandle[Any]:
-        return _ClientHandle(self.database, DBOS.resume_workflow(workflow_id).workflow_id)
+        return handles.handle(DBOS.resume_workflow(workflow_id).workflow_id, database=self.database)
 
     @_on_database
     def fork_workflow(
         self, workflow_id: str, start_step: int, application_version: str | None = None
     ) -> WorkflowHandle[Any]:
         handle = DBOS.fork_workflow(workflow_id, start_step, application_version)
-        return _ClientHandle(self.database, handle.workflow_id)
+        return handles.handle(handle.workflow_id, database=self.database)
 
     @_on_database
     def list_workflows(self, **filters: Any) -> list[WorkflowStatus]:
@@ -135,19 +147,3 @@ class DBOSClient:
     @_on_database
     def list_workflow_steps(self, workflow_id: str) -> list[StepInfo]:
         return DBOS.list_workflow_steps(workflow_id)
-
-
-class _ClientHandle(WorkflowHandle[Any]):
-    """A handle that reads the client's database."""
-
-    def __init__(self, database: str, workflow_id: str):
-        super().__init__(workflow_id)
-        self.database = database
-
-    def get_result(self, timeout: float | None = None) -> Any:
-        with system_db.using(self.database):
-            return super().get_result(timeout)
-
-    def get_status(self) -> WorkflowStatus:
-        with system_db.using(self.database):
-            return super().get_status()

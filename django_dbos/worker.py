@@ -10,7 +10,7 @@ import time
 from django.db import connections
 
 from . import conf
-from .engine import executor, parking, registry, system_db
+from .engine import executor, parking, registry, runtime, system_db
 from .engine.pool import tidy_connections
 from .engine.queues import Dispatcher
 from .engine.recovery import Recovery
@@ -82,8 +82,7 @@ class Worker:
         for thread in threads:
             thread.join(timeout=10)
         logger.info("DBOS worker stopping: waiting up to %s s.", self.shutdown_timeout)
-        finished = process.shutdown(self.shutdown_timeout)
-        executor.reset()
+        finished = runtime.reset(self.shutdown_timeout)
         connections.close_all()
         logger.info("DBOS worker stopped%s.", "" if finished else " (some workflows left PENDING)")
         return finished

@@ -25,7 +25,7 @@ from django_dbos import (
     SetWorkflowID,
     WorkflowStatusString,
 )
-from django_dbos.engine import serialization, workflows
+from django_dbos.engine import handles, serialization
 from django_dbos.models import OperationOutput, WorkflowStatus
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -157,7 +157,7 @@ def run_echo(workflow_id: str, value: Any) -> Any:
     """Run `echo` inline under `workflow_id`; the in-process future is gone when it returns."""
     with SetWorkflowID(workflow_id):
         result = echo(value)
-    assert workflows.local_future(workflow_id) is None
+    assert handles.running().get(workflow_id) is None
     return result
 
 

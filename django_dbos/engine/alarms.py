@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from .per_process import PerProcess
+from . import runtime
 
 logger = logging.getLogger("django_dbos")
 
@@ -44,11 +44,14 @@ class Alarm:
 class AlarmThread:
     """A heap of alarms ordered by time (`time.time()` seconds), fired by one daemon thread."""
 
+    STOP_ORDER = 2  # last: the workflows stopped before it may still cancel their timers
+
     def __init__(self) -> None:
         self._heap: list[tuple[float, int, Alarm]] = []
         self._order = itertools.count()
         self._changed = threading.Condition()
         self._thread: threading.Thread | None = None
+        self._stopped = False
         # Cancelled alarms stay in the heap until due; once they are most of it, it is rebuilt.
         self.cancelled = 0
 
@@ -67,12 +70,24 @@ class AlarmThread:
                 self._changed.notify()
         return alarm
 
+    def stop(self, timeout: float) -> bool:
+        """Drop the pending alarms and end the thread (the engine is stopping)."""
+        with self._changed:
+            self._stopped = True
+            self._heap.clear()
+            self._changed.notify()
+        if self._thread is not None:
+            self._thread.join(timeout)
+        return True
+
     def _run(self) -> None:
         while True:
             with self._changed:
-                while not self._heap or self._heap[0][0] > time.time():
+                while not self._stopped and (not self._heap or self._heap[0][0] > time.time()):
                     timeout = self._heap[0][0] - time.time() if self._heap else None
                     self._changed.wait(timeout)
+                if self._stopped:
+                    return
                 alarm = heapq.heappop(self._heap)[2]
                 if alarm.cancelled:
                     self.cancelled -= 1
@@ -83,4 +98,6 @@ class AlarmThread:
                 logger.exception("A DBOS timer failed: %r", alarm.function)
 
 
-current = PerProcess(AlarmThread).get  # this process's alarms, made anew after a fork
+def current() -> AlarmThread:
+    """This process's alarm thread (a part of its engine)."""
+    return runtime.part(AlarmThread)

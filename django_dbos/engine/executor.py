@@ -17,8 +17,8 @@ import uuid
 from django.db import connections
 
 from .. import conf
-from . import aio, parking, registry, system_db
-from .per_process import PerProcess
+from . import parking, registry, runtime, system_db
+from .event_loop import EventLoopThread
 from .pool import WorkflowThreadPool
 
 logger = logging.getLogger("django_dbos")
@@ -30,6 +30,8 @@ DATABASE_THREADS = 8
 
 class ProcessExecutor:
     """The executor state of one OS process; rebuilt after a fork."""
+
+    STOP_ORDER = 0  # first: stop taking work, let running workflows finish
 
     def __init__(self) -> None:
         self.pid = os.getpid()
@@ -44,7 +46,7 @@ class ProcessExecutor:
         self.queues: list[str] = []
         self._pool: WorkflowThreadPool | None = None
         self._database_pool: WorkflowThreadPool | None = None
-        self._loop: aio.EventLoopThread | None = None
+        self._loop: EventLoopThread | None = None
         self._stop = threading.Event()
         self._heartbeat: threading.Thread | None = None
         self._lock = threading.Lock()
@@ -65,11 +67,11 @@ class ProcessExecutor:
             return self._database_pool
 
     @property
-    def loop(self) -> aio.EventLoopThread:
+    def loop(self) -> EventLoopThread:
         """The event loop that runs started, dequeued and recovered async workflows."""
         with self._lock:
             if self._loop is None:
-                self._loop = aio.EventLoopThread()
+                self._loop = EventLoopThread()
             return self._loop
 
     def ensure_started(self, role: str | None = None) -> str:
@@ -122,10 +124,10 @@ class ProcessExecutor:
     def _at_exit(self) -> None:
         """At interpreter exit, give running workflows a few seconds to finish (DBOS.shutdown
         does the same when called); what is still running is left to recovery."""
-        if current() is self and not self._stop.is_set():
-            self.shutdown(EXIT_TIMEOUT_SECONDS)
+        if runtime.current().made(ProcessExecutor) is self and not self._stop.is_set():
+            self.stop(EXIT_TIMEOUT_SECONDS)
 
-    def shutdown(self, timeout: float) -> bool:
+    def stop(self, timeout: float) -> bool:
         """Stop taking work and wait for running workflows; True if all finished in time."""
         parking.current().clear()
         deadline = time.monotonic() + timeout
@@ -146,10 +148,6 @@ class ProcessExecutor:
         return finished
 
 
-_current = PerProcess(ProcessExecutor)
-current = _current.get  # this process's executor, made anew after a fork
-
-
-def reset() -> None:
-    """Forget this process's executor (after shutdown), so the next workflow starts afresh."""
-    _current.forget()
+def current() -> ProcessExecutor:
+    """This process's executor (a part of its engine)."""
+    return runtime.part(ProcessExecutor)

@@ -23,8 +23,7 @@ import psycopg
 from django.db import connections
 
 from .. import conf
-from . import system_db
-from .per_process import PerProcess
+from . import runtime, system_db
 from .system_db import CHANNEL
 
 logger = logging.getLogger("django_dbos")
@@ -45,6 +44,8 @@ W = TypeVar("W", bound=Wakeable)
 
 class Notifier:
     """Subscriptions of this process's waiting threads, and the PostgreSQL listener."""
+
+    STOP_ORDER = 1  # after the executor: its workflows wait on it until they end
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -142,23 +143,19 @@ class Notifier:
                 backoff = min(backoff * 2, 5.0)
         self.listening.clear()
 
-    def stop(self) -> None:
+    def stop(self, timeout: float = 5.0) -> bool:
+        """Stop the listener and wake every waiter (they read the database once more)."""
         self._stop.set()
         if self._listener is not None and self._listener.is_alive():
             try:
                 system_db.announce("stop")  # wakes the listener now, not at its next timeout
             except Exception:
                 logger.debug("Could not wake the notifier to stop it.", exc_info=True)
-            self._listener.join(timeout=5)
+            self._listener.join(timeout=min(timeout, 5.0))
         self.wake_all()
+        return True
 
 
-_current = PerProcess(Notifier)
-current = _current.get  # this process's notifier, made anew after a fork
-
-
-def reset() -> None:
-    """Stop the listener (at shutdown), so the next waiter starts a new one."""
-    notifier = _current.forget()
-    if notifier is not None:
-        notifier.stop()
+def current() -> Notifier:
+    """This process's notifier (a part of its engine)."""
+    return runtime.part(Notifier)

@@ -19,8 +19,7 @@ from typing import Any
 
 from django.db import connections
 
-from . import alarms, clock, notifier, system_db
-from .per_process import PerProcess
+from . import alarms, clock, notifier, runtime, system_db
 
 logger = logging.getLogger("django_dbos")
 
@@ -147,4 +146,6 @@ class ParkingLot:
             self.leave(workflow)
 
 
-current = PerProcess(ParkingLot).get  # this process's lot, made anew after a fork
+def current() -> ParkingLot:
+    """This process's parking lot (a part of its engine)."""
+    return runtime.part(ParkingLot)

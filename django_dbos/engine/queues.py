@@ -15,7 +15,7 @@ from django.db import transaction
 from .. import conf
 from ..errors import DBOSException, DBOSNotRegisteredError
 from ..models import Status
-from . import clock, notifier, parking, registry, serialization, system_db, validation
+from . import clock, notifier, parking, registry, runtime, serialization, system_db, validation
 from .executor import ProcessExecutor
 from .pool import tidy_connections
 
@@ -33,18 +33,20 @@ ENQUEUE_OPTIONS = {
 MAX_PRIORITY = 2**31 - 1
 
 
-# (database alias, queue name): a DBOSClient may enqueue onto another database's queues.
-_rows_written: set[tuple[str, str]] = set()
+class WrittenQueueRows(set[tuple[str, str]]):
+    """The (database alias, queue name) pairs whose queue row this process has written (a part
+    of its engine): a DBOSClient may enqueue onto another database's queues."""
 
 
 def ensure_row(queue: registry.QueueSpec) -> None:
     """Give a queue its row (once per process and database), so the admin shows it before a
     worker starts."""
     database = system_db.alias()
-    if (database, queue.name) not in _rows_written:
+    written = runtime.part(WrittenQueueRows)
+    if (database, queue.name) not in written:
         system_db.ensure_queue(queue)
         # Remembered once committed: a rolled-back enqueue takes the new row with it.
-        transaction.on_commit(lambda: _rows_written.add((database, queue.name)), using=database)
+        transaction.on_commit(lambda: written.add((database, queue.name)), using=database)
 
 
 def enqueue_fields(

@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import datetime
 import logging
-import threading
-import time
 import uuid
-import weakref
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from contextlib import contextmanager
@@ -19,7 +16,6 @@ from django.dispatch import Signal
 from ..errors import (
     DBOSAwaitedWorkflowCancelledError,
     DBOSException,
-    DBOSMaxRecoveryAttemptsExceededError,
     DBOSNonExistentWorkflowError,
     DBOSQueueDeduplicatedError,
     DBOSSerializationError,
@@ -34,6 +30,7 @@ from . import (
     cancellation,
     clock,
     executor,
+    handles,
     notifier,
     parking,
     queues,
@@ -70,13 +67,6 @@ class Superseded(BaseException):
     """
 
 
-# Workflows executing in this process, so that a handle or a second start of the same id waits
-# on the running execution instead of polling the database. Held weakly: a parked workflow
-# keeps its future only while a handle to it does.
-_running: weakref.WeakValueDictionary[str, Future[Any]] = weakref.WeakValueDictionary()
-_running_lock = threading.Lock()
-
-
 def take_start_options() -> StartOptions:
     """Return the options for the next start; the workflow id applies to one start only."""
     options = start_options.get()
@@ -97,8 +87,6 @@ def start(
 ) -> Any:
     """Record a workflow and run it: here and now when inline, on the pool or the engine's
     event loop (returning a handle), or, with a queue, leave it ENQUEUED for a worker."""
-    from ..api import WorkflowHandle
-
     workflow_id, claimed, executor_id = _record_start(entry, args, kwargs, queue)
     if claimed is None:
         return _attach(workflow_id, inline)
@@ -109,8 +97,8 @@ def start(
         after_commit.start_at_commit(
             workflow_id, lambda: _launch(entry, claimed, executor_id, args, kwargs)
         )
-        return WorkflowHandle(workflow_id)
-    return WorkflowHandle(workflow_id, _launch(entry, claimed, executor_id, args, kwargs))
+        return handles.handle(workflow_id)
+    return handles.handle(workflow_id, _launch(entry, claimed, executor_id, args, kwargs))
 
 
 async def start_async(
@@ -123,18 +111,16 @@ async def start_async(
 ) -> Any:
     """`start` for async callers: the row is written on a database thread; an async workflow
     called inline then runs here, on the caller's event loop."""
-    from ..api import WorkflowHandle
-
     workflow_id, claimed, executor_id = await aio.run_sync(
         _record_start, entry, args, kwargs, queue
     )
     if claimed is None:
         if inline:
-            return await await_result_async(workflow_id, None)
-        return WorkflowHandle(workflow_id, local_future(workflow_id))
+            return await handles.await_result_async(workflow_id, None)
+        return handles.handle(workflow_id, handles.running().get(workflow_id))
     if inline:
         return await execute_async(entry, claimed, executor_id, args, kwargs, None)
-    return WorkflowHandle(workflow_id, _launch(entry, claimed, executor_id, args, kwargs))
+    return handles.handle(workflow_id, _launch(entry, claimed, executor_id, args, kwargs))
 
 
 def _launch(
@@ -145,7 +131,7 @@ def _launch(
     kwargs: dict,
 ) -> Future[Any]:
     """Run a workflow just started here on the pool, or on the event loop if it is async."""
-    future = track(claimed.workflow_id)
+    future = handles.running().track(claimed.workflow_id)
     process = executor.current()
     if entry.is_async:
         process.loop.submit(execute_async(entry, claimed, executor_id, args, kwargs, None))
@@ -240,7 +226,7 @@ def submit(
 ) -> Future[Any]:
     """Run a claimed workflow here (on the pool, or the event loop if it is async); return the
     future of its result. If it parks, it comes back here when woken (`parked=True`)."""
-    future = track(claimed.workflow_id)
+    future = handles.running().track(claimed.workflow_id)
     process = executor.current()
     if registry.is_async_workflow(claimed.name):
         process.loop.submit(run_claimed_async(claimed, executor_id))
@@ -248,23 +234,6 @@ def submit(
         resume = partial(submit, claimed, executor_id, parked=True)
         process.pool.submit(run_claimed, claimed, executor_id, resume, parked)
     return future
-
-
-def track(workflow_id: str) -> Future[Any]:
-    """Return the future of this workflow's execution in this process, made on first use."""
-    with _running_lock:
-        future = _running.get(workflow_id)
-        if future is None:
-            future = Future()
-            future.set_running_or_notify_cancel()
-            _running[workflow_id] = future
-    return future
-
-
-def _forget(workflow_id: str, future: Future[Any]) -> None:
-    with _running_lock:
-        if _running.get(workflow_id) is future:
-            del _running[workflow_id]
 
 
 def check_existing(row: system_db.NewWorkflow) -> None:
@@ -304,13 +273,9 @@ def _timeout(
 
 def _attach(workflow_id: str, inline: bool) -> Any:
     """Join an existing workflow: wait for its result (inline) or return a handle to it."""
-    from ..api import WorkflowHandle
-
     if inline:
-        return await_result(workflow_id, None)
-    with _running_lock:
-        future = _running.get(workflow_id)
-    return WorkflowHandle(workflow_id, future)
+        return handles.await_result(workflow_id, None)
+    return handles.handle(workflow_id, handles.running().get(workflow_id))
 
 
 def execute(
@@ -327,7 +292,7 @@ def execute(
     With `resume`, a long wait may park the workflow: this returns `parking.PARKED`, and
     `resume()` runs it again once it is woken.
     """
-    future = track(claimed.workflow_id)
+    future = handles.running().track(claimed.workflow_id)
     parked = None
     with _execution(entry, claimed, executor_id, recorded, resume) as ctx:
         try:
@@ -335,10 +300,10 @@ def execute(
         except parking.Parked as stop:
             parked = stop.workflow
         except BaseException as exc:
-            _settle_future(ctx.workflow_id, future, error=exc)
+            handles.running().settle(ctx.workflow_id, future, error=exc)
             raise
         else:
-            _settle_future(ctx.workflow_id, future, result=result)
+            handles.running().settle(ctx.workflow_id, future, result=result)
             return result
     parking.current().settle(parked)
     return parking.PARKED
@@ -354,14 +319,14 @@ async def execute_async(
 ) -> Any:
     """`execute` for an async workflow, on the current event loop (it never parks: waiting
     holds no thread)."""
-    future = track(claimed.workflow_id)
+    future = handles.running().track(claimed.workflow_id)
     with _execution(entry, claimed, executor_id, recorded, None) as ctx:
         try:
             result = await _run_until_recorded_async(entry, ctx, args, kwargs)
         except BaseException as exc:
-            _settle_future(ctx.workflow_id, future, error=exc)
+            handles.running().settle(ctx.workflow_id, future, error=exc)
             raise
-        _settle_future(ctx.workflow_id, future, result=result)
+        handles.running().settle(ctx.workflow_id, future, result=result)
         return result
 
 
@@ -398,22 +363,6 @@ def _execution(
         finally:
             start_options.reset(options_token)
             current_workflow.reset(workflow_token)
-
-
-def _settle_future(
-    workflow_id: str, future: Future[Any], *, result: Any = None, error: BaseException | None = None
-) -> None:
-    """Give the workflow's waiters in this process its outcome (the first execution here to end
-    does; a second one, superseded, adopted that same outcome)."""
-    with _running_lock:
-        if _running.get(workflow_id) is future:
-            del _running[workflow_id]
-        if future.done():
-            return
-        if error is not None:
-            future.set_exception(error)
-        else:
-            future.set_result(result)
 
 
 def _run_until_recorded(
@@ -495,7 +444,7 @@ def _run_body(entry: registry.Registered, ctx: WorkflowContext, args: tuple, kwa
         outcome = _record_failure(ctx, exc)
     else:
         outcome = _record_success(entry, ctx, result)
-    return await_result(ctx.workflow_id, None) if outcome is ADOPT else outcome
+    return handles.await_result(ctx.workflow_id, None) if outcome is ADOPT else outcome
 
 
 async def _run_body_async(
@@ -509,7 +458,7 @@ async def _run_body_async(
         outcome = await aio.run_sync(_record_failure, ctx, exc)
     else:
         outcome = await aio.run_sync(_record_success, entry, ctx, result)
-    return await await_result_async(ctx.workflow_id, None) if outcome is ADOPT else outcome
+    return await handles.await_result_async(ctx.workflow_id, None) if outcome is ADOPT else outcome
 
 
 def _record_failure(ctx: WorkflowContext, exc: BaseException) -> Any:
@@ -684,64 +633,3 @@ def _read_claimed(
         )
         raise
     return entry, args, kwargs, system_db.load_operations(claimed.workflow_id)
-
-
-def local_future(workflow_id: str) -> Future[Any] | None:
-    with _running_lock:
-        return _running.get(workflow_id)
-
-
-def await_result(workflow_id: str, timeout: float | None) -> Any:
-    """Wait until a workflow ends and return its result, or raise its error.
-
-    Raises TimeoutError when `timeout` seconds pass first.
-    """
-    after_commit.refuse_to_wait(workflow_id, "get_result()")
-    deadline = None if timeout is None else time.monotonic() + timeout
-    listener = notifier.current()
-    with listener.subscribe(notifier.key("w", workflow_id)) as event:
-        while True:
-            outcome = system_db.get_outcome(workflow_id)
-            if outcome is None:
-                raise DBOSNonExistentWorkflowError(f"There is no workflow with id {workflow_id!r}.")
-            finished = _outcome(workflow_id, *outcome)
-            if finished is not None:
-                return finished[0]
-            remaining = None if deadline is None else deadline - time.monotonic()
-            if remaining is not None and remaining <= 0:
-                raise TimeoutError(f"Workflow {workflow_id!r} did not finish within {timeout} s.")
-            listener.wait(event, remaining)
-
-
-async def await_result_async(workflow_id: str, timeout: float | None) -> Any:
-    """`await_result` for a coroutine: it waits on the event loop, not on a thread."""
-    deadline = None if timeout is None else time.monotonic() + timeout
-    listener = notifier.current()
-    with listener.subscribe(notifier.key("w", workflow_id), waiter=aio.LoopEvent()) as event:
-        while True:
-            outcome = await aio.run_sync(system_db.get_outcome, workflow_id)
-            if outcome is None:
-                raise DBOSNonExistentWorkflowError(f"There is no workflow with id {workflow_id!r}.")
-            finished = _outcome(workflow_id, *outcome)
-            if finished is not None:
-                return finished[0]
-            remaining = None if deadline is None else deadline - time.monotonic()
-            if remaining is not None and remaining <= 0:
-                raise TimeoutError(f"Workflow {workflow_id!r} did not finish within {timeout} s.")
-            interval = listener.poll_interval()
-            await event.wait(interval if remaining is None else min(interval, remaining))
-
-
-def _outcome(workflow_id: str, status: str, output: str | None, error: str | None) -> tuple | None:
-    """Return (result,) for a finished workflow, raise its error, or None while it runs."""
-    if status == Status.SUCCESS:
-        return (serialization.loads(output),)
-    if status == Status.ERROR:
-        raise serialization.loads_error(error or "")
-    if status == Status.CANCELLED:
-        raise DBOSAwaitedWorkflowCancelledError(f"Workflow {workflow_id!r} was cancelled.")
-    if status == Status.MAX_RECOVERY_ATTEMPTS_EXCEEDED:
-        raise DBOSMaxRecoveryAttemptsExceededError(
-            f"Workflow {workflow_id!r} was recovered too many times and was stopped."
-        )
-    return None

@@ -19,7 +19,7 @@ from typing import Any, Protocol
 from django.db.models import Count
 from django.utils import timezone
 
-from ..engine import clock, executor, notifier, parking, system_db, workflows
+from ..engine import clock, executor, handles, notifier, parking, system_db
 from ..engine.clock import Waiter
 from ..engine.context import current_workflow
 from ..models import OperationOutput, Status, WorkflowStatus
@@ -301,8 +301,7 @@ def _tell_listeners(call: Callable[[AdvanceListener], None]) -> None:
 def _running_workflows() -> set[str]:
     """Workflows this process runs (inline, started, dequeued or recovered), including those
     whose row is written but whose thread has not begun yet."""
-    with workflows._running_lock:
-        running = set(workflows._running)
+    running = handles.running().ids()
     mine = (
         WorkflowStatus.objects.using(system_db.alias())
         .filter(status=Status.PENDING, executor_id=executor.current().executor_id)

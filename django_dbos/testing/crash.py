@@ -19,7 +19,7 @@ from typing import Any
 from django.db import connections
 
 from .. import conf
-from ..engine import executor, registry, serialization, system_db, validation, workflows
+from ..engine import executor, handles, registry, serialization, system_db, validation, workflows
 from ..engine.context import WorkflowContext, current_workflow, start_options
 from ..engine.recovery import Recovery
 from ..models import Executor, OperationOutput, Status, WorkflowStatus
@@ -92,8 +92,6 @@ def simulate_crash(workflow_fn: Callable[..., Any], *args: Any, at_step: int, **
     sleeps, messages, events, child starts); `at_step=0` crashes right after the workflow's row
     is written. A `SetWorkflowID` block around the call names the workflow.
     """
-    from ..api import WorkflowHandle
-
     entry = getattr(workflow_fn, "__dbos__", None)
     if entry is None or entry.kind != "workflow":
         raise TypeError(f"{workflow_fn!r} is not a workflow: decorate it with @DBOS.workflow().")
@@ -142,7 +140,7 @@ def simulate_crash(workflow_fn: Callable[..., Any], *args: Any, at_step: int, **
             f"({'it raised ' + repr(ended) if ended else 'it returned'}); "
             f"it records only {_last_operation(workflow_id)} operations. Crash at a smaller step."
         ) from ended
-    return WorkflowHandle(workflow_id)
+    return handles.handle(workflow_id)
 
 
 def _run_until_crash(
@@ -190,8 +188,6 @@ def _last_operation(workflow_id: str) -> int:
 def recover() -> list[Any]:
     """Run recovery now, as a worker does when it finds a dead executor; return the handles of
     the workflows it took over (those of a queue go back to it, for a `dbos_worker` to drain)."""
-    from ..api import WorkflowHandle
-
     process = executor.current()
     process.ensure_started()
     timeout = float(conf.get("EXECUTOR_TIMEOUT_SECONDS"))
@@ -208,7 +204,7 @@ def recover() -> list[Any]:
         .values_list("workflow_id", flat=True)
     )
     Recovery(process).recover_dead()
-    return [WorkflowHandle(workflow_id) for workflow_id in left]
+    return [handles.handle(workflow_id) for workflow_id in left]
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import warnings
 
-from ..engine import clock, queues, system_db
+from ..engine import clock, system_db
 from ..models import (
     Executor,
     Notification,
@@ -44,7 +44,6 @@ def start_clean() -> None:
     database = system_db.alias()
     for model in SYSTEM_TABLES:
         model.objects.using(database).all().delete()
-    queues._rows_written.clear()  # the Queue rows are gone: write them again on first use
 
 
 def cancel_unfinished() -> None:

@@ -9,7 +9,7 @@ from typing import Any
 
 from django.db.models import Q
 
-from ..engine import clock, registry, scheduler, system_db
+from ..engine import clock, handles, registry, scheduler, system_db
 from ..engine.queues import INTERNAL_QUEUE
 from ..models import Status, WorkflowStatus
 from ..signals import workflow_finished
@@ -88,8 +88,6 @@ class InProcessWorker:
         `timeout` seconds pass first (a rate limit on a frozen clock holds work until the clock
         is advanced).
         """
-        from ..api import WorkflowHandle
-
         dispatcher = self._dispatcher()
         deadline = time.monotonic() + timeout
         idle_looks = 0
@@ -108,7 +106,7 @@ class InProcessWorker:
             .filter(workflow_id__in=finished, queue_name__isnull=False)
             .values_list("workflow_id", flat=True)
         )
-        return [WorkflowHandle(workflow_id) for workflow_id in finished if workflow_id in queued]
+        return [handles.handle(workflow_id) for workflow_id in finished if workflow_id in queued]
 
     def _dispatcher(self) -> Any:
         dispatcher = self.worker.dispatcher

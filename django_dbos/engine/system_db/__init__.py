@@ -46,6 +46,7 @@ from .schedules import (
     schedule_fired,
     update_schedule,
 )
+from .snapshots import queue_status, step_info, workflow_schedule, workflow_status
 from .wakeups import CHANNEL, QUEUE_ACTIVITY, announce, wake_key
 from .workflows import (
     RESUMABLE,
@@ -123,6 +124,11 @@ __all__ = [
     "send_message",
     "set_event",
     "write_stream",
+    # Rows as value types
+    "queue_status",
+    "step_info",
+    "workflow_schedule",
+    "workflow_status",
     # Schedules
     "active_schedules",
     "create_schedule",
