@@ -16,10 +16,10 @@ from . import conf
 from .engine import (
     aio,
     communication,
+    enqueue,
     handles,
     management,
     patches,
-    queues,
     registry,
     runtime,
     scheduler,
@@ -408,7 +408,7 @@ class DBOS:
         timeout = datetime.timedelta(seconds=float(conf.get("EXECUTOR_TIMEOUT_SECONDS")))
         specs = {spec.name: spec for spec in registry.queues()}
         loads = system_db.queue_statuses(specs, live_since=system_db.now() - timeout)
-        specs[queues.INTERNAL_QUEUE] = registry.QueueSpec(queues.INTERNAL_QUEUE)
+        specs[enqueue.INTERNAL_QUEUE] = registry.QueueSpec(enqueue.INTERNAL_QUEUE)
         # The stored limits win (they may have been edited in the admin), as in the dispatcher.
         return [system_db.queue_status(load, specs.get(load.name)) for load in loads]
 
@@ -684,7 +684,7 @@ class Queue:
         """Enqueue a workflow; a worker runs it when the queue's limits allow."""
         entry = _registered(func, "workflow")
         handle = workflows.start(entry, args, kwargs, inline=False, queue=self.spec)
-        queues.ensure_row(self.spec)
+        enqueue.ensure_row(self.spec)
         return handle
 
     async def enqueue_async(
@@ -693,7 +693,7 @@ class Queue:
         """`enqueue` for coroutines."""
         entry = _registered(func, "workflow")
         handle = await workflows.start_async(entry, args, kwargs, inline=False, queue=self.spec)
-        await aio.run_sync(queues.ensure_row, self.spec)
+        await aio.run_sync(enqueue.ensure_row, self.spec)
         return handle
 
 

@@ -11,8 +11,8 @@ from typing import Any, TypedDict
 from .api import DBOS
 from .engine import (
     after_commit,
+    enqueue,
     handles,
-    queues,
     registry,
     serialization,
     system_db,
@@ -72,7 +72,7 @@ class DBOSClient:
         )
         inputs = serialization.dumps_arguments(args, kwargs)
         timeout = options.get("workflow_timeout")
-        enqueue_options = {k: options[k] for k in queues.ENQUEUE_OPTIONS if k in options}
+        enqueue_options = {k: options[k] for k in enqueue.ENQUEUE_OPTIONS if k in options}
         row = system_db.NewWorkflow(
             workflow_id=workflow_id,
             name=name,
@@ -82,7 +82,7 @@ class DBOSClient:
             timeout_ms=None
             if timeout is None
             else int(validation.duration(timeout, "workflow_timeout") * 1000),
-            **queues.enqueue_fields(
+            **enqueue.enqueue_fields(
                 queue_name, self._queue(queue_name), enqueue_options, default_version=None
             ),
         )

@@ -4,7 +4,7 @@ The app's ready() imports this module, so that every process, a worker above all
 workflow and the queues' limits even if it never instantiated the task backend (a worker only
 imports a task's module when it runs the task). It reads TASKS as plain settings: the Tasks
 framework itself (`django.tasks`, or `django_tasks` on Django 5.2) is imported by `tasks.py`,
-which this module imports only when a task runs.
+whose functions this module loads by path only when a task runs.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from typing import Any
 from django.conf import settings
 from django.core.checks import CheckMessage, Error, Tags, Warning, register
 from django.dispatch import receiver
+from django.utils.module_loading import import_string
 
 from .api import DBOS, Queue
 from .errors import DBOSConfigurationError, DBOSException
@@ -25,19 +26,21 @@ DEFAULT_QUEUES = ["default"]  # the framework's default for QUEUES
 QUEUE_LIMITS = {"concurrency", "worker_concurrency", "limiter"}
 
 
+# The backend's functions that need the Tasks framework, loaded by path when a task runs (as
+# Django loads a backend from TASKS), so that this module does not import the framework.
+RUN_PATH = "django_dbos.tasks.run"
+SEND_FINISHED_PATH = "django_dbos.tasks.send_finished"
+
+
 @DBOS.workflow(name=TASK_WORKFLOW)
 def run_task(module_path: str, args: list[Any], kwargs: dict[str, Any], backend: str) -> Any:
     """Run the task found at `module_path`; its DBOS steps and transactions are recorded."""
-    from .tasks import run
-
-    return run(module_path, args, kwargs, backend)
+    return import_string(RUN_PATH)(module_path, args, kwargs, backend)
 
 
 @receiver(workflow_finished, sender=TASK_WORKFLOW)
 def _send_task_finished(workflow_id: str, status: str, **kwargs: Any) -> None:
-    from .tasks import send_finished
-
-    send_finished(workflow_id, status)
+    import_string(SEND_FINISHED_PATH)(workflow_id, status)
 
 
 def queue_limits(options: Any) -> dict[str, dict[str, Any]]:

@@ -11,8 +11,8 @@ from django.db import connections
 
 from . import conf
 from .engine import executor, parking, registry, runtime, system_db
+from .engine.dispatcher import Dispatcher
 from .engine.pool import tidy_connections
-from .engine.queues import Dispatcher
 from .engine.recovery import Recovery
 from .engine.scheduler import Scheduler
 

@@ -24,7 +24,7 @@ from . import (
     validation,
 )
 from .context import start_options
-from .queues import INTERNAL_QUEUE
+from .enqueue import INTERNAL_QUEUE
 from .workflows import submit
 
 

@@ -22,8 +22,8 @@ from ..errors import DBOSConfigurationError, DBOSNotRegisteredError
 from ..validators import cron_error
 from . import clock, registry, system_db
 from .context import StartOptions, start_options
+from .enqueue import INTERNAL_QUEUE
 from .pool import tidy_connections
-from .queues import INTERNAL_QUEUE
 
 logger = logging.getLogger("django_dbos.worker")
 

@@ -29,11 +29,11 @@ from . import (
     aio,
     cancellation,
     clock,
+    enqueue,
     executor,
     handles,
     notifier,
     parking,
-    queues,
     registry,
     serialization,
     system_db,
@@ -197,7 +197,7 @@ def _record_start(
             deadline=deadline,
             parent_workflow_id=parent.workflow_id if parent else None,
             detached=detached,
-            **queues.enqueue_fields(
+            **enqueue.enqueue_fields(
                 queue.name, queue, options.enqueue, registry.application_version()
             ),
         )

@@ -10,7 +10,7 @@ from typing import Any
 from django.db.models import Q
 
 from ..engine import clock, handles, registry, scheduler, system_db
-from ..engine.queues import INTERNAL_QUEUE
+from ..engine.enqueue import INTERNAL_QUEUE
 from ..models import Status, WorkflowStatus
 from ..signals import workflow_finished
 from ..worker import Worker

@@ -1,123 +1,23 @@
-"""Queues: the options of an enqueue, and the dispatcher that runs queued workflows in a worker."""
+"""The dispatcher: claims queued workflows for a worker and runs them on its thread pool."""
 
 from __future__ import annotations
 
-import datetime
 import logging
 import threading
 import time
 from collections import Counter
 from functools import partial
-from typing import Any
-
-from django.db import transaction
 
 from .. import conf
 from ..errors import DBOSException, DBOSNotRegisteredError
 from ..models import Status
-from . import clock, notifier, parking, registry, runtime, serialization, system_db, validation
+from . import notifier, parking, registry, serialization, system_db
+from .enqueue import INTERNAL_QUEUE, mismatch
 from .executor import ProcessExecutor
 from .pool import tidy_connections
+from .workflows import run_claimed, run_claimed_async
 
 logger = logging.getLogger("django_dbos.worker")
-
-# Resumed and forked workflows that belong to no queue of their own wait here for a worker.
-INTERNAL_QUEUE = "_dbos_internal_queue"
-ENQUEUE_OPTIONS = {
-    "deduplication_id",
-    "priority",
-    "queue_partition_key",
-    "delay_seconds",
-    "app_version",
-}
-MAX_PRIORITY = 2**31 - 1
-
-
-class WrittenQueueRows(set[tuple[str, str]]):
-    """The (database alias, queue name) pairs whose queue row this process has written (a part
-    of its engine): a DBOSClient may enqueue onto another database's queues."""
-
-
-def ensure_row(queue: registry.QueueSpec) -> None:
-    """Give a queue its row (once per process and database), so the admin shows it before a
-    worker starts."""
-    database = system_db.alias()
-    written = runtime.part(WrittenQueueRows)
-    if (database, queue.name) not in written:
-        system_db.ensure_queue(queue)
-        # Remembered once committed: a rolled-back enqueue takes the new row with it.
-        transaction.on_commit(lambda: written.add((database, queue.name)), using=database)
-
-
-def enqueue_fields(
-    queue_name: str,
-    queue: registry.QueueSpec | None,
-    options: dict[str, Any],
-    default_version: str | None,
-) -> dict[str, Any]:
-    """Check SetEnqueueOptions, against the queue when it is known; return the columns they set.
-
-    A DBOSClient may enqueue on a queue that no worker has declared yet (`queue=None`): the
-    options that depend on its declaration (a priority, a partition key) are then checked by
-    the worker that picks the workflow up (`mismatch`). Workers only dequeue workflows of their
-    own application version, or of none (`default_version=None`, as the client enqueues
-    without knowing the workers' version).
-    """
-    priority = options.get("priority")
-    if priority is None:
-        priority = 0
-    elif (
-        isinstance(priority, bool)
-        or not isinstance(priority, int)
-        or not (1 <= priority <= MAX_PRIORITY)
-    ):
-        raise ValueError(f"priority must be an integer from 1 (highest) to {MAX_PRIORITY}.")
-    partition = options.get("queue_partition_key")
-    if partition is not None:
-        validation.name(partition, "queue_partition_key", allow_empty=False)
-    problem = mismatch(queue, priority, partition) if queue is not None else None
-    if problem is not None:
-        raise DBOSException(problem)
-    deduplication_id = options.get("deduplication_id")
-    if deduplication_id is not None:
-        validation.name(deduplication_id, "deduplication_id", allow_empty=False)
-    delay = options.get("delay_seconds")
-    dispatch_after = None
-    if delay is not None:
-        seconds = validation.duration(delay, "delay_seconds")
-        dispatch_after = clock.now() + datetime.timedelta(seconds=seconds)
-    app_version = options.get("app_version")
-    if app_version is not None:
-        validation.name(app_version, "app_version", allow_empty=False)
-    return {
-        "queue_name": queue_name,
-        "priority": priority,
-        "deduplication_id": deduplication_id,
-        "queue_partition_key": partition,
-        "dispatch_after": dispatch_after,
-        "application_version": app_version or default_version,
-    }
-
-
-def mismatch(queue: registry.QueueSpec, priority: int, partition: str | None) -> str | None:
-    """Why a workflow's priority or partition key does not fit its queue's declaration (as a
-    sentence saying what to do), or None when it fits."""
-    if priority and not queue.priority_enabled:
-        return (
-            f"Queue {queue.name!r} does not use priorities; declare it with "
-            "priority_enabled=True to enqueue with a priority."
-        )
-    if queue.partition_queue and partition is None:
-        return (
-            f"Queue {queue.name!r} is partitioned: enqueue with "
-            "SetEnqueueOptions(queue_partition_key=...)."
-        )
-    if partition is not None and not queue.partition_queue:
-        return (
-            f"Queue {queue.name!r} is not partitioned; declare it with partition_queue=True to "
-            "enqueue with a queue_partition_key."
-        )
-    return None
 
 
 class Dispatcher:
@@ -259,8 +159,6 @@ class Dispatcher:
         self.process.pool.submit(self._run, queue_name, claimed, True)
 
     def _run(self, queue_name: str, claimed: system_db.ClaimedWorkflow, parked: bool) -> None:
-        from .workflows import run_claimed
-
         began = time.monotonic()
         resume = partial(self._resume, queue_name, claimed)
         try:
@@ -277,8 +175,6 @@ class Dispatcher:
                 self._done(queue_name, claimed, began)
 
     async def _run_async(self, queue_name: str, claimed: system_db.ClaimedWorkflow) -> None:
-        from .workflows import run_claimed_async
-
         began = time.monotonic()
         try:
             await run_claimed_async(claimed, self.process.executor_id)
