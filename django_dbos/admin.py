@@ -23,12 +23,12 @@ from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
-from . import dashboard
+from . import queries
 from .api import DBOS
-from .engine import registry, scheduler, system_db
 from .errors import DBOSException
 from .models import Queue as QueueModel
-from .models import Schedule, Status, WorkflowStatus
+from .models import Schedule, WorkflowStatus
+from .types import Status
 
 STATUS_COLOURS = {
     Status.PENDING: "#2f6fb0",
@@ -109,10 +109,10 @@ class SystemTablesAdmin(admin.ModelAdmin):
     not the project routes the django_dbos models there (docs/settings.md)."""
 
     def get_queryset(self, request: HttpRequest) -> QuerySet:
-        return super().get_queryset(request).using(system_db.alias())
+        return super().get_queryset(request).using(queries.database())
 
     def save_model(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None:
-        obj.save(using=system_db.alias())
+        obj.save(using=queries.database())
 
 
 class WorkflowActionForm(ActionForm):
@@ -222,9 +222,7 @@ class WorkflowStatusAdmin(SystemTablesAdmin):
             links.append(("parent", obj.parent_workflow_id))
         if obj.forked_from:
             links.append(("forked from", obj.forked_from))
-        children = WorkflowStatus.objects.using(obj._state.db).filter(
-            parent_workflow_id=obj.workflow_id
-        )
+        children = queries.workflow_rows().filter(parent_workflow_id=obj.workflow_id)
         links += [("child", child) for child in children.values_list("workflow_id", flat=True)]
         if not links:
             return format_html("<em>{}</em>", "none")
@@ -348,13 +346,13 @@ class WorkflowStatusAdmin(SystemTablesAdmin):
     def dashboard_view(self, request: HttpRequest) -> HttpResponse:
         if not self.has_view_permission(request):
             return HttpResponse(status=403)
-        minutes = dashboard.last_hour()
+        minutes = queries.last_hour()
         peak = max([minute.finished for minute in minutes] + [1])
         context = {
             **self.admin_site.each_context(request),
             "title": "DBOS dashboard",
             "opts": self.model._meta,
-            "counts": dashboard.counts_by_status(),
+            "counts": queries.counts_by_status(),
             "colours": {status: STATUS_COLOURS[status] for status in Status.values},
             "queues": DBOS.list_queues(),
             "minutes": [
@@ -369,7 +367,7 @@ class WorkflowStatusAdmin(SystemTablesAdmin):
             ],
             "hour_total": sum(minute.finished for minute in minutes),
             "hour_failed": sum(minute.failed for minute in minutes),
-            "executors": dashboard.executors(),
+            "executors": queries.executors(),
             "now": timezone.now(),
         }
         return TemplateResponse(request, "admin/django_dbos/dashboard.html", context)
@@ -427,21 +425,21 @@ class ScheduleForm(forms.ModelForm):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        names = sorted(workflow.name for workflow in registry.workflows())
+        names = queries.workflow_names()
         self.fields["workflow_name"].choices = [(name, name) for name in names]
 
     def clean_name(self) -> str:
         """Django's own uniqueness check reads the database the router picks, which without a
         router is "default": look where the schedules are."""
         name = self.cleaned_data["name"]
-        taken = Schedule.objects.using(system_db.alias()).filter(name=name)
+        taken = queries.schedule_rows().filter(name=name)
         if taken.exclude(pk=self.instance.pk).exists():
             raise forms.ValidationError(f"There is already a schedule named {name!r}.")
         return name
 
     def clean_queue_name(self) -> str | None:
         queue_name = self.cleaned_data.get("queue_name") or None
-        if queue_name is not None and queue_name not in scheduler.known_queues():
+        if queue_name is not None and queue_name not in queries.schedule_queue_names():
             raise forms.ValidationError(f"There is no queue {queue_name!r}.")
         return queue_name
 

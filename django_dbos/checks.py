@@ -49,9 +49,9 @@ def _is_serializer_class(path: Any) -> bool:
 def _deferred_sqlite_warning(database: str) -> Warning | None:
     """SQLite in Django's default transaction mode lets a transaction that reads before it
     writes fail at once under a concurrent writer (the engine's own take the lock first)."""
-    from .engine.system_db import begins_deferred
+    from .queries import sqlite_begins_deferred
 
-    if not begins_deferred(settings.DATABASES[database]):
+    if not sqlite_begins_deferred(settings.DATABASES[database]):
         return None
     return Warning(
         f"The DBOS database {database!r} is SQLite in its default, deferred transaction mode: "
@@ -164,8 +164,7 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Any]:
 @register(Tags.compatibility)
 def check_schedules(app_configs: Any = None, **kwargs: Any) -> list[Any]:
     """A cron expression of @DBOS.scheduled that cannot be parsed is an error."""
-    from .engine import registry
-    from .validators import cron_error
+    from .queries import schedule_errors
 
     return [
         Error(
@@ -175,8 +174,7 @@ def check_schedules(app_configs: Any = None, **kwargs: Any) -> list[Any]:
             obj=workflow_name,
             id="django_dbos.E009",
         )
-        for workflow_name, cron in registry.schedules().items()
-        if (error := cron_error(cron)) is not None
+        for workflow_name, error in schedule_errors().items()
     ]
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from .models import Status
+from .types import Status
 
 STATUSES = list(Status.values)
 # The limits the views enforce.

@@ -22,7 +22,6 @@ from typing import TYPE_CHECKING, Any
 from django.utils import timezone
 from django.utils.module_loading import import_string
 
-from . import conf
 from .errors import (
     DBOSAwaitedWorkflowCancelledError,
     DBOSException,
@@ -31,6 +30,7 @@ from .errors import (
 
 if TYPE_CHECKING:
     from .api import Queue
+    from .types import WorkflowStatus
 
 # The framework, imported once: built into Django 6, the django-tasks backport on Django 5.2
 # (which calls two of the exceptions InvalidTaskError and InvalidTaskBackendError).
@@ -188,19 +188,21 @@ def load_result(result_id: str) -> TaskResult:
     status = DBOS.get_workflow_status(result_id)
     if status is None or status.name != TASK_WORKFLOW:
         raise TaskResultDoesNotExist(result_id)
-    fields = {name: getattr(status, name) for name in STATUS_FIELDS}
-    fields |= _read_row(result_id, "started_at", "dispatch_after")
+    fields = _fields(status)
     module_path, args, kwargs, backend = status.input["args"]  # type: ignore[index]
     result = _result(result_id, fields, module_path, args, kwargs, backend)
     _set_outcome(result, status.status, status.error or status.output)
     return result
 
 
-def _read_row(workflow_id: str, *fields: str) -> dict[str, Any]:
-    from .models import WorkflowStatus as WorkflowRow
+def _fields(status: WorkflowStatus) -> dict[str, Any]:
+    """What a TaskResult needs of its workflow: its status's fields, and when it started and
+    was delayed to (which the public WorkflowStatus lacks)."""
+    from . import queries
 
-    rows = WorkflowRow.objects.using(conf.get("DATABASE")).filter(workflow_id=workflow_id)
-    return rows.values(*fields).get()
+    return {name: getattr(status, name) for name in STATUS_FIELDS} | queries.task_times(
+        status.workflow_id
+    )
 
 
 def _result(
@@ -264,7 +266,7 @@ def run(module_path: str, args: list[Any], kwargs: dict[str, Any], backend: str)
 
     task = import_string(module_path)
     workflow_id = DBOS.workflow_id
-    fields = _read_row(workflow_id, *STATUS_FIELDS, "started_at", "dispatch_after")
+    fields = _fields(DBOS.retrieve_workflow(workflow_id).get_status())
     started = _result(workflow_id, fields, module_path, args, kwargs, backend)
     task_started.send(type(task_backends[backend]), task_result=started)
     if task.takes_context:

@@ -10,9 +10,7 @@ from __future__ import annotations
 import base64
 import binascii
 import dataclasses
-import datetime
 import functools
-import inspect
 import json
 import logging
 import math
@@ -26,15 +24,13 @@ from django.contrib.auth import authenticate
 from django.core.exceptions import RequestDataTooBig
 from django.core.handlers.asgi import ASGIRequest
 from django.core.serializers.json import DjangoJSONEncoder
-from django.db import DatabaseError, connections
+from django.db import DatabaseError
 from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.middleware.csrf import CsrfViewMiddleware
-from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 
-from . import conf, openapi
+from . import openapi, queries
 from .api import DBOS, Queue, SetWorkflowID, StepInfo, WorkflowStatus
-from .engine import registry
 from .errors import (
     DBOSException,
     DBOSNonExistentWorkflowError,
@@ -42,8 +38,8 @@ from .errors import (
     DBOSQueueDeduplicatedError,
     DBOSWorkflowConflictIDError,
 )
-from .models import Executor, Status
 from .openapi import DEFAULT_LIMIT, MAX_INTEGER, MAX_LIMIT, MAX_WAIT_SECONDS
+from .types import Status
 
 logger = logging.getLogger("django_dbos")
 
@@ -503,8 +499,8 @@ def send_message(request: HttpRequest, workflow_id: str) -> HttpResponse:
 @api_view("POST", START)
 def start_workflow(request: HttpRequest, name: str) -> HttpResponse:
     """Start a workflow declared with @DBOS.workflow(http=True), here or on a queue."""
-    entry = registry.get_workflow(name)
-    if not entry.options.get("http"):
+    workflow = queries.workflow_named(name)
+    if not workflow.http:
         raise APIError(
             403,
             f"Workflow {name!r} cannot be started over HTTP: declare it with "
@@ -515,56 +511,32 @@ def start_workflow(request: HttpRequest, name: str) -> HttpResponse:
     kwargs = _field(body, "kwargs", dict, "a JSON object") or {}
     workflow_id = _field(body, "workflow_id", str, "a string")
     queue_name = _field(body, "queue_name", str, "a string")
-    _check_arguments(entry, args, kwargs)
+    _check_arguments(workflow, args, kwargs)
     queue = _queue(queue_name) if queue_name is not None else None
-    function = _workflow_function(entry)
     with SetWorkflowID(workflow_id) if workflow_id is not None else nullcontext():
         if queue is None:
-            handle = DBOS.start_workflow(function, *args, **kwargs)
+            handle = DBOS.start_workflow(workflow.function, *args, **kwargs)
         else:
-            handle = queue.enqueue(function, *args, **kwargs)
+            handle = queue.enqueue(workflow.function, *args, **kwargs)
     return _json({"workflow_id": handle.workflow_id}, status=202)
 
 
-def _check_arguments(entry: registry.Registered, args: list, kwargs: dict) -> None:
-    try:
-        signature = inspect.signature(entry.func)
-    except (TypeError, ValueError):
+def _check_arguments(workflow: queries.RegisteredWorkflow, args: list, kwargs: dict) -> None:
+    if workflow.signature is None:
         return
     try:
-        signature.bind(*args, **kwargs)
+        workflow.signature.bind(*args, **kwargs)
     except TypeError as exc:
-        raise APIError(400, f"The arguments do not fit workflow {entry.name!r}: {exc}.") from None
-
-
-def _workflow_function(entry: registry.Registered) -> Callable[..., Any]:
-    """What DBOS.start_workflow takes for a registered workflow (the registry keeps only the
-    undecorated function; the public API finds the workflow through `__dbos__`)."""
-
-    def workflow(*args: Any, **kwargs: Any) -> Any:
-        raise NotImplementedError
-
-    workflow.__qualname__ = entry.name
-    workflow.__dbos__ = entry  # type: ignore[attr-defined]
-    return workflow
+        raise APIError(
+            400, f"The arguments do not fit workflow {workflow.name!r}: {exc}."
+        ) from None
 
 
 def _queue(name: str) -> Queue:
     try:
-        spec = registry.get_queue(name)
+        return queries.queue_named(name)
     except DBOSNotRegisteredError as exc:
         raise APIError(400, str(exc), {"field": "queue_name"}) from None
-    limiter = (
-        {"limit": spec.rate_limit, "period": spec.rate_period_seconds} if spec.rate_limit else None
-    )
-    return Queue(
-        spec.name,
-        spec.concurrency,
-        limiter,
-        worker_concurrency=spec.worker_concurrency,
-        priority_enabled=spec.priority_enabled,
-        partition_queue=spec.partition_queue,
-    )
 
 
 # Queues, health, the schema -------------------------------------------------------------------
@@ -596,16 +568,10 @@ def health(request: HttpRequest) -> HttpResponse:
 
     Public, like any probe a load balancer calls; it tells nothing about the workflows.
     """
-    database = conf.get("DATABASE")
-    silent_since = timezone.now() - datetime.timedelta(
-        seconds=float(conf.get("EXECUTOR_TIMEOUT_SECONDS"))
-    )
     try:
-        with connections[database].cursor() as cursor:
-            cursor.execute("SELECT 1")
-        live = Executor.objects.using(database).filter(last_heartbeat__gte=silent_since).count()
+        live = queries.live_executor_count()
     except DatabaseError:
-        logger.exception("Health check: the system database %r did not answer.", database)
+        logger.exception("Health check: the system database %r did not answer.", queries.database())
         raise APIError(503, "The system database is unreachable.") from None
     return _json({"status": "ok", "database": "reachable", "live_executors": live})
 

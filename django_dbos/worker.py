@@ -29,11 +29,13 @@ class Worker:
         self,
         *,
         queues: list[str] | None = None,
+        concurrency: int | None = None,
         recovery: bool = True,
         scheduler: bool = True,
         shutdown_timeout: float = 30.0,
     ):
         self.queues = queues
+        self.concurrency = concurrency
         self.recovery_enabled = recovery
         self.scheduler: Scheduler | None = Scheduler() if scheduler else None
         self.shutdown_timeout = shutdown_timeout
@@ -50,6 +52,8 @@ class Worker:
     def run(self) -> bool:
         """Work until stop() is called; return True when every running workflow finished."""
         process = executor.current()
+        if self.concurrency is not None:
+            process.max_threads = self.concurrency
         process.ensure_started(role="worker")
         system_db.sync_queues(registry.queues())
         logger.info(

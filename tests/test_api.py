@@ -7,13 +7,14 @@ import json
 import re
 import time
 from collections import Counter, defaultdict
+from collections.abc import Iterator
 
 import pytest
 import schemathesis
 from asgiref.sync import async_to_sync, sync_to_async
 from django.contrib.auth.models import Permission
 from django.contrib.contenttypes.models import ContentType
-from django.db import OperationalError
+from django.db import connections
 from django.test import Client
 from django.urls import URLPattern
 from hypothesis import HealthCheck, given, settings
@@ -30,7 +31,6 @@ from django_dbos import (
     Queue,
     SetWorkflowID,
     WorkflowHandle,
-    views,
 )
 from django_dbos import urls as api_urls
 from django_dbos.models import WorkflowStatus
@@ -424,13 +424,21 @@ def test_health_reports_the_database_and_live_executors(client):
     assert response.json() == {"status": "ok", "database": "reachable", "live_executors": 1}
 
 
-def test_health_is_503_when_the_database_does_not_answer(client, monkeypatch):
-    class Unreachable:
-        def cursor(self):
-            raise OperationalError("connection refused")
+@pytest.fixture
+def unreachable_system_database(monkeypatch) -> Iterator[None]:
+    """The system database cannot be reached: its SQLite file is in a directory that does not
+    exist, or its PostgreSQL port has nothing listening (the next query reconnects, and fails)."""
+    connection = connections["default"]
+    if connection.vendor == "sqlite":
+        monkeypatch.setitem(connection.settings_dict, "NAME", "/nonexistent-directory/x.sqlite3")
+    else:
+        monkeypatch.setitem(connection.settings_dict, "PORT", 1)
+    connection.close()
+    yield
+    connection.close()  # reconnects to the real database once the settings are restored
 
-    monkeypatch.setattr(views, "connections", {"default": Unreachable()})
 
+def test_health_is_503_when_the_database_does_not_answer(client, unreachable_system_database):
     response = client.get(f"{API}/health/")
 
     assert response.status_code == 503

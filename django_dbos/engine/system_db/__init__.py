@@ -6,6 +6,15 @@ reads go through the ORM, which converts types for both PostgreSQL and SQLite. O
 table family; this package's namespace is the layer's interface.
 """
 
+from .browsing import (
+    counts_by_status,
+    executor_rows,
+    finished_by_minute,
+    live_executor_count,
+    queue_rows,
+    schedule_rows,
+    workflow_rows,
+)
 from .connection import (
     DatabaseUnavailable,
     alias,
@@ -129,6 +138,14 @@ __all__ = [
     "step_info",
     "workflow_schedule",
     "workflow_status",
+    # For people: the admin and the dashboard
+    "counts_by_status",
+    "executor_rows",
+    "finished_by_minute",
+    "live_executor_count",
+    "queue_rows",
+    "schedule_rows",
+    "workflow_rows",
     # Schedules
     "active_schedules",
     "create_schedule",

@@ -4,7 +4,6 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandParser
 
-from django_dbos.engine import executor
 from django_dbos.worker import Worker
 
 
@@ -45,13 +44,12 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         if not logging.getLogger("django_dbos").handlers and not logging.getLogger().handlers:
             logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-        if options["concurrency"] is not None:
-            if options["concurrency"] < 1:
-                self.stderr.write("--concurrency must be at least 1.")
-                raise SystemExit(2)
-            executor.current().max_threads = options["concurrency"]
+        if options["concurrency"] is not None and options["concurrency"] < 1:
+            self.stderr.write("--concurrency must be at least 1.")
+            raise SystemExit(2)
         worker = Worker(
             queues=options["queues"],
+            concurrency=options["concurrency"],
             recovery=not options["no_recovery"],
             scheduler=not options["no_scheduler"],
             shutdown_timeout=options["shutdown_timeout"],

@@ -1,0 +1,65 @@
+"""Reads for people: the admin's querysets and the dashboard's figures, on the system database.
+
+Unlike the engine's queries, these are ORM querysets that the admin filters, searches and pages
+itself.
+"""
+
+from __future__ import annotations
+
+import datetime
+
+from django.db.models import Count, Q, QuerySet
+from django.db.models.functions import TruncMinute
+
+from ...models import Executor, Schedule, Status, WorkflowStatus
+from ...models import Queue as QueueRow
+from .connection import alias, execute
+
+FINISHED = [Status.SUCCESS, Status.ERROR, Status.CANCELLED, Status.MAX_RECOVERY_ATTEMPTS_EXCEEDED]
+FAILED = [Status.ERROR, Status.MAX_RECOVERY_ATTEMPTS_EXCEEDED]
+
+
+def workflow_rows() -> QuerySet[WorkflowStatus]:
+    return WorkflowStatus.objects.using(alias())
+
+
+def schedule_rows() -> QuerySet[Schedule]:
+    return Schedule.objects.using(alias())
+
+
+def queue_rows() -> QuerySet[QueueRow]:
+    return QueueRow.objects.using(alias())
+
+
+def executor_rows() -> QuerySet[Executor]:
+    """Every executor, the most recently heard first."""
+    return Executor.objects.using(alias()).order_by("-last_heartbeat")
+
+
+def counts_by_status() -> dict[str, int]:
+    counts = dict.fromkeys(Status.values, 0)
+    rows = workflow_rows().values("status").annotate(n=Count("workflow_id")).order_by()
+    counts.update({row["status"]: row["n"] for row in rows})
+    return counts
+
+
+def finished_by_minute(since: datetime.datetime) -> dict[datetime.datetime, tuple[int, int]]:
+    """Workflows finished, and of those failed, in each minute since `since` that had any."""
+    rows = (
+        workflow_rows()
+        .filter(status__in=FINISHED, updated_at__gte=since)
+        .annotate(minute=TruncMinute("updated_at"))
+        .values("minute")
+        .annotate(
+            finished=Count("workflow_id"),
+            failed=Count("workflow_id", filter=Q(status__in=FAILED)),
+        )
+        .order_by()
+    )
+    return {row["minute"]: (row["finished"], row["failed"]) for row in rows}
+
+
+def live_executor_count(silent_since: datetime.datetime) -> int:
+    """Executors heard from since then; raises DatabaseError when the database does not answer."""
+    execute("SELECT 1", [])
+    return Executor.objects.using(alias()).filter(last_heartbeat__gte=silent_since).count()
