@@ -36,9 +36,9 @@ from .errors import (
     DBOSNonExistentWorkflowError,
     DBOSNotRegisteredError,
 )
-from .models import Status
 from .types import (
     QueueStatus,
+    Status,
     StepInfo,
     WorkflowHandle,
     WorkflowSchedule,

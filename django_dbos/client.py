@@ -20,8 +20,7 @@ from .engine import (
     workflows,
 )
 from .errors import DBOSNotRegisteredError
-from .models import Status
-from .types import QueueStatus, StepInfo, WorkflowHandle, WorkflowStatus
+from .types import QueueStatus, Status, StepInfo, WorkflowHandle, WorkflowStatus
 
 
 class EnqueueOptions(TypedDict, total=False):

@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from django.db import connections
 
 from ..errors import DBOSWorkflowCancelledError
-from ..models import Status
+from ..types import Status
 from . import aio, clock, notifier, system_db
 from .context import WorkflowContext
 

@@ -13,7 +13,7 @@ from typing import Any
 from django.db import transaction
 
 from ..errors import DBOSException, DBOSNonExistentWorkflowError
-from ..models import Status
+from ..types import Status
 from . import (
     after_commit,
     aio,

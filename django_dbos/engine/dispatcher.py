@@ -10,7 +10,7 @@ from functools import partial
 
 from .. import conf
 from ..errors import DBOSException, DBOSNotRegisteredError
-from ..models import Status
+from ..types import Status
 from . import notifier, parking, registry, serialization, system_db
 from .enqueue import INTERNAL_QUEUE, mismatch
 from .executor import ProcessExecutor

@@ -15,8 +15,7 @@ from ..errors import (
     DBOSMaxRecoveryAttemptsExceededError,
     DBOSNonExistentWorkflowError,
 )
-from ..models import Status
-from ..types import WorkflowHandle, WorkflowStatus
+from ..types import Status, WorkflowHandle, WorkflowStatus
 from . import after_commit, aio, notifier, runtime, serialization, system_db
 
 

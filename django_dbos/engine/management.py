@@ -12,7 +12,7 @@ from ..errors import (
     DBOSNotRegisteredError,
     DBOSWorkflowConflictIDError,
 )
-from ..models import Status
+from ..types import Status
 from . import (
     after_commit,
     cancellation,

@@ -8,7 +8,7 @@ import time
 
 from .. import conf
 from ..errors import DBOSNotRegisteredError
-from ..models import Status
+from ..types import Status
 from . import registry, system_db
 from .executor import ProcessExecutor
 from .workflows import submit

@@ -22,8 +22,8 @@ from ..errors import (
     DBOSWorkflowCancelledError,
     DBOSWorkflowConflictIDError,
 )
-from ..models import Status
 from ..signals import workflow_finished, workflow_started
+from ..types import Status
 from . import (
     after_commit,
     aio,

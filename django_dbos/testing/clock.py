@@ -22,7 +22,7 @@ from django.utils import timezone
 from ..engine import clock, executor, handles, notifier, parking, system_db
 from ..engine.clock import Waiter
 from ..engine.context import current_workflow
-from ..models import OperationOutput, Status, WorkflowStatus
+from ..types import Status
 
 
 class AdvanceListener(Protocol):
@@ -303,7 +303,7 @@ def _running_workflows() -> set[str]:
     whose row is written but whose thread has not begun yet."""
     running = handles.running().ids()
     mine = (
-        WorkflowStatus.objects.using(system_db.alias())
+        system_db.workflow_rows()
         .filter(status=Status.PENDING, executor_id=executor.current().executor_id)
         .values_list("workflow_id", flat=True)
     )
@@ -312,10 +312,9 @@ def _running_workflows() -> set[str]:
 
 def _progress() -> tuple:
     """A fingerprint of the system tables that changes whenever a workflow makes progress."""
-    database = system_db.alias()
-    operations = OperationOutput.objects.using(database).count()
+    operations = system_db.operation_rows().count()
     statuses = (
-        WorkflowStatus.objects.using(database)
+        system_db.workflow_rows()
         .values_list("status")
         .annotate(count=Count("workflow_id"))
         .order_by("status")

@@ -22,7 +22,7 @@ from .. import conf
 from ..engine import executor, handles, registry, serialization, system_db, validation, workflows
 from ..engine.context import WorkflowContext, current_workflow, start_options
 from ..engine.recovery import Recovery
-from ..models import Executor, OperationOutput, Status, WorkflowStatus
+from ..types import Status
 
 # Where the simulated process "was": shown in the admin's executor list while it runs.
 CRASH_HOST = "simulated-crash"
@@ -78,7 +78,7 @@ class _CrashingContext(WorkflowContext):
     def reached(self) -> bool:
         """True once an operation at or past `crash_after` is recorded."""
         return (
-            OperationOutput.objects.using(system_db.alias())
+            system_db.operation_rows()
             .filter(workflow_id=self.workflow_id, function_id__gte=self.crash_after)
             .exists()
         )
@@ -175,13 +175,13 @@ def _run_until_crash(
 def _die(executor_id: str) -> None:
     """Make the simulated executor look dead: its last heartbeat long past the timeout."""
     silent_for = float(conf.get("EXECUTOR_TIMEOUT_SECONDS")) + 3600
-    Executor.objects.using(system_db.alias()).filter(executor_id=executor_id).update(
+    system_db.executor_rows().filter(executor_id=executor_id).update(
         last_heartbeat=system_db.now() - datetime.timedelta(seconds=silent_for)
     )
 
 
 def _last_operation(workflow_id: str) -> int:
-    ids = OperationOutput.objects.using(system_db.alias()).filter(workflow_id=workflow_id)
+    ids = system_db.operation_rows().filter(workflow_id=workflow_id)
     return max(ids.values_list("function_id", flat=True), default=0)
 
 
@@ -194,7 +194,7 @@ def recover() -> list[Any]:
     dead = system_db.stale_executor_ids(system_db.now() - datetime.timedelta(seconds=timeout))
     dead.discard(process.executor_id)
     left = list(
-        WorkflowStatus.objects.using(system_db.alias())
+        system_db.workflow_rows()
         .filter(
             status=Status.PENDING,
             executor_id__in=dead,

@@ -6,31 +6,8 @@ import threading
 import warnings
 
 from ..engine import clock, system_db
-from ..models import (
-    Executor,
-    Notification,
-    OperationOutput,
-    Queue,
-    Schedule,
-    Status,
-    StreamEntry,
-    WorkflowEvent,
-    WorkflowEventHistory,
-    WorkflowStatus,
-)
+from ..types import Status
 
-# Children before parents, so that no delete cascades through the ORM.
-SYSTEM_TABLES = (
-    OperationOutput,
-    Notification,
-    WorkflowEventHistory,
-    WorkflowEvent,
-    StreamEntry,
-    WorkflowStatus,
-    Executor,
-    Schedule,
-    Queue,
-)
 SHUTDOWN_SECONDS = 10.0
 
 
@@ -41,9 +18,7 @@ def start_clean() -> None:
     DBOS.shutdown(timeout_seconds=SHUTDOWN_SECONDS)
     if clock.installed() is not None:  # a frozen clock outlived its test
         clock.uninstall()
-    database = system_db.alias()
-    for model in SYSTEM_TABLES:
-        model.objects.using(database).all().delete()
+    system_db.empty_every_table()
 
 
 def cancel_unfinished() -> None:
@@ -51,7 +26,7 @@ def cancel_unfinished() -> None:
     from ..api import DBOS
 
     unfinished = (
-        WorkflowStatus.objects.using(system_db.alias())
+        system_db.workflow_rows()
         .filter(status__in=[Status.PENDING, Status.ENQUEUED])
         .values_list("workflow_id", flat=True)
     )

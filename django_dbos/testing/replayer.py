@@ -20,7 +20,7 @@ from ..engine import registry, serialization, system_db, timers
 from ..engine.context import RecordedOperation, WorkflowContext, current_workflow, start_options
 from ..engine.workflows import Superseded
 from ..errors import DBOSNonExistentWorkflowError, DBOSWorkflowCancelledError
-from ..models import Status
+from ..types import Status
 
 # The executor id a replay runs under: no workflow is owned by it, so every checkpoint write
 # the replayed code might attempt is refused by the ownership fence.

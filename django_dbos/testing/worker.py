@@ -11,8 +11,8 @@ from django.db.models import Q
 
 from ..engine import clock, handles, registry, scheduler, system_db
 from ..engine.enqueue import INTERNAL_QUEUE
-from ..models import Status, WorkflowStatus
 from ..signals import workflow_finished
+from ..types import Status
 from ..worker import Worker
 from . import clock as test_clock
 
@@ -102,7 +102,7 @@ class InProcessWorker:
         with self._finished_lock:
             finished, self._finished = self._finished, []
         queued = set(
-            WorkflowStatus.objects.using(system_db.alias())
+            system_db.workflow_rows()
             .filter(workflow_id__in=finished, queue_name__isnull=False)
             .values_list("workflow_id", flat=True)
         )
@@ -123,7 +123,7 @@ class InProcessWorker:
             names |= {queue.name for queue in system_db.queue_limits()} | {INTERNAL_QUEUE}
         version = registry.application_version()
         return (
-            WorkflowStatus.objects.using(system_db.alias())
+            system_db.workflow_rows()
             .filter(queue_name__in=names)
             .filter(Q(application_version=version) | Q(application_version__isnull=True))
         )

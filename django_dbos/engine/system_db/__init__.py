@@ -8,9 +8,11 @@ table family; this package's namespace is the layer's interface.
 
 from .browsing import (
     counts_by_status,
+    empty_every_table,
     executor_rows,
     finished_by_minute,
     live_executor_count,
+    operation_rows,
     queue_rows,
     schedule_rows,
     workflow_rows,
@@ -140,9 +142,11 @@ __all__ = [
     "workflow_status",
     # For people: the admin and the dashboard
     "counts_by_status",
+    "empty_every_table",
     "executor_rows",
     "finished_by_minute",
     "live_executor_count",
+    "operation_rows",
     "queue_rows",
     "schedule_rows",
     "workflow_rows",

@@ -1,4 +1,5 @@
-"""Reads for people: the admin's querysets and the dashboard's figures, on the system database.
+"""Querysets for people and their tools: the admin's and the dashboard's, and those the
+testing tools inspect, on the system database.
 
 Unlike the engine's queries, these are ORM querysets that the admin filters, searches and pages
 itself.
@@ -11,7 +12,17 @@ import datetime
 from django.db.models import Count, Q, QuerySet
 from django.db.models.functions import TruncMinute
 
-from ...models import Executor, Schedule, Status, WorkflowStatus
+from ...models import (
+    Executor,
+    Notification,
+    OperationOutput,
+    Schedule,
+    Status,
+    StreamEntry,
+    WorkflowEvent,
+    WorkflowEventHistory,
+    WorkflowStatus,
+)
 from ...models import Queue as QueueRow
 from .connection import alias, execute
 
@@ -29,6 +40,10 @@ def schedule_rows() -> QuerySet[Schedule]:
 
 def queue_rows() -> QuerySet[QueueRow]:
     return QueueRow.objects.using(alias())
+
+
+def operation_rows() -> QuerySet[OperationOutput]:
+    return OperationOutput.objects.using(alias())
 
 
 def executor_rows() -> QuerySet[Executor]:
@@ -63,3 +78,23 @@ def live_executor_count(silent_since: datetime.datetime) -> int:
     """Executors heard from since then; raises DatabaseError when the database does not answer."""
     execute("SELECT 1", [])
     return Executor.objects.using(alias()).filter(last_heartbeat__gte=silent_since).count()
+
+
+# Children before parents, so that no delete cascades through the ORM.
+_EVERY_TABLE = (
+    OperationOutput,
+    Notification,
+    WorkflowEventHistory,
+    WorkflowEvent,
+    StreamEntry,
+    WorkflowStatus,
+    Executor,
+    Schedule,
+    QueueRow,
+)
+
+
+def empty_every_table() -> None:
+    """Delete every row of every system table (the testing tools, between two tests)."""
+    for model in _EVERY_TABLE:
+        model.objects.using(alias()).all().delete()
