@@ -36,6 +36,7 @@ from .engine import (
 from .engine.context import StartOptions, current_workflow, start_options
 from .errors import (
     DBOSConfigurationError,
+    DBOSInvalidArgumentError,
     DBOSNonExistentWorkflowError,
     DBOSNotRegisteredError,
 )
@@ -418,7 +419,7 @@ class DBOS:
                 queue_name=queue_name,
             )
         except ValidationError as exc:
-            raise DBOSConfigurationError(
+            raise DBOSInvalidArgumentError(
                 "; ".join(
                     f"{field}: {' '.join(errors)}" for field, errors in exc.message_dict.items()
                 )
@@ -837,7 +838,10 @@ class Queue:
         priority_enabled: bool = False,
         partition_queue: bool = False,
     ):
-        validation.name(name, "queue name", allow_empty=False)
+        try:
+            validation.name(name, "queue name", allow_empty=False)
+        except DBOSInvalidArgumentError as exc:
+            raise DBOSConfigurationError(str(exc)) from None
         for option, value in (
             ("concurrency", concurrency),
             ("worker_concurrency", worker_concurrency),

@@ -5,12 +5,12 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from .engine.validation import MAX_INTEGER
 from .models import Status
 
 STATUSES = list(Status.values)
 # The limits the views enforce.
 DEFAULT_LIMIT, MAX_LIMIT = 50, 500
-MAX_INTEGER = 2**31 - 1  # offsets and step ids beyond this cannot be in the tables
 MAX_WAIT_SECONDS = 60  # the longest a request may hold a web worker waiting for an event
 
 

@@ -60,10 +60,7 @@ def queue_limits(options: Any) -> dict[str, dict[str, Any]]:
 
 def declare_queue(name: str, limits: dict[str, Any]) -> Queue:
     """Declare the DBOS queue of a task queue: with priorities, as Django tasks all have one."""
-    try:
-        return Queue(name, priority_enabled=True, **limits)
-    except ValueError as exc:  # a bad queue name
-        raise DBOSConfigurationError(str(exc)) from exc
+    return Queue(name, priority_enabled=True, **limits)
 
 
 def _backends() -> dict[str, dict[str, Any]]:
