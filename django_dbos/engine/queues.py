@@ -12,10 +12,8 @@ from typing import Any
 
 from django.db import transaction
 
-from .. import conf
-from ..errors import DBOSException, DBOSNotRegisteredError
-from ..models import Status
-from . import clock, notifier, parking, registry, serialization, system_db, validation
+from ..errors import DBOSInvalidArgumentError
+from . import clock, notifier, parking, registry, system_db, validation
 from .executor import ProcessExecutor
 from .pool import tidy_connections
 
@@ -30,7 +28,6 @@ ENQUEUE_OPTIONS = {
     "delay_seconds",
     "app_version",
 }
-MAX_PRIORITY = 2**31 - 1
 
 
 # (database alias, queue name): a DBOSClient may enqueue onto another database's queues.
@@ -67,15 +64,17 @@ def enqueue_fields(
     elif (
         isinstance(priority, bool)
         or not isinstance(priority, int)
-        or not (1 <= priority <= MAX_PRIORITY)
+        or not (1 <= priority <= validation.MAX_INTEGER)
     ):
-        raise ValueError(f"priority must be an integer from 1 (highest) to {MAX_PRIORITY}.")
+        raise DBOSInvalidArgumentError(
+            f"priority must be an integer from 1 (highest) to {validation.MAX_INTEGER}."
+        )
     partition = options.get("queue_partition_key")
     if partition is not None:
         validation.name(partition, "queue_partition_key", allow_empty=False)
     problem = mismatch(queue, priority, partition) if queue is not None else None
     if problem is not None:
-        raise DBOSException(problem)
+        raise DBOSInvalidArgumentError(problem)
     deduplication_id = options.get("deduplication_id")
     if deduplication_id is not None:
         validation.name(deduplication_id, "deduplication_id", allow_empty=False)
@@ -198,28 +197,17 @@ class Dispatcher:
         return self._limits
 
     def _start(self, queue: registry.QueueSpec, claimed: system_db.ClaimedWorkflow) -> None:
+        from .workflows import end_in_error, runnable
+
         queue_name = queue.name
-        try:
-            entry = registry.get_workflow(claimed.name)
-        except DBOSNotRegisteredError as exc:
-            self._fail(claimed, exc)
+        entry = runnable(claimed, self.process.executor_id)
+        if entry is None:
             return
         # A DBOSClient may have enqueued it before any worker declared the queue: the options
         # that depend on the declaration are checked here.
         problem = mismatch(queue, claimed.priority, claimed.queue_partition_key)
         if problem is not None:
-            self._fail(claimed, DBOSException(problem))
-            return
-        limit = entry.options.get("max_recovery_attempts") or int(conf.get("MAX_RECOVERY_ATTEMPTS"))
-        if claimed.recovery_attempts > limit:
-            logger.error(
-                "Workflow %s was recovered %d times (its limit is %d); it is now %s.",
-                claimed.workflow_id,
-                claimed.recovery_attempts,
-                limit,
-                Status.MAX_RECOVERY_ATTEMPTS_EXCEEDED,
-            )
-            system_db.give_up(claimed.workflow_id)
+            end_in_error(claimed, self.process.executor_id, DBOSInvalidArgumentError(problem))
             return
         with self._lock:
             self._running[queue_name] += 1
@@ -235,19 +223,6 @@ class Dispatcher:
             self.process.loop.submit(self._run_async(queue_name, claimed))
         else:
             self.process.pool.submit(self._run, queue_name, claimed, False)
-
-    def _fail(self, claimed: system_db.ClaimedWorkflow, error: DBOSException) -> None:
-        """End a claimed workflow that cannot run here in ERROR, saying why."""
-        logger.error("Cannot run workflow %s: %s", claimed.workflow_id, error)
-        system_db.finish_workflow(
-            claimed.workflow_id,
-            self.process.executor_id,
-            Status.ERROR,
-            None,
-            serialization.dumps_error(error),
-            execution=claimed.execution,
-            wake_keys=[notifier.key("w", claimed.workflow_id), system_db.QUEUE_ACTIVITY],
-        )
 
     def _resume(self, queue_name: str, claimed: system_db.ClaimedWorkflow) -> None:
         """Run a parked workflow again: it counts against the worker's threads once more."""
