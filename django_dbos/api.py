@@ -876,6 +876,14 @@ class Queue:
             )
         )
 
+    @classmethod
+    def _declared(cls, name: str) -> Queue:
+        """The queue declared in code as `name` (DBOSNotRegisteredError when none is), for the
+        surfaces that are given a queue's name."""
+        queue = cls.__new__(cls)  # declared already: nothing to check or register again
+        queue.spec = registry.get_queue(name)
+        return queue
+
     @property
     def name(self) -> str:
         return self.spec.name

@@ -22,6 +22,8 @@ from .signals import workflow_finished
 TASK_WORKFLOW = "django_dbos.task"
 BACKEND_PATH = "django_dbos.tasks.DBOSTaskBackend"
 DEFAULT_QUEUES = ["default"]  # the framework's default for QUEUES
+# The Queue() arguments a backend's OPTIONS may set: not the flags, as a task queue always has
+# priorities (every Django task has one) and never partitions.
 QUEUE_LIMITS = {"concurrency", "worker_concurrency", "limiter"}
 
 

@@ -552,20 +552,9 @@ def _workflow_function(entry: registry.Registered) -> Callable[..., Any]:
 
 def _queue(name: str) -> Queue:
     try:
-        spec = registry.get_queue(name)
+        return Queue._declared(name)
     except DBOSNotRegisteredError as exc:
         raise APIError(400, str(exc), {"field": "queue_name"}) from None
-    limiter = (
-        {"limit": spec.rate_limit, "period": spec.rate_period_seconds} if spec.rate_limit else None
-    )
-    return Queue(
-        spec.name,
-        spec.concurrency,
-        limiter,
-        worker_concurrency=spec.worker_concurrency,
-        priority_enabled=spec.priority_enabled,
-        partition_queue=spec.partition_queue,
-    )
 
 
 # Queues, health, the schema -------------------------------------------------------------------
