@@ -123,6 +123,7 @@ class WorkflowActionForm(ActionForm):
 
 @admin.register(WorkflowStatus)
 class WorkflowStatusAdmin(SystemTablesAdmin):
+    # What fits a row of the list; a workflow's page (`fieldsets`) shows these and more.
     list_display = (
         "workflow_id",
         "name",
@@ -520,16 +521,8 @@ class QueueAdmin(SystemTablesAdmin):
     """Queue limits: written from code when a worker starts; an edit here reaches every worker
     within seconds."""
 
-    list_display = (
-        "name",
-        "concurrency",
-        "worker_concurrency",
-        "rate_limit",
-        "rate_period_seconds",
-        "priority_enabled",
-        "partition_queue",
-        "updated_at",
-    )
+    list_display = ("name", *queries.QUEUE_LIMITS, "updated_at")
+    # The flags stay as declared in code: a queue's enqueued workflows were checked against them.
     readonly_fields = ("name", "priority_enabled", "partition_queue", "updated_at")
 
     def has_add_permission(self, request: HttpRequest) -> bool:

@@ -33,6 +33,7 @@ from .engine import (
 from .engine.context import StartOptions, current_workflow, start_options
 from .errors import (
     DBOSConfigurationError,
+    DBOSInvalidArgumentError,
     DBOSNonExistentWorkflowError,
     DBOSNotRegisteredError,
 )
@@ -232,7 +233,7 @@ class DBOS:
                 queue_name=queue_name,
             )
         except ValidationError as exc:
-            raise DBOSConfigurationError(
+            raise DBOSInvalidArgumentError(
                 "; ".join(
                     f"{field}: {' '.join(errors)}" for field, errors in exc.message_dict.items()
                 )
@@ -638,7 +639,10 @@ class Queue:
         priority_enabled: bool = False,
         partition_queue: bool = False,
     ):
-        validation.name(name, "queue name", allow_empty=False)
+        try:
+            validation.name(name, "queue name", allow_empty=False)
+        except DBOSInvalidArgumentError as exc:
+            raise DBOSConfigurationError(str(exc)) from None
         for option, value in (
             ("concurrency", concurrency),
             ("worker_concurrency", worker_concurrency),
@@ -672,6 +676,14 @@ class Queue:
                 partition_queue=bool(partition_queue),
             )
         )
+
+    @classmethod
+    def _declared(cls, name: str) -> Queue:
+        """The queue declared in code as `name` (DBOSNotRegisteredError when none is), for the
+        surfaces that are given a queue's name."""
+        queue = cls.__new__(cls)  # declared already: nothing to check or register again
+        queue.spec = registry.get_queue(name)
+        return queue
 
     @property
     def name(self) -> str:

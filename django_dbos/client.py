@@ -19,7 +19,7 @@ from .engine import (
     validation,
     workflows,
 )
-from .errors import DBOSNotRegisteredError
+from .errors import DBOSInvalidArgumentError, DBOSNotRegisteredError
 from .types import QueueStatus, Status, StepInfo, WorkflowHandle, WorkflowStatus
 
 
@@ -63,7 +63,7 @@ class DBOSClient:
         """Enqueue the workflow `options["workflow_name"]` on `options["queue_name"]`."""
         missing = {"queue_name", "workflow_name"} - set(options)
         if missing:
-            raise ValueError(f"enqueue() options need {', '.join(sorted(missing))}.")
+            raise DBOSInvalidArgumentError(f"enqueue() options need {', '.join(sorted(missing))}.")
         name = validation.name(options["workflow_name"], "workflow_name", allow_empty=False)
         queue_name = validation.name(options["queue_name"], "queue_name", allow_empty=False)
         workflow_id = validation.workflow_id(

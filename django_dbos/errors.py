@@ -5,6 +5,14 @@ class DBOSException(Exception):
     """Base class of every error django-dbos raises on purpose."""
 
 
+class DBOSInvalidArgumentError(DBOSException, ValueError):
+    """A call was given an argument it cannot use: a wrong type, a number out of range, an empty
+    or overlong name or id, a naive datetime, an unknown option.
+
+    It is a ValueError too, so `except ValueError:` written for Python's own checks catches it.
+    """
+
+
 class DBOSConfigurationError(DBOSException):
     """The DBOS settings or a declaration (decorator, queue) cannot be used as written."""
 

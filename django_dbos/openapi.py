@@ -6,11 +6,11 @@ import copy
 from typing import Any
 
 from .types import Status
+from .validators import MAX_INTEGER
 
 STATUSES = list(Status.values)
 # The limits the views enforce.
 DEFAULT_LIMIT, MAX_LIMIT = 50, 500
-MAX_INTEGER = 2**31 - 1  # offsets and step ids beyond this cannot be in the tables
 MAX_WAIT_SECONDS = 60  # the longest a request may hold a web worker waiting for an event
 
 

@@ -13,7 +13,6 @@ from typing import Any
 from django.db.models import QuerySet
 
 from . import conf
-from .api import Queue
 from .engine import registry, scheduler, system_db
 from .models import Executor, Schedule, WorkflowStatus
 from .models import Queue as QueueRow
@@ -99,6 +98,9 @@ def _executor_timeout() -> datetime.timedelta:
 
 # What the code declares.
 
+# The limits of a queue, as declared in code, stored in its row and edited in the admin.
+QUEUE_LIMITS = registry.QUEUE_LIMITS
+
 
 def workflow_names() -> list[str]:
     """The names of every registered workflow, sorted."""
@@ -154,22 +156,6 @@ def workflow_named(name: str) -> RegisteredWorkflow:
         http=bool(entry.options.get("http")),
         signature=signature,
         function=workflow,
-    )
-
-
-def queue_named(name: str) -> Queue:
-    """The queue declared in code under `name`; DBOSNotRegisteredError if there is none."""
-    spec = registry.get_queue(name)
-    limiter = (
-        {"limit": spec.rate_limit, "period": spec.rate_period_seconds} if spec.rate_limit else None
-    )
-    return Queue(
-        spec.name,
-        spec.concurrency,
-        limiter,
-        worker_concurrency=spec.worker_concurrency,
-        priority_enabled=spec.priority_enabled,
-        partition_queue=spec.partition_queue,
     )
 
 

@@ -23,6 +23,8 @@ from .signals import workflow_finished
 TASK_WORKFLOW = "django_dbos.task"
 BACKEND_PATH = "django_dbos.tasks.DBOSTaskBackend"
 DEFAULT_QUEUES = ["default"]  # the framework's default for QUEUES
+# The Queue() arguments a backend's OPTIONS may set: not the flags, as a task queue always has
+# priorities (every Django task has one) and never partitions.
 QUEUE_LIMITS = {"concurrency", "worker_concurrency", "limiter"}
 
 
@@ -63,10 +65,7 @@ def queue_limits(options: Any) -> dict[str, dict[str, Any]]:
 
 def declare_queue(name: str, limits: dict[str, Any]) -> Queue:
     """Declare the DBOS queue of a task queue: with priorities, as Django tasks all have one."""
-    try:
-        return Queue(name, priority_enabled=True, **limits)
-    except ValueError as exc:  # a bad queue name
-        raise DBOSConfigurationError(str(exc)) from exc
+    return Queue(name, priority_enabled=True, **limits)
 
 
 def _backends() -> dict[str, dict[str, Any]]:

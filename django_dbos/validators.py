@@ -7,6 +7,9 @@ import zoneinfo
 from croniter import croniter
 from django.core.exceptions import ValidationError
 
+# The largest value an integer column of the system tables holds (PostgreSQL's integer).
+MAX_INTEGER = 2**31 - 1
+
 
 def cron_error(expression: object) -> str | None:
     """Say what is wrong with a cron expression, or None when it is valid.

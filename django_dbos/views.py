@@ -73,14 +73,15 @@ class APIError(Exception):
         )
 
 
-# The errors of the public API that bad input causes, most specific first.
+# The errors of the public API that a request can cause, most specific first: a bad argument
+# (DBOSInvalidArgumentError) and any other DBOSException answer 400. Other exceptions are bugs,
+# answered 500 by Django.
 _ERROR_STATUSES: tuple[tuple[type[Exception], int], ...] = (
     (DBOSNonExistentWorkflowError, 404),
     (DBOSNotRegisteredError, 404),
     (DBOSWorkflowConflictIDError, 409),
     (DBOSQueueDeduplicatedError, 409),
     (DBOSException, 400),
-    (ValueError, 400),
 )
 
 
@@ -436,7 +437,7 @@ def _server_sent_events(values: Iterator[Any]) -> Iterator[str]:
     try:
         for value in values:
             yield f"data: {json.dumps(_plain(value), cls=DjangoJSONEncoder)}\n\n"
-    except (DBOSException, ValueError) as exc:
+    except DBOSException as exc:
         error = {"error": str(exc), "detail": {"type": type(exc).__name__}}
         yield f"event: error\ndata: {json.dumps(error)}\n\n"
         return
@@ -534,7 +535,7 @@ def _check_arguments(workflow: queries.RegisteredWorkflow, args: list, kwargs: d
 
 def _queue(name: str) -> Queue:
     try:
-        return queries.queue_named(name)
+        return Queue._declared(name)
     except DBOSNotRegisteredError as exc:
         raise APIError(400, str(exc), {"field": "queue_name"}) from None
 

@@ -658,6 +658,24 @@ def test_a_malformed_query_is_400(client, admin, query):
     assert response.json()["error"]
 
 
+def test_a_bad_argument_the_engine_refuses_is_400_with_its_message_and_type(client, admin):
+    with SetWorkflowID("target"):
+        quadruple(1)
+
+    response = post(
+        client,
+        f"{API}/workflows/target/fork/",
+        {"start_step": 1, "application_version": ""},
+        **admin,
+    )
+
+    assert response.status_code == 400, response.content
+    assert response.json() == {
+        "error": "The application_version must be a non-empty string.",
+        "detail": {"type": "DBOSInvalidArgumentError"},
+    }
+
+
 def test_a_wrong_method_is_405_with_the_allowed_one(client, admin):
     response = client.get(f"{API}/workflows/wf/cancel/", headers=admin)
 

@@ -13,13 +13,17 @@ from django.test import override_settings
 from django_dbos import (
     DBOS,
     DBOSMaxRecoveryAttemptsExceededError,
+    DBOSNotRegisteredError,
     DBOSUnexpectedStepError,
+    Queue,
     WorkflowStatusString,
 )
 from django_dbos.engine import executor, registry, serialization, system_db
 from django_dbos.engine.recovery import Recovery
 from django_dbos.engine.workflows import run_claimed
 from django_dbos.models import Executor, WorkflowStatus
+
+from .inprocess_worker import running_worker
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -68,6 +72,7 @@ def leave_behind(
     silent_for: float = 3600,
     version: str | None = None,
     name: str | None = None,
+    queue_name: str | None = None,
 ) -> None:
     """Write what a process that died while running `four_steps` leaves in the database."""
     system_db.insert_workflow(
@@ -78,6 +83,7 @@ def leave_behind(
             inputs=serialization.dumps_arguments((), {}),
             executor_id=executor_id,
             application_version=version or registry.application_version(),
+            queue_name=queue_name,
         )
     )
     for function_id, (step_name, output) in enumerate(recorded, start=1):
@@ -175,6 +181,37 @@ def test_too_many_recoveries_stop_the_workflow():
     with pytest.raises(DBOSMaxRecoveryAttemptsExceededError):
         DBOS.retrieve_workflow("wf-doomed").get_result(5)
     assert runs == {}
+
+
+# A workflow whose name the code no longer registers (removed, or renamed, without a new
+# application version), or that a DBOSClient enqueued under a misspelt name.
+REMOVED = "trec.removed_workflow"
+queue_of_removed = Queue("trec-removed")
+
+
+def test_a_recovered_workflow_that_nothing_registers_ends_in_error_keeping_its_steps():
+    leave_behind("wf-removed", [(STEP, 10)], name=REMOVED)
+
+    assert recover() == 1
+
+    with pytest.raises(DBOSNotRegisteredError, match=r"trec\.removed_workflow.*resume"):
+        DBOS.retrieve_workflow("wf-removed").get_result(5)
+    assert DBOS.get_workflow_status("wf-removed").status == WorkflowStatusString.ERROR
+    # Its recorded steps stay: resumed on code that registers it, it goes on after them.
+    assert [step.function_id for step in DBOS.list_workflow_steps("wf-removed")] == [1]
+
+
+def test_a_dequeued_workflow_that_nothing_registers_ends_in_error_the_same_way():
+    leave_behind("wf-removed-queued", [(STEP, 10)], name=REMOVED, queue_name=queue_of_removed.name)
+    assert recover() == 0  # back to ENQUEUED on its queue, for a worker's dispatcher
+    assert DBOS.get_workflow_status("wf-removed-queued").status == WorkflowStatusString.ENQUEUED
+
+    refused = pytest.raises(DBOSNotRegisteredError, match=r"trec\.removed_workflow.*resume")
+    with running_worker(recovery=False), refused:
+        DBOS.retrieve_workflow("wf-removed-queued").get_result(10)
+
+    assert DBOS.get_workflow_status("wf-removed-queued").status == WorkflowStatusString.ERROR
+    assert [step.function_id for step in DBOS.list_workflow_steps("wf-removed-queued")] == [1]
 
 
 def test_replay_refuses_code_that_calls_another_step_at_a_recorded_position():

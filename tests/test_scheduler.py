@@ -9,7 +9,12 @@ import time
 import pytest
 from django.core import checks
 
-from django_dbos import DBOS, DBOSConfigurationError, DBOSNotRegisteredError
+from django_dbos import (
+    DBOS,
+    DBOSConfigurationError,
+    DBOSInvalidArgumentError,
+    DBOSNotRegisteredError,
+)
 from django_dbos.engine import registry
 from django_dbos.models import Schedule, WorkflowStatus
 from testproject.shop.workflows import scheduled_tick
@@ -197,13 +202,13 @@ def test_schedules_are_listed_and_deleted():
 
 @pytest.mark.parametrize("cron", ["nope", "* * *", "61 * * * * *", "* * * * * * *"])
 def test_a_bad_cron_is_refused_by_the_api_and_nothing_is_saved(cron):
-    with pytest.raises(DBOSConfigurationError, match="cron"):
+    with pytest.raises(DBOSInvalidArgumentError, match="cron"):
         DBOS.create_schedule(schedule_name="bad", workflow_fn=scheduled_tick, schedule=cron)
     assert not Schedule.objects.exists()
 
 
 def test_a_bad_time_zone_or_a_taken_name_is_refused():
-    with pytest.raises(DBOSConfigurationError, match="time zone"):
+    with pytest.raises(DBOSInvalidArgumentError, match="time zone"):
         DBOS.create_schedule(
             schedule_name="tz",
             workflow_fn=scheduled_tick,

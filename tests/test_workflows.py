@@ -10,6 +10,7 @@ import pytest
 from django_dbos import (
     DBOS,
     DBOSException,
+    DBOSInvalidArgumentError,
     DBOSNonExistentWorkflowError,
     DBOSNotRegisteredError,
     DBOSWorkflowConflictIDError,
@@ -234,8 +235,18 @@ def test_two_functions_cannot_share_a_name():
 
 @pytest.mark.parametrize("bad_id", ["", 42, "x" * 256])
 def test_malformed_workflow_ids_are_refused(bad_id):
-    with pytest.raises(DBOSException, match=r"(?i)workflow id"):
+    with pytest.raises(DBOSInvalidArgumentError, match=r"(?i)workflow id"):
         SetWorkflowID(bad_id)
+
+
+def test_a_bad_argument_is_a_dbos_exception_and_a_value_error():
+    """One class for every bad argument: `except DBOSException` catches it, and so does code
+    written for Python's own checks (`except ValueError`)."""
+    with pytest.raises(ValueError, match="must not be negative") as raised:
+        DBOS.sleep(-1)
+
+    assert type(raised.value) is DBOSInvalidArgumentError
+    assert isinstance(raised.value, DBOSException)
 
 
 def test_a_workflow_id_applies_to_one_start_even_through_nested_option_blocks():

@@ -57,6 +57,16 @@ def _record_with(
     return result
 
 
+def _publish(ctx: WorkflowContext, name: str, announce: str, write: Callable[[int], Any]) -> None:
+    """Make a workflow's write (an event, a stream value) once: `write(function_id)` and its
+    record in one transaction, nothing on replay; then wake the readers of `announce`."""
+    function_id = next_operation(ctx)
+    if replayed(ctx, function_id, name)[0]:
+        return
+    _record_with(ctx, function_id, name, lambda: write(function_id))
+    notifier.current().wake(announce)
+
+
 # Messages -------------------------------------------------------------------------------------
 
 
@@ -155,17 +165,15 @@ def set_event(key: str, value: Any) -> None:
     ctx = _inside_workflow("set_event")
     key = validation.name(key, "event key")
     text = serialization.dumps(value, f"value of event {key!r}")
-    function_id = next_operation(ctx)
-    if replayed(ctx, function_id, SET_EVENT)[0]:
-        return
     announce = wake_key("e", ctx.workflow_id, key)
-    _record_with(
+    _publish(
         ctx,
-        function_id,
         SET_EVENT,
-        lambda: system_db.set_event(ctx.workflow_id, function_id, key, text, wake_key=announce),
+        announce,
+        lambda function_id: system_db.set_event(
+            ctx.workflow_id, function_id, key, text, wake_key=announce
+        ),
     )
-    notifier.current().wake(announce)
 
 
 def get_event(workflow_id: str, key: str, timeout_seconds: float = 60) -> Any:
@@ -257,19 +265,15 @@ def _append(key: str, value: Any, *, closed: bool, name: str) -> None:
     ctx = _inside_workflow("write_stream" if not closed else "close_stream")
     key = validation.name(key, "stream key")
     text = None if closed else serialization.dumps(value, f"value for stream {key!r}")
-    function_id = next_operation(ctx)
-    if replayed(ctx, function_id, name)[0]:
-        return
     announce = wake_key("s", ctx.workflow_id, key)
-    _record_with(
+    _publish(
         ctx,
-        function_id,
         name,
-        lambda: system_db.write_stream(
+        announce,
+        lambda function_id: system_db.write_stream(
             ctx.workflow_id, function_id, key, text, closed=closed, wake_key=announce
         ),
     )
-    notifier.current().wake(announce)
 
 
 def read_stream(workflow_id: str, key: str) -> Iterator[Any]:

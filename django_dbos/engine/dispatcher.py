@@ -8,14 +8,12 @@ import time
 from collections import Counter
 from functools import partial
 
-from .. import conf
-from ..errors import DBOSException, DBOSNotRegisteredError
-from ..types import Status
-from . import notifier, parking, registry, serialization, system_db
+from ..errors import DBOSInvalidArgumentError
+from . import notifier, parking, registry, system_db
 from .enqueue import INTERNAL_QUEUE, mismatch
 from .executor import ProcessExecutor
 from .pool import tidy_connections
-from .workflows import run_claimed, run_claimed_async
+from .workflows import end_in_error, run_claimed, run_claimed_async, runnable
 
 logger = logging.getLogger("django_dbos.worker")
 
@@ -100,28 +98,16 @@ class Dispatcher:
         return self._limits
 
     def _start(self, queue: registry.QueueSpec, claimed: system_db.ClaimedWorkflow) -> None:
+
         queue_name = queue.name
-        try:
-            entry = registry.get_workflow(claimed.name)
-        except DBOSNotRegisteredError as exc:
-            self._fail(claimed, exc)
+        entry = runnable(claimed, self.process.executor_id)
+        if entry is None:
             return
         # A DBOSClient may have enqueued it before any worker declared the queue: the options
         # that depend on the declaration are checked here.
         problem = mismatch(queue, claimed.priority, claimed.queue_partition_key)
         if problem is not None:
-            self._fail(claimed, DBOSException(problem))
-            return
-        limit = entry.options.get("max_recovery_attempts") or int(conf.get("MAX_RECOVERY_ATTEMPTS"))
-        if claimed.recovery_attempts > limit:
-            logger.error(
-                "Workflow %s was recovered %d times (its limit is %d); it is now %s.",
-                claimed.workflow_id,
-                claimed.recovery_attempts,
-                limit,
-                Status.MAX_RECOVERY_ATTEMPTS_EXCEEDED,
-            )
-            system_db.give_up(claimed.workflow_id)
+            end_in_error(claimed, self.process.executor_id, DBOSInvalidArgumentError(problem))
             return
         with self._lock:
             self._running[queue_name] += 1
@@ -137,19 +123,6 @@ class Dispatcher:
             self.process.loop.submit(self._run_async(queue_name, claimed))
         else:
             self.process.pool.submit(self._run, queue_name, claimed, False)
-
-    def _fail(self, claimed: system_db.ClaimedWorkflow, error: DBOSException) -> None:
-        """End a claimed workflow that cannot run here in ERROR, saying why."""
-        logger.error("Cannot run workflow %s: %s", claimed.workflow_id, error)
-        system_db.finish_workflow(
-            claimed.workflow_id,
-            self.process.executor_id,
-            Status.ERROR,
-            None,
-            serialization.dumps_error(error),
-            execution=claimed.execution,
-            wake_keys=[notifier.key("w", claimed.workflow_id), system_db.QUEUE_ACTIVITY],
-        )
 
     def _resume(self, queue_name: str, claimed: system_db.ClaimedWorkflow) -> None:
         """Run a parked workflow again: it counts against the worker's threads once more."""

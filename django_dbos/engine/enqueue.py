@@ -7,7 +7,7 @@ from typing import Any
 
 from django.db import transaction
 
-from ..errors import DBOSException
+from ..errors import DBOSInvalidArgumentError
 from . import clock, registry, runtime, system_db, validation
 
 # Resumed and forked workflows that belong to no queue of their own wait here for a worker.
@@ -19,7 +19,6 @@ ENQUEUE_OPTIONS = {
     "delay_seconds",
     "app_version",
 }
-MAX_PRIORITY = 2**31 - 1
 
 
 class WrittenQueueRows(set[tuple[str, str]]):
@@ -58,15 +57,17 @@ def enqueue_fields(
     elif (
         isinstance(priority, bool)
         or not isinstance(priority, int)
-        or not (1 <= priority <= MAX_PRIORITY)
+        or not (1 <= priority <= validation.MAX_INTEGER)
     ):
-        raise ValueError(f"priority must be an integer from 1 (highest) to {MAX_PRIORITY}.")
+        raise DBOSInvalidArgumentError(
+            f"priority must be an integer from 1 (highest) to {validation.MAX_INTEGER}."
+        )
     partition = options.get("queue_partition_key")
     if partition is not None:
         validation.name(partition, "queue_partition_key", allow_empty=False)
     problem = mismatch(queue, priority, partition) if queue is not None else None
     if problem is not None:
-        raise DBOSException(problem)
+        raise DBOSInvalidArgumentError(problem)
     deduplication_id = options.get("deduplication_id")
     if deduplication_id is not None:
         validation.name(deduplication_id, "deduplication_id", allow_empty=False)

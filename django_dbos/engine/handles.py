@@ -84,44 +84,60 @@ def await_result(workflow_id: str, timeout: float | None) -> Any:
     Raises TimeoutError when `timeout` seconds pass first.
     """
     after_commit.refuse_to_wait(workflow_id, "get_result()")
-    deadline = None if timeout is None else time.monotonic() + timeout
+    waiting = _Awaiting(workflow_id, timeout)
     listener = notifier.current()
     with listener.subscribe(notifier.key("w", workflow_id)) as event:
         while True:
-            outcome = system_db.get_outcome(workflow_id)
-            if outcome is None:
-                raise DBOSNonExistentWorkflowError(f"There is no workflow with id {workflow_id!r}.")
-            finished = _outcome(workflow_id, *outcome)
+            finished, remaining = waiting.check(system_db.get_outcome(workflow_id))
             if finished is not None:
                 return finished[0]
-            remaining = None if deadline is None else deadline - time.monotonic()
-            if remaining is not None and remaining <= 0:
-                raise TimeoutError(f"Workflow {workflow_id!r} did not finish within {timeout} s.")
             listener.wait(event, remaining)
 
 
 async def await_result_async(workflow_id: str, timeout: float | None) -> Any:
     """`await_result` for a coroutine: it waits on the event loop, not on a thread."""
-    deadline = None if timeout is None else time.monotonic() + timeout
+    waiting = _Awaiting(workflow_id, timeout)
     listener = notifier.current()
     with listener.subscribe(notifier.key("w", workflow_id), waiter=aio.LoopEvent()) as event:
         while True:
             outcome = await aio.run_sync(system_db.get_outcome, workflow_id)
-            if outcome is None:
-                raise DBOSNonExistentWorkflowError(f"There is no workflow with id {workflow_id!r}.")
-            finished = _outcome(workflow_id, *outcome)
+            finished, remaining = waiting.check(outcome)
             if finished is not None:
                 return finished[0]
-            remaining = None if deadline is None else deadline - time.monotonic()
-            if remaining is not None and remaining <= 0:
-                raise TimeoutError(f"Workflow {workflow_id!r} did not finish within {timeout} s.")
             interval = listener.poll_interval()
             await event.wait(interval if remaining is None else min(interval, remaining))
 
 
-def _outcome(
-    workflow_id: str, status: str, output: str | None, error: str | None
-) -> tuple[Any] | None:
+class _Awaiting:
+    """What `await_result` and `await_result_async` do with each outcome they read; only how
+    they wait between two reads differs."""
+
+    def __init__(self, workflow_id: str, timeout: float | None):
+        self.workflow_id = workflow_id
+        self.timeout = timeout
+        self.deadline = None if timeout is None else time.monotonic() + timeout
+
+    def check(self, outcome: tuple[str, str | None, str | None] | None) -> tuple[Any, float | None]:
+        """Return ((result,), None) once the workflow has ended, else (None, the seconds left to
+        wait, None for no limit); raise the workflow's error, or TimeoutError past the timeout."""
+        if outcome is None:
+            raise DBOSNonExistentWorkflowError(
+                f"There is no workflow with id {self.workflow_id!r}."
+            )
+        finished = _outcome(self.workflow_id, *outcome)
+        if finished is not None:
+            return finished, None
+        if self.deadline is None:
+            return None, None
+        remaining = self.deadline - time.monotonic()
+        if remaining <= 0:
+            raise TimeoutError(
+                f"Workflow {self.workflow_id!r} did not finish within {self.timeout} s."
+            )
+        return None, remaining
+
+
+def _outcome(workflow_id: str, status: str, output: str | None, error: str | None) -> tuple | None:
     """Return (result,) for a finished workflow, raise its error, or None while it runs."""
     if status == Status.SUCCESS:
         return (serialization.loads(output),)

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..errors import (
+    DBOSInvalidArgumentError,
     DBOSNonExistentWorkflowError,
     DBOSNotRegisteredError,
     DBOSWorkflowConflictIDError,
@@ -117,7 +118,7 @@ def fork(workflow_id: str, start_step: int, application_version: str | None = No
 def wait_first(workflow_ids: Sequence[str]) -> str:
     """Wait until one of the workflows ends; return its id."""
     if not workflow_ids:
-        raise ValueError("wait_first needs at least one handle.")
+        raise DBOSInvalidArgumentError("wait_first needs at least one handle.")
     for workflow_id in workflow_ids:
         after_commit.refuse_to_wait(workflow_id, "wait_first()")
     listener = notifier.current()

@@ -7,11 +7,9 @@ import logging
 import time
 
 from .. import conf
-from ..errors import DBOSNotRegisteredError
-from ..types import Status
 from . import registry, system_db
 from .executor import ProcessExecutor
-from .workflows import submit
+from .workflows import runnable, submit
 
 logger = logging.getLogger("django_dbos")
 
@@ -83,27 +81,8 @@ class Recovery:
         )
         for executor_id in executor_ids - {self.process.executor_id}:
             self._missing_since.pop(executor_id, None)
-        default_max = int(conf.get("MAX_RECOVERY_ATTEMPTS"))
         for workflow in claimed:
-            try:
-                entry = registry.get_workflow(workflow.name)
-            except DBOSNotRegisteredError:
-                logger.error(
-                    "Cannot recover workflow %s: no workflow named %r is registered here.",
-                    workflow.workflow_id,
-                    workflow.name,
-                )
-                continue
-            max_attempts = entry.options.get("max_recovery_attempts") or default_max
-            if workflow.recovery_attempts > max_attempts:
-                system_db.give_up(workflow.workflow_id)
-                logger.error(
-                    "Workflow %s was recovered %d times (its limit is %d); it is now %s.",
-                    workflow.workflow_id,
-                    workflow.recovery_attempts,
-                    max_attempts,
-                    Status.MAX_RECOVERY_ATTEMPTS_EXCEEDED,
-                )
+            if runnable(workflow, self.process.executor_id) is None:
                 continue
             logger.info("Recovering workflow %s (%s).", workflow.workflow_id, workflow.name)
             submit(workflow, self.process.executor_id)

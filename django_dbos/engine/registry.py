@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import inspect
@@ -42,6 +43,10 @@ class QueueSpec:
     rate_period_seconds: float | None = None
     priority_enabled: bool = False
     partition_queue: bool = False
+
+
+# The names of a queue's limits: QueueSpec's fields after its name, and the columns of its row.
+QUEUE_LIMITS = tuple(field.name for field in dataclasses.fields(QueueSpec) if field.name != "name")
 
 
 _registered: dict[str, Registered] = {}

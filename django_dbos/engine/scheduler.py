@@ -18,7 +18,7 @@ from typing import Any
 
 from croniter import croniter
 
-from ..errors import DBOSConfigurationError, DBOSNotRegisteredError
+from ..errors import DBOSConfigurationError, DBOSInvalidArgumentError, DBOSNotRegisteredError
 from ..validators import cron_error
 from . import clock, registry, system_db
 from .context import StartOptions, start_options
@@ -236,7 +236,9 @@ def trigger(name: str) -> Any:
 def backfill_schedule(name: str, start: datetime.datetime, end: datetime.datetime) -> list[Any]:
     plan = _table_plan(name)
     if start.tzinfo is None or end.tzinfo is None:
-        raise ValueError("backfill_schedule needs timezone-aware start and end datetimes.")
+        raise DBOSInvalidArgumentError(
+            "backfill_schedule needs timezone-aware start and end datetimes."
+        )
     return backfill(plan, start, end)
 
 

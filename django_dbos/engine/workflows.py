@@ -13,10 +13,12 @@ from typing import Any
 
 from django.dispatch import Signal
 
+from .. import conf
 from ..errors import (
     DBOSAwaitedWorkflowCancelledError,
     DBOSException,
     DBOSNonExistentWorkflowError,
+    DBOSNotRegisteredError,
     DBOSQueueDeduplicatedError,
     DBOSSerializationError,
     DBOSWorkflowCancelledError,
@@ -622,14 +624,59 @@ def _read_claimed(
     try:
         args, kwargs = serialization.loads_arguments(claimed.inputs)
     except DBOSSerializationError as exc:  # it can never run: end it, rather than hang
-        system_db.finish_workflow(
-            claimed.workflow_id,
-            executor_id,
-            Status.ERROR,
-            None,
-            serialization.dumps_error(exc),
-            execution=claimed.execution,
-            wake_keys=[notifier.key("w", claimed.workflow_id), system_db.QUEUE_ACTIVITY],
-        )
+        end_in_error(claimed, executor_id, exc)
         raise
     return entry, args, kwargs, system_db.load_operations(claimed.workflow_id)
+
+
+def runnable(claimed: system_db.ClaimedWorkflow, executor_id: str) -> registry.Registered | None:
+    """The registered workflow to run a claimed (dequeued or recovered) workflow with, or None
+    after ending it, when it must not run.
+
+    A workflow whose name nothing registers in this process ends in ERROR with a
+    DBOSNotRegisteredError: seen in the admin, raised by `get_result()`, resumable once code
+    that registers it is deployed. It is not left PENDING on this live worker, where nothing
+    would ever run it, nor would its waiters ever wake (workers of another application version
+    never claim it, so a deploy that pins a new version never gets here). A workflow recovered
+    more often than its `max_recovery_attempts` ends in MAX_RECOVERY_ATTEMPTS_EXCEEDED.
+    """
+    try:
+        entry = registry.get_workflow(claimed.name)
+    except DBOSNotRegisteredError as exc:
+        end_in_error(
+            claimed,
+            executor_id,
+            DBOSNotRegisteredError(
+                f"Workflow {claimed.workflow_id!r} cannot run on executor {executor_id}: {exc} "
+                "Once a worker that registers it runs, resume the workflow."
+            ),
+        )
+        return None
+    limit = entry.options.get("max_recovery_attempts") or int(conf.get("MAX_RECOVERY_ATTEMPTS"))
+    if claimed.recovery_attempts > limit:
+        logger.error(
+            "Workflow %s was recovered %d times (its limit is %d); it is now %s.",
+            claimed.workflow_id,
+            claimed.recovery_attempts,
+            limit,
+            Status.MAX_RECOVERY_ATTEMPTS_EXCEEDED,
+        )
+        system_db.give_up(claimed.workflow_id)
+        return None
+    return entry
+
+
+def end_in_error(
+    claimed: system_db.ClaimedWorkflow, executor_id: str, error: DBOSException
+) -> None:
+    """End a claimed workflow that can never run in ERROR, saying why, and wake its waiters."""
+    logger.error("Cannot run workflow %s: %s", claimed.workflow_id, error)
+    system_db.finish_workflow(
+        claimed.workflow_id,
+        executor_id,
+        Status.ERROR,
+        None,
+        serialization.dumps_error(error),
+        execution=claimed.execution,
+        wake_keys=[notifier.key("w", claimed.workflow_id), system_db.QUEUE_ACTIVITY],
+    )

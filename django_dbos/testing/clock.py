@@ -22,6 +22,7 @@ from django.utils import timezone
 from ..engine import clock, executor, handles, notifier, parking, system_db
 from ..engine.clock import Waiter
 from ..engine.context import current_workflow
+from ..errors import DBOSInvalidArgumentError
 from ..types import Status
 
 
@@ -213,7 +214,7 @@ class ClockControl:
         if self._frozen is not None:
             raise RuntimeError("The clock is frozen already.")
         if at is not None and timezone.is_naive(at):
-            raise ValueError("frozen(at=...) needs a timezone-aware datetime.")
+            raise DBOSInvalidArgumentError("frozen(at=...) needs a timezone-aware datetime.")
         frozen = FrozenClock(at or timezone.now().replace(microsecond=0))
         clock.install(frozen)
         self._frozen = frozen
@@ -261,7 +262,9 @@ class ClockControl:
         elif kwargs:
             raise TypeError("Give advance() a timedelta or its keywords, not both.")
         if delta <= datetime.timedelta(0):
-            raise ValueError(f"The clock only moves forward; {delta} is not a step forward.")
+            raise DBOSInvalidArgumentError(
+                f"The clock only moves forward; {delta} is not a step forward."
+            )
         self.settle()
         before = frozen.now()
         _tell_listeners(lambda listener: listener.before_advance(before))

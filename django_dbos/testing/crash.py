@@ -22,6 +22,7 @@ from .. import conf
 from ..engine import executor, handles, registry, serialization, system_db, validation, workflows
 from ..engine.context import WorkflowContext, current_workflow, start_options
 from ..engine.recovery import Recovery
+from ..errors import DBOSInvalidArgumentError
 from ..types import Status
 
 # Where the simulated process "was": shown in the admin's executor list while it runs.
@@ -96,7 +97,9 @@ def simulate_crash(workflow_fn: Callable[..., Any], *args: Any, at_step: int, **
     if entry is None or entry.kind != "workflow":
         raise TypeError(f"{workflow_fn!r} is not a workflow: decorate it with @DBOS.workflow().")
     if isinstance(at_step, bool) or not isinstance(at_step, int) or at_step < 0:
-        raise ValueError(f"at_step must be an operation number (0 or more), not {at_step!r}.")
+        raise DBOSInvalidArgumentError(
+            f"at_step must be an operation number (0 or more), not {at_step!r}."
+        )
     options = workflows.take_start_options()
     workflow_id = validation.workflow_id(options.workflow_id or str(uuid.uuid4()))
     doomed = f"{CRASH_HOST}-{uuid.uuid4().hex[:12]}"
@@ -135,7 +138,7 @@ def simulate_crash(workflow_fn: Callable[..., Any], *args: Any, at_step: int, **
     _die(doomed)
     (ended,) = outcome
     if not isinstance(ended, SimulatedCrash):
-        raise ValueError(
+        raise DBOSInvalidArgumentError(
             f"Workflow {workflow_id!r} ended before operation {at_step} was recorded "
             f"({'it raised ' + repr(ended) if ended else 'it returned'}); "
             f"it records only {_last_operation(workflow_id)} operations. Crash at a smaller step."

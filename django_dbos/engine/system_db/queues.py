@@ -14,7 +14,7 @@ from django.db.models import Count, Min
 from ...models import Executor, Status, WorkflowStatus
 from ...models import Queue as QueueRow
 from .. import clock
-from ..registry import QueueSpec
+from ..registry import QUEUE_LIMITS, QueueSpec
 from .connection import QUEUE, WF, alias, execute, now, parse_time, write_transaction
 from .rows import ClaimedWorkflow
 
@@ -26,12 +26,7 @@ def sync_queues(specs: Iterable[QueueSpec]) -> None:
             QueueRow.objects.using(alias()).update_or_create(
                 name=spec.name,
                 defaults={
-                    "concurrency": spec.concurrency,
-                    "worker_concurrency": spec.worker_concurrency,
-                    "rate_limit": spec.rate_limit,
-                    "rate_period_seconds": spec.rate_period_seconds,
-                    "priority_enabled": spec.priority_enabled,
-                    "partition_queue": spec.partition_queue,
+                    **{limit: getattr(spec, limit) for limit in QUEUE_LIMITS},
                     "updated_at": now(),
                 },
             )
@@ -46,15 +41,7 @@ def ensure_queue(spec: QueueSpec) -> None:
 def queue_limits() -> list[QueueSpec]:
     """The limits of every queue, as stored (and perhaps edited in the admin)."""
     return [
-        QueueSpec(
-            name=row.name,
-            concurrency=row.concurrency,
-            worker_concurrency=row.worker_concurrency,
-            rate_limit=row.rate_limit,
-            rate_period_seconds=row.rate_period_seconds,
-            priority_enabled=row.priority_enabled,
-            partition_queue=row.partition_queue,
-        )
+        QueueSpec(name=row.name, **{limit: getattr(row, limit) for limit in QUEUE_LIMITS})
         for row in QueueRow.objects.using(alias()).order_by("name")
     ]
 
