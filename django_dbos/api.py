@@ -342,6 +342,7 @@ class DBOS:
         new_id, future = management.fork(workflow_id, start_step, application_version)
         return handles.handle(new_id, future)
 
+    # DBOS Python's filters: system_db.list_workflows takes them as columns (statuses, queued).
     @staticmethod
     def list_workflows(
         workflow_ids: list[str] | None = None,

@@ -218,6 +218,8 @@ def get_event(workflow_id: str, key: str, timeout_seconds: float = 60) -> Any:
 
 async def get_event_async(workflow_id: str, key: str, timeout_seconds: float = 60) -> Any:
     """`get_event` for coroutines (async workflows and views): it waits on the event loop."""
+    # The steps of `get_event`, with each database call and wait awaited: sharing more than
+    # the wake keys would interleave sync and async code in one function.
     key = validation.name(key, "event key")
     timeout = validation.duration(timeout_seconds, "timeout_seconds")
     ctx = workflow_context()

@@ -34,13 +34,20 @@ def replayed(ctx: WorkflowContext, function_id: int, name: str) -> tuple[bool, A
     return True, serialization.loads(operation.output)
 
 
+def _take_operation(ctx: WorkflowContext, name: str) -> tuple[int, bool, Any]:
+    """Take the next function id: (id, True, outcome) when it was recorded (on replay), else
+    (id, False, None)."""
+    function_id = next_operation(ctx)
+    done, result = replayed(ctx, function_id, name)
+    return function_id, done, result
+
+
 def run_step(entry: registry.Registered, args: tuple, kwargs: dict) -> Any:
     """Run a step once per workflow execution, with retries, recording its outcome."""
     ctx = workflow_context()
     if ctx is None:
         return entry.func(*args, **kwargs)
-    function_id = next_operation(ctx)
-    done, result = replayed(ctx, function_id, entry.name)
+    function_id, done, result = _take_operation(ctx, entry.name)
     if done:
         return result
     started_at = system_db.now()
@@ -149,8 +156,7 @@ def run_transaction(entry: registry.Registered, args: tuple, kwargs: dict) -> An
         with transaction.atomic(using=database):
             _set_isolation(database, entry.options["isolation_level"])
             return entry.func(*args, **kwargs)
-    function_id = next_operation(ctx)
-    done, result = replayed(ctx, function_id, entry.name)
+    function_id, done, result = _take_operation(ctx, entry.name)
     if done:
         return result
     started_at = system_db.now()

@@ -103,6 +103,7 @@ def start(
     return handles.handle(workflow_id, _launch(entry, claimed, executor_id, args, kwargs))
 
 
+# The parameters of `start`, for async callers.
 async def start_async(
     entry: registry.Registered,
     args: tuple,
