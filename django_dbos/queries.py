@@ -8,7 +8,7 @@ import datetime
 import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn
 
 from django.db.models import QuerySet
 
@@ -144,7 +144,7 @@ def workflow_named(name: str) -> RegisteredWorkflow:
 
     # The registry keeps the undecorated function; the public API finds a workflow through
     # `__dbos__`, so this stand-in is started as the workflow itself.
-    def workflow(*args: Any, **kwargs: Any) -> Any:
+    def workflow(*args: Any, **kwargs: Any) -> NoReturn:
         raise NotImplementedError
 
     workflow.__qualname__ = entry.name
@@ -161,7 +161,9 @@ def queue_named(name: str) -> Queue:
     """The queue declared in code under `name`; DBOSNotRegisteredError if there is none."""
     spec = registry.get_queue(name)
     limiter = (
-        {"limit": spec.rate_limit, "period": spec.rate_period_seconds} if spec.rate_limit else None
+        {"limit": spec.rate_limit, "period": spec.rate_period_seconds}
+        if spec.rate_limit and spec.rate_period_seconds  # Queue() sets both or neither
+        else None
     )
     return Queue(
         spec.name,
