@@ -84,6 +84,7 @@ def _decorate(
         async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
             return await run_async(entry, args, kwargs)
 
+        # How the API finds a function's registration; a function's type has no such attribute.
         async_wrapper.__dbos__ = entry  # type: ignore[attr-defined]
         return async_wrapper
 
@@ -91,7 +92,7 @@ def _decorate(
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         return run(entry, args, kwargs)
 
-    wrapper.__dbos__ = entry  # type: ignore[attr-defined]
+    wrapper.__dbos__ = entry  # type: ignore[attr-defined]  # as above
     return wrapper
 
 

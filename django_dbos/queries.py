@@ -148,7 +148,7 @@ def workflow_named(name: str) -> RegisteredWorkflow:
         raise NotImplementedError
 
     workflow.__qualname__ = entry.name
-    workflow.__dbos__ = entry  # type: ignore[attr-defined]
+    workflow.__dbos__ = entry  # type: ignore[attr-defined]  # not in a function's type
     return RegisteredWorkflow(
         name=entry.name,
         http=bool(entry.options.get("http")),
