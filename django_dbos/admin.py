@@ -8,8 +8,8 @@ model's validators). Every action on a workflow goes through the public API and 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, cast
 
 from django import forms
 from django.contrib import admin, messages
@@ -30,7 +30,7 @@ from .models import Queue as QueueModel
 from .models import Schedule, WorkflowStatus
 from .types import Status
 
-STATUS_COLOURS = {
+STATUS_COLOURS: dict[str, str] = {
     Status.PENDING: "#2f6fb0",
     Status.ENQUEUED: "#6b6b6b",
     Status.SUCCESS: "#2e7d32",
@@ -77,7 +77,10 @@ class DistinctValuesFilter(admin.SimpleListFilter):
                 .distinct()[:200]
             )
 
-        values = cache.get_or_set(f"django_dbos:admin:{self.field}", distinct_values, 60)
+        # cast: with a default to compute, get_or_set() never returns None.
+        values = cast(
+            list[str], cache.get_or_set(f"django_dbos:admin:{self.field}", distinct_values, 60)
+        )
         return [(value, value) for value in values]
 
     def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
@@ -382,10 +385,10 @@ def _error_summary(error: str) -> str:
         return error
 
 
-def _flatten(fields: tuple) -> list[str]:
+def _flatten(fields: Sequence[str | Sequence[str]]) -> list[str]:
     flat: list[str] = []
     for field in fields:
-        flat.extend(field if isinstance(field, tuple) else [field])
+        flat.extend([field] if isinstance(field, str) else field)
     return flat
 
 
@@ -427,12 +430,15 @@ class ScheduleForm(forms.ModelForm):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         names = queries.workflow_names()
-        self.fields["workflow_name"].choices = [(name, name) for name in names]
+        # cast: self.fields holds a copy of the ChoiceField declared above, typed as a Field.
+        cast(forms.ChoiceField, self.fields["workflow_name"]).choices = [
+            (name, name) for name in names
+        ]
 
     def clean_name(self) -> str:
         """Django's own uniqueness check reads the database the router picks, which without a
         router is "default": look where the schedules are."""
-        name = self.cleaned_data["name"]
+        name: str = self.cleaned_data["name"]
         taken = queries.schedule_rows().filter(name=name)
         if taken.exclude(pk=self.instance.pk).exists():
             raise forms.ValidationError(f"There is already a schedule named {name!r}.")

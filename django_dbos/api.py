@@ -7,7 +7,7 @@ import functools
 import inspect
 import logging
 from collections.abc import AsyncIterator, Callable, Iterator
-from typing import Any, ParamSpec, TypeVar
+from typing import Any, ParamSpec, Self, TypeVar
 
 from django.core.exceptions import ValidationError
 from django.utils.functional import classproperty
@@ -58,7 +58,7 @@ def _existing_schedule(found: bool, name: str) -> None:
 
 def _registered(func: Callable[..., Any], kind: str) -> registry.Registered:
     entry = getattr(func, "__dbos__", None)
-    if entry is None or entry.kind != kind:
+    if not isinstance(entry, registry.Registered) or entry.kind != kind:
         name = getattr(func, "__qualname__", repr(func))
         raise DBOSNotRegisteredError(
             f"{name} is not a registered {kind}. Decorate it with @DBOS.{kind}() first."
@@ -85,6 +85,7 @@ def _decorate(
         async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
             return await run_async(entry, args, kwargs)
 
+        # How the API finds a function's registration; a function's type has no such attribute.
         async_wrapper.__dbos__ = entry  # type: ignore[attr-defined]
         return async_wrapper
 
@@ -92,7 +93,7 @@ def _decorate(
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         return run(entry, args, kwargs)
 
-    wrapper.__dbos__ = entry  # type: ignore[attr-defined]
+    wrapper.__dbos__ = entry  # type: ignore[attr-defined]  # as above
     return wrapper
 
 
@@ -565,7 +566,7 @@ class _StartOptionsBlock:
     def _apply(self, options: StartOptions) -> None:
         raise NotImplementedError
 
-    def __enter__(self) -> Any:
+    def __enter__(self) -> Self:
         outer = start_options.get()
         options = outer.nested() if outer is not None else StartOptions()
         self._apply(options)
@@ -654,17 +655,19 @@ class Queue:
                 raise DBOSConfigurationError(
                     f"Queue {name!r}: {option} must be a positive integer, not {value!r}."
                 )
-        rate_limit = rate_period = None
+        rate_limit: int | None = None
+        rate_period: float | None = None
         if limiter is not None:
             if not isinstance(limiter, dict) or set(limiter) != {"limit", "period"}:
                 raise DBOSConfigurationError(
                     f'Queue {name!r}: limiter must be {{"limit": starts, "period": seconds}}.'
                 )
-            rate_limit, rate_period = limiter["limit"], limiter["period"]
-            if isinstance(rate_limit, bool) or not isinstance(rate_limit, int) or rate_limit < 1:
+            limit, rate_period = limiter["limit"], limiter["period"]
+            if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
                 raise DBOSConfigurationError(
                     f"Queue {name!r}: the limiter's limit must be a positive integer."
                 )
+            rate_limit = limit
             _positive(f"Queue {name!r}: the limiter's period", rate_period)
         self.spec = registry.register_queue(
             registry.QueueSpec(

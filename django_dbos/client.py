@@ -6,7 +6,7 @@ from __future__ import annotations
 import functools
 import uuid
 from collections.abc import Callable
-from typing import Any, TypedDict
+from typing import Any, Concatenate, ParamSpec, TypedDict, TypeVar
 
 from .api import DBOS
 from .engine import (
@@ -22,6 +22,9 @@ from .engine import (
 from .errors import DBOSInvalidArgumentError, DBOSNotRegisteredError
 from .types import QueueStatus, Status, StepInfo, WorkflowHandle, WorkflowStatus
 
+P = ParamSpec("P")
+R = TypeVar("R")
+
 
 class EnqueueOptions(TypedDict, total=False):
     queue_name: str  # required
@@ -35,9 +38,11 @@ class EnqueueOptions(TypedDict, total=False):
     workflow_timeout: float
 
 
-def _on_database(method: Callable[..., Any]) -> Callable[..., Any]:
+def _on_database(
+    method: Callable[Concatenate[DBOSClient, P], R],
+) -> Callable[Concatenate[DBOSClient, P], R]:
     @functools.wraps(method)
-    def wrapper(self: DBOSClient, *args: Any, **kwargs: Any) -> Any:
+    def wrapper(self: DBOSClient, *args: P.args, **kwargs: P.kwargs) -> R:
         with system_db.using(self.database):
             return method(self, *args, **kwargs)
 
@@ -71,7 +76,7 @@ class DBOSClient:
         )
         inputs = serialization.dumps_arguments(args, kwargs)
         timeout = options.get("workflow_timeout")
-        enqueue_options = {k: options[k] for k in enqueue.ENQUEUE_OPTIONS if k in options}
+        enqueue_options = {k: v for k, v in options.items() if k in enqueue.ENQUEUE_OPTIONS}
         row = system_db.NewWorkflow(
             workflow_id=workflow_id,
             name=name,

@@ -45,7 +45,7 @@ class DBOSMaxStepRetriesExceeded(DBOSException):
         self.step_name = step_name
         self.max_attempts = max_attempts
         self.last_error = last_error
-        self.errors: list[BaseException] = []
+        self.errors: list[Exception] = []
 
     def __str__(self) -> str:
         last = f" Last error: {self.last_error}" if self.last_error else ""

@@ -8,7 +8,7 @@ import datetime
 import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn
 
 from django.db.models import QuerySet
 
@@ -146,11 +146,11 @@ def workflow_named(name: str) -> RegisteredWorkflow:
 
     # The registry keeps the undecorated function; the public API finds a workflow through
     # `__dbos__`, so this stand-in is started as the workflow itself.
-    def workflow(*args: Any, **kwargs: Any) -> Any:
+    def workflow(*args: Any, **kwargs: Any) -> NoReturn:
         raise NotImplementedError
 
     workflow.__qualname__ = entry.name
-    workflow.__dbos__ = entry  # type: ignore[attr-defined]
+    workflow.__dbos__ = entry  # type: ignore[attr-defined]  # not in a function's type
     return RegisteredWorkflow(
         name=entry.name,
         http=bool(entry.options.get("http")),

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.db.models import Model
+
 from . import conf
 
 APP_LABEL = "django_dbos"
@@ -18,10 +20,10 @@ class DBOSRouter:
     """Send the django_dbos models' reads, writes and migrations to DBOS["DATABASE"]; have no
     opinion on any other model."""
 
-    def db_for_read(self, model: type, **hints: Any) -> str | None:
+    def db_for_read(self, model: type[Model], **hints: Any) -> str | None:
         return conf.get("DATABASE") if model._meta.app_label == APP_LABEL else None
 
-    def db_for_write(self, model: type, **hints: Any) -> str | None:
+    def db_for_write(self, model: type[Model], **hints: Any) -> str | None:
         return self.db_for_read(model, **hints)
 
     def allow_migrate(

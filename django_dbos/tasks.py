@@ -17,8 +17,9 @@ from __future__ import annotations
 import traceback
 from contextvars import ContextVar
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
+import django
 from django.utils import timezone
 from django.utils.module_loading import import_string
 
@@ -33,15 +34,16 @@ if TYPE_CHECKING:
     from .types import WorkflowStatus
 
 # The framework, imported once: built into Django 6, the django-tasks backport on Django 5.2
-# (which calls two of the exceptions InvalidTaskError and InvalidTaskBackendError).
-try:
+# (which calls two of the exceptions InvalidTaskError and InvalidTaskBackendError). The type
+# checker reads Django 6's: the backport has the same API.
+if TYPE_CHECKING or django.VERSION >= (6, 0):
     from django.tasks import TaskContext, TaskResult, TaskResultStatus, task_backends
     from django.tasks.backends.base import BaseTaskBackend
     from django.tasks.base import Task, TaskError
     from django.tasks.exceptions import InvalidTask, InvalidTaskBackend, TaskResultDoesNotExist
     from django.tasks.signals import task_enqueued, task_finished, task_started
     from django.utils.json import normalize_json
-except ImportError:
+else:
     from django_tasks import TaskContext, TaskResult, TaskResultStatus, task_backends
     from django_tasks.backends.base import BaseTaskBackend
     from django_tasks.base import Task, TaskError
@@ -120,7 +122,7 @@ class DBOSTaskBackend(BaseTaskBackend):
         enqueued_at = timezone.now()
         with SetEnqueueOptions(**options):
             handle = queue.enqueue(run_task, task.module_path, args, kwargs, self.alias)
-        result = TaskResult(
+        result: TaskResult = TaskResult(
             task=task,
             id=handle.workflow_id,
             status=TaskResultStatus.READY,
@@ -189,7 +191,8 @@ def load_result(result_id: str) -> TaskResult:
     if status is None or status.name != TASK_WORKFLOW:
         raise TaskResultDoesNotExist(result_id)
     fields = _fields(status)
-    module_path, args, kwargs, backend = status.input["args"]  # type: ignore[index]
+    # cast: get_workflow_status() loads the input, and a task's workflow always has one.
+    module_path, args, kwargs, backend = cast(dict[str, Any], status.input)["args"]
     result = _result(result_id, fields, module_path, args, kwargs, backend)
     _set_outcome(result, status.status, status.error or status.output)
     return result
@@ -265,7 +268,7 @@ def run(module_path: str, args: list[Any], kwargs: dict[str, Any], backend: str)
     from .api import DBOS
 
     task = import_string(module_path)
-    workflow_id = DBOS.workflow_id
+    workflow_id = cast(str, DBOS.workflow_id)  # set: this is the body of a workflow
     fields = _fields(DBOS.retrieve_workflow(workflow_id).get_status())
     started = _result(workflow_id, fields, module_path, args, kwargs, backend)
     task_started.send(type(task_backends[backend]), task_result=started)

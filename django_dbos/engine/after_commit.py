@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from django.db import transaction
+from django.db.backends.base.base import BaseDatabaseWrapper
 
 from ..errors import DBOSException
 from . import system_db
@@ -30,7 +31,9 @@ class StartAtCommit:
 
 def in_transaction() -> bool:
     """Whether this thread is inside `atomic()` on the system database."""
-    return transaction.get_connection(system_db.alias()).in_atomic_block
+    # The stubs type get_connection() as Any.
+    connection: BaseDatabaseWrapper = transaction.get_connection(system_db.alias())
+    return connection.in_atomic_block
 
 
 def start_at_commit(workflow_id: str, launch: Callable[[], object] | None = None) -> None:

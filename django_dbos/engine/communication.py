@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
-from typing import Any
+from typing import Any, TypeVar, cast
 
 from django.db import transaction
 
@@ -37,6 +37,8 @@ GET_EVENT = "DBOS.getEvent"
 WRITE_STREAM = "DBOS.writeStream"
 CLOSE_STREAM = "DBOS.closeStream"
 
+T = TypeVar("T")
+
 
 def _inside_workflow(operation: str) -> WorkflowContext:
     ctx = workflow_context()
@@ -47,9 +49,7 @@ def _inside_workflow(operation: str) -> WorkflowContext:
     return ctx
 
 
-def _record_with(
-    ctx: WorkflowContext, function_id: int, name: str, write: Callable[[], Any]
-) -> Any:
+def _record_with(ctx: WorkflowContext, function_id: int, name: str, write: Callable[[], T]) -> T:
     """Run a write and record the operation in one transaction: it happens exactly once."""
     with transaction.atomic(using=system_db.alias()):
         result = write()
@@ -200,7 +200,8 @@ def get_event(workflow_id: str, key: str, timeout_seconds: float = 60) -> Any:
             if value is not None:
                 break
             if deadline is None:
-                deadline = durable_deadline(ctx, deadline_id, timeout)  # type: ignore[arg-type]
+                # cast: the deadline is only unset inside a workflow, where ctx is set.
+                deadline = durable_deadline(cast(WorkflowContext, ctx), deadline_id, timeout)
             # In a workflow the deadline is durable (the engine's clock); outside, it is the
             # caller's own patience (real time).
             remaining = deadline - (time.time() if ctx is None else clock.time())
@@ -331,7 +332,7 @@ def _read_more(workflow_id: str, key: str, position: int) -> tuple[list[Any], in
         # Entries commit before the workflow's end: this last read sees them all.
         entries = system_db.read_stream(workflow_id, key, position)
         ended = True
-    values = []
+    values: list[Any] = []
     for entry_position, value, closed in entries:
         if closed:
             return values, position, True

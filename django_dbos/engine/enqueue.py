@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+from collections.abc import Mapping
 from typing import Any
 
 from django.db import transaction
@@ -40,7 +41,7 @@ def ensure_row(queue: registry.QueueSpec) -> None:
 def enqueue_fields(
     queue_name: str,
     queue: registry.QueueSpec | None,
-    options: dict[str, Any],
+    options: Mapping[str, Any],
     default_version: str | None,
 ) -> dict[str, Any]:
     """Check SetEnqueueOptions, against the queue when it is known; return the columns they set.

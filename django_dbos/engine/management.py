@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime
 import uuid
 from collections.abc import Sequence
+from concurrent.futures import Future
 from typing import Any
 
 from ..errors import (
@@ -29,7 +30,7 @@ from .enqueue import INTERNAL_QUEUE
 from .workflows import submit
 
 
-def _existing(workflow_id: str) -> Any:
+def _existing(workflow_id: str) -> system_db.WorkflowRow:
     row = system_db.get_workflow(workflow_id)
     if row is None:
         raise DBOSNonExistentWorkflowError(f"There is no workflow with id {workflow_id!r}.")
@@ -56,7 +57,7 @@ def _runs_here(name: str, application_version: str | None, queue_name: str | Non
     return True
 
 
-def resume(workflow_id: str) -> Any:
+def resume(workflow_id: str) -> Future[Any] | None:
     """Run a cancelled or failed workflow again from its last completed step; return a future
     when it runs in this process (None when a worker will run it, or nothing was to be done)."""
     row = _existing(workflow_id)
@@ -74,7 +75,9 @@ def resume(workflow_id: str) -> Any:
     return submit(claimed, process.executor_id)
 
 
-def fork(workflow_id: str, start_step: int, application_version: str | None = None) -> Any:
+def fork(
+    workflow_id: str, start_step: int, application_version: str | None = None
+) -> tuple[str, Future[Any] | None]:
     """Start a new workflow that replays `workflow_id`'s operations before `start_step` and runs
     the rest anew; return (new workflow id, future or None)."""
     original = _existing(workflow_id)

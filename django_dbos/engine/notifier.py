@@ -16,8 +16,8 @@ import logging
 import threading
 import time
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
-from typing import Any, Protocol, TypeVar
+from contextlib import AbstractContextManager, contextmanager
+from typing import Protocol, TypeVar, overload
 
 import psycopg
 from django.db import connections
@@ -54,16 +54,26 @@ class Notifier:
         self._stop = threading.Event()
         self.listening = threading.Event()
 
-    @contextmanager
-    def subscribe(self, *wake_keys: str, waiter: W | None = None) -> Iterator[W]:
+    @overload
+    def subscribe(self, *wake_keys: str) -> AbstractContextManager[threading.Event]: ...
+
+    @overload
+    def subscribe(self, *wake_keys: str, waiter: W) -> AbstractContextManager[W]: ...
+
+    def subscribe(
+        self, *wake_keys: str, waiter: Wakeable | None = None
+    ) -> AbstractContextManager[Wakeable]:
         """Register a waiter (a new threading.Event by default), woken by any of `wake_keys`,
         for the duration of the block."""
-        subscribed: Any = threading.Event() if waiter is None else waiter
-        self.add(subscribed, wake_keys)
+        return self._subscription(threading.Event() if waiter is None else waiter, wake_keys)
+
+    @contextmanager
+    def _subscription(self, waiter: Wakeable, wake_keys: Iterable[str]) -> Iterator[Wakeable]:
+        self.add(waiter, wake_keys)
         try:
-            yield subscribed
+            yield waiter
         finally:
-            self.remove(subscribed, wake_keys)
+            self.remove(waiter, wake_keys)
 
     def add(self, waiter: Wakeable, wake_keys: Iterable[str]) -> None:
         """Call `waiter.set()` whenever one of `wake_keys` is announced, until `remove()`."""

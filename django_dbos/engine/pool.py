@@ -14,7 +14,9 @@ from django.db import connections
 
 logger = logging.getLogger("django_dbos")
 
-_STOP = object()
+# A piece of work for a thread: the future of its result, a function and its arguments.
+# A thread takes None as the order to stop.
+Work = tuple[Future[Any], Callable[..., Any], tuple[Any, ...]]
 # An engine thread idle this long closes its connections (the next workflow opens new ones).
 IDLE_SECONDS_BEFORE_CLOSING = 60.0
 
@@ -49,7 +51,7 @@ class WorkflowThreadPool:
     def __init__(self, max_threads: int, name: str = "dbos-workflow"):
         self.max_threads = max_threads
         self.name = name
-        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[Work | None] = queue.SimpleQueue()
         self._lock = threading.Lock()
         self._threads: list[threading.Thread] = []
         self._idle = 0
@@ -81,7 +83,7 @@ class WorkflowThreadPool:
         try:
             while True:
                 item = self._next_item()
-                if item is _STOP:
+                if item is None:
                     return
                 future, fn, args = item
                 with self._lock:
@@ -103,7 +105,7 @@ class WorkflowThreadPool:
         finally:
             connections.close_all()
 
-    def _next_item(self) -> Any:
+    def _next_item(self) -> Work | None:
         """The next piece of work; after a long wait for one, close this thread's connections
         first, so that an idle process holds none."""
         try:
@@ -118,7 +120,7 @@ class WorkflowThreadPool:
             self._closed = True
             threads = list(self._threads)
         for _ in threads:
-            self._queue.put(_STOP)
+            self._queue.put(None)
         deadline = time.monotonic() + timeout
         for thread in threads:
             thread.join(max(0.0, deadline - time.monotonic()))

@@ -8,10 +8,27 @@ import hashlib
 import inspect
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 from .. import conf
 from ..errors import DBOSConfigurationError, DBOSNotRegisteredError
+
+
+class Options(TypedDict, total=False):
+    """The options of the decorators, each kind its own."""
+
+    # @DBOS.workflow()
+    max_recovery_attempts: int | None
+    http: bool
+    # @DBOS.step()
+    retries_allowed: bool
+    interval_seconds: float
+    max_attempts: int
+    backoff_rate: float
+    max_interval_seconds: float
+    # @DBOS.transaction()
+    isolation_level: str | None
+    database: str | None
 
 
 @dataclass(frozen=True)
@@ -21,7 +38,7 @@ class Registered:
     kind: str  # "workflow", "step" or "transaction"
     name: str
     func: Callable[..., Any]
-    options: dict[str, Any] = field(default_factory=dict)
+    options: Options = field(default_factory=Options)
 
     @functools.cached_property
     def is_async(self) -> bool:
@@ -59,7 +76,9 @@ def default_name(func: Callable[..., Any]) -> str:
     return f"{func.__module__}.{func.__qualname__}"
 
 
-def register(kind: str, func: Callable[..., Any], name: str | None, **options: Any) -> Registered:
+def register(
+    kind: str, func: Callable[..., Any], name: str | None, **options: Unpack[Options]
+) -> Registered:
     """Register a function under its name; a second, different function of that name is an error."""
     entry = Registered(kind, name or default_name(func), func, options)
     existing = _registered.get(entry.name)

@@ -19,6 +19,7 @@ from typing import Any
 from croniter import croniter
 
 from ..errors import DBOSConfigurationError, DBOSInvalidArgumentError, DBOSNotRegisteredError
+from ..types import WorkflowHandle
 from ..validators import cron_error
 from . import clock, registry, system_db
 from .context import StartOptions, start_options
@@ -91,7 +92,9 @@ def table_plans() -> list[Plan]:
     return [plan_of(row) for row in system_db.active_schedules() if cron_error(row.cron) is None]
 
 
-def fire(plan: Plan, tick: datetime.datetime, *, workflow_id: str | None = None) -> Any:
+def fire(
+    plan: Plan, tick: datetime.datetime, *, workflow_id: str | None = None
+) -> WorkflowHandle[Any]:
     """Enqueue the run of one tick (a no-op when that tick was enqueued already)."""
     from .workflows import start
 
@@ -109,9 +112,11 @@ def fire(plan: Plan, tick: datetime.datetime, *, workflow_id: str | None = None)
         start_options.reset(token)
 
 
-def backfill(plan: Plan, start: datetime.datetime, end: datetime.datetime) -> list[Any]:
+def backfill(
+    plan: Plan, start: datetime.datetime, end: datetime.datetime
+) -> list[WorkflowHandle[Any]]:
     """Enqueue every tick from `start` to `end` (both included), idempotently."""
-    handles = []
+    handles: list[WorkflowHandle[Any]] = []
     for tick in plan.ticks_after(start - datetime.timedelta(microseconds=1)):
         if tick > end or len(handles) >= MAX_BACKFILL_TICKS:
             break
@@ -169,9 +174,11 @@ class Scheduler:
             self._next[plan.timing] = next(plan.ticks_after(due))
 
     @staticmethod
-    def _catch_up(plan: Plan, tick: datetime.datetime, now: datetime.datetime) -> list:
+    def _catch_up(
+        plan: Plan, tick: datetime.datetime, now: datetime.datetime
+    ) -> list[datetime.datetime]:
         """Ticks after `tick` already due (the worker was busy): fired too, never skipped."""
-        due = []
+        due: list[datetime.datetime] = []
         for later in plan.ticks_after(tick):
             if later > now or len(due) >= MAX_BACKFILL_TICKS:
                 break
@@ -202,7 +209,7 @@ def create(
     automatic_backfill: bool = False,
     cron_timezone: str | None = None,
     queue_name: str | None = None,
-) -> Any:
+) -> system_db.ScheduleRow:
     registry.get_workflow(workflow_name)
     if queue_name is not None and queue_name not in known_queues():
         raise DBOSNotRegisteredError(
@@ -226,14 +233,16 @@ def known_queues() -> set[str]:
     return {q.name for q in registry.queues()} | {q.name for q in system_db.queue_limits()}
 
 
-def trigger(name: str) -> Any:
+def trigger(name: str) -> WorkflowHandle[Any]:
     """Run a schedule's workflow now, once, with the current time as its scheduled time."""
     plan = _table_plan(name)
     now = clock.now().astimezone(plan.zone)
     return fire(plan, now, workflow_id=f"sched-{plan.name}-trigger-{uuid.uuid4()}")
 
 
-def backfill_schedule(name: str, start: datetime.datetime, end: datetime.datetime) -> list[Any]:
+def backfill_schedule(
+    name: str, start: datetime.datetime, end: datetime.datetime
+) -> list[WorkflowHandle[Any]]:
     plan = _table_plan(name)
     if start.tzinfo is None or end.tzinfo is None:
         raise DBOSInvalidArgumentError(

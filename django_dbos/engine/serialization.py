@@ -229,5 +229,6 @@ def loads_error(text: str) -> BaseException:
         exc = cls(*record.get("args", []))
     except Exception:
         exc = DBOSException(f"{record.get('type')}: {record.get('message')}")
+    # The recorded traceback, on an exception whose class does not declare it.
     exc.__dbos_traceback__ = record.get("traceback", "")  # type: ignore[attr-defined]
     return exc

@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from contextlib import contextmanager
 from functools import partial
-from typing import Any
+from typing import Any, Literal, overload
 
 from django.dispatch import Signal
 
@@ -25,7 +25,7 @@ from ..errors import (
     DBOSWorkflowConflictIDError,
 )
 from ..signals import workflow_finished, workflow_started
-from ..types import Status
+from ..types import Status, WorkflowHandle
 from . import (
     after_commit,
     aio,
@@ -79,6 +79,28 @@ def take_start_options() -> StartOptions:
     return taken
 
 
+@overload
+def start(
+    entry: registry.Registered,
+    args: tuple,
+    kwargs: dict,
+    *,
+    inline: Literal[True],
+    queue: registry.QueueSpec | None = None,
+) -> Any: ...
+
+
+@overload
+def start(
+    entry: registry.Registered,
+    args: tuple,
+    kwargs: dict,
+    *,
+    inline: Literal[False],
+    queue: registry.QueueSpec | None = None,
+) -> WorkflowHandle[Any]: ...
+
+
 def start(
     entry: registry.Registered,
     args: tuple,
@@ -103,7 +125,28 @@ def start(
     return handles.handle(workflow_id, _launch(entry, claimed, executor_id, args, kwargs))
 
 
-# The parameters of `start`, for async callers.
+@overload
+async def start_async(
+    entry: registry.Registered,
+    args: tuple,
+    kwargs: dict,
+    *,
+    inline: Literal[True],
+    queue: registry.QueueSpec | None = None,
+) -> Any: ...
+
+
+@overload
+async def start_async(
+    entry: registry.Registered,
+    args: tuple,
+    kwargs: dict,
+    *,
+    inline: Literal[False],
+    queue: registry.QueueSpec | None = None,
+) -> WorkflowHandle[Any]: ...
+
+
 async def start_async(
     entry: registry.Registered,
     args: tuple,

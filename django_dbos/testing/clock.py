@@ -103,7 +103,9 @@ class FrozenClock:
     def time(self) -> float:
         return self.now().timestamp()
 
-    def wait(self, event: threading.Event, timeout: float | None, waiter: Waiter | None = None):
+    def wait(
+        self, event: threading.Event, timeout: float | None, waiter: Waiter | None = None
+    ) -> None:
         if timeout is not None and timeout <= 0:
             return
         ctx = current_workflow.get()
@@ -128,7 +130,9 @@ class FrozenClock:
                     del self._waiting[event]
                 self._parked.pop(thread, None)
 
-    def call_at(self, moment: datetime.datetime, function: Callable[..., Any], *args: Any):
+    def call_at(
+        self, moment: datetime.datetime, function: Callable[..., Any], *args: Any
+    ) -> _FrozenTimer:
         timer = _FrozenTimer(moment, function, args)
         with self._lock:
             due = moment <= self._now

@@ -52,7 +52,7 @@ class _CrashingContext(WorkflowContext):
         self._maybe_crash()
         return super().next_function_id()
 
-    @property  # type: ignore[override]
+    @property
     def cancel_hint(self) -> threading.Event | None:
         self._maybe_crash()
         return None
@@ -61,7 +61,7 @@ class _CrashingContext(WorkflowContext):
     def cancel_hint(self, value: threading.Event | None) -> None:
         pass
 
-    @property  # type: ignore[override]
+    @property
     def deadline(self) -> datetime.datetime | None:
         self._maybe_crash()
         return None

@@ -20,7 +20,8 @@ def dbos(transactional_db: None) -> Iterator[Any]:
     `@pytest.mark.django_db(transaction=True)`, which may also be given, and must name the
     system tables' database when DBOS["DATABASE"] is not "default").
     """
-    from django.test.testcases import DatabaseOperationForbidden
+    # Django has it; django-stubs do not declare it.
+    from django.test.testcases import DatabaseOperationForbidden  # type: ignore[attr-defined]
 
     from django_dbos import DBOS
 

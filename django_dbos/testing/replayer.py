@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypedDict
 
 from django.db import connections
 
@@ -101,6 +101,16 @@ class Replay:
         return "\n".join(lines + self.notes)
 
 
+class _Found(TypedDict):
+    """What every Replay holds, whatever the replay found."""
+
+    workflow_id: str
+    name: str
+    status: str
+    recorded: dict[int, str]
+    replayed: dict[int, str]
+
+
 def replay(workflow_id: str, *, timeout: float = 30.0) -> Replay:
     """Replay a recorded workflow on the current code; report where the two differ."""
     row = system_db.get_workflow(workflow_id)
@@ -118,8 +128,13 @@ def replay(workflow_id: str, *, timeout: float = 30.0) -> Replay:
     )
     thread.start()
     thread.join(timeout)
-    found = {"workflow_id": workflow_id, "name": row.name, "status": row.status}
-    found |= {"recorded": recorded, "replayed": dict(sorted(ctx.looked_up.items()))}
+    found = _Found(
+        workflow_id=workflow_id,
+        name=row.name,
+        status=row.status,
+        recorded=recorded,
+        replayed=dict(sorted(ctx.looked_up.items())),
+    )
     if thread.is_alive():
         return Replay(
             **found,

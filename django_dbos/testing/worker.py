@@ -7,9 +7,10 @@ import threading
 import time
 from typing import Any
 
-from django.db.models import Q
+from django.db.models import Q, QuerySet
 
 from ..engine import clock, handles, registry, scheduler, system_db
+from ..engine.dispatcher import Dispatcher
 from ..engine.enqueue import INTERNAL_QUEUE
 from ..signals import workflow_finished
 from ..types import Status
@@ -108,13 +109,13 @@ class InProcessWorker:
         )
         return [handles.handle(workflow_id) for workflow_id in finished if workflow_id in queued]
 
-    def _dispatcher(self) -> Any:
+    def _dispatcher(self) -> Dispatcher:
         dispatcher = self.worker.dispatcher
         if dispatcher is None or self._thread is None:
             raise RuntimeError("The in-process DBOS worker is not running.")
         return dispatcher
 
-    def _served(self) -> Any:
+    def _served(self) -> QuerySet[system_db.WorkflowRow]:
         """This worker's queued workflows of its own application version (or of none)."""
         if self.queues:
             names = {*self.queues, INTERNAL_QUEUE}
@@ -128,13 +129,13 @@ class InProcessWorker:
             .filter(Q(application_version=version) | Q(application_version__isnull=True))
         )
 
-    def _due(self) -> Any:
+    def _due(self) -> QuerySet[system_db.WorkflowRow]:
         return self._served().filter(
             Q(dispatch_after__isnull=True) | Q(dispatch_after__lte=clock.now()),
             status=Status.ENQUEUED,
         )
 
-    def _running(self) -> Any:
+    def _running(self) -> QuerySet[system_db.WorkflowRow]:
         executor_id = self._dispatcher().process.executor_id
         return self._served().filter(status=Status.PENDING, executor_id=executor_id)
 

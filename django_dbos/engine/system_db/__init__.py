@@ -47,7 +47,7 @@ from .queues import (
     queue_statuses,
     sync_queues,
 )
-from .rows import ClaimedWorkflow, NewWorkflow
+from .rows import ClaimedWorkflow, NewWorkflow, ScheduleRow, WorkflowRow
 from .schedules import (
     active_schedules,
     create_schedule,
@@ -96,6 +96,8 @@ __all__ = [
     "RESUMABLE",
     "ClaimedWorkflow",
     "NewWorkflow",
+    "ScheduleRow",
+    "WorkflowRow",
     "cancel_workflows",
     "descendants",
     "finish_workflow",

@@ -9,7 +9,7 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
 from contextvars import ContextVar
-from typing import Any
+from typing import Any, Protocol
 
 import psycopg
 from django.db import InterfaceError, OperationalError, connections, transaction
@@ -57,6 +57,17 @@ def using(database: str) -> Iterator[None]:
         _database.reset(token)
 
 
+class Cursor(Protocol):
+    """What the engine's statements give back: psycopg's cursor, or Django's (SQLite)."""
+
+    @property
+    def rowcount(self) -> int: ...
+
+    def fetchone(self) -> tuple[Any, ...] | None: ...
+
+    def fetchall(self) -> list[tuple[Any, ...]]: ...
+
+
 def storable(key: object) -> bool:
     """Whether a lookup key can be in the tables at all (PostgreSQL refuses NUL in text): an
     impossible key simply matches nothing."""
@@ -67,7 +78,7 @@ def now() -> datetime.datetime:
     return timezone.now()
 
 
-def execute(sql: str, params: Sequence[Any]) -> Any:
+def execute(sql: str, params: Sequence[Any]) -> Cursor:
     """Run one statement on the system database, in the caller's transaction if there is one.
 
     Returns a cursor (for rowcount and rows). On PostgreSQL the statement goes straight to
@@ -88,7 +99,8 @@ def execute(sql: str, params: Sequence[Any]) -> Any:
         # One cursor per connection, reused: Django connections belong to one thread.
         cursor = getattr(connection, "dbos_cursor", None)
         if cursor is None or cursor.connection is not raw or cursor.closed:
-            cursor = connection.dbos_cursor = psycopg.Cursor(raw)
+            # Kept on Django's connection object, which declares no such attribute.
+            cursor = connection.dbos_cursor = psycopg.Cursor(raw)  # type: ignore[attr-defined]
         try:
             with connection.wrap_database_errors:
                 return cursor.execute(sql, params, prepare=prepare or None)

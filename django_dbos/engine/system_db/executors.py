@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime
 import json
 from collections.abc import Iterable, Sequence
+from typing import cast
 
 from ...models import Executor, Status, WorkflowStatus
 from .connection import EXECUTOR, WF, alias, execute, now, parse_time, write_transaction
@@ -63,11 +64,16 @@ def live_executor_ids() -> set[str]:
 
 def pending_executor_ids(application_version: str) -> set[str]:
     """Executors that hold PENDING workflows of this application version."""
-    return set(
-        WorkflowStatus.objects.using(alias())
-        .filter(status=Status.PENDING, application_version=application_version)
-        .values_list("executor_id", flat=True)
-        .distinct()
+    # cast: a PENDING workflow always has an executor (taking it sets one); the column is
+    # nullable only for ENQUEUED ones.
+    return cast(
+        set[str],
+        set(
+            WorkflowStatus.objects.using(alias())
+            .filter(status=Status.PENDING, application_version=application_version)
+            .values_list("executor_id", flat=True)
+            .distinct()
+        ),
     )
 
 

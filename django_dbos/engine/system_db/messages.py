@@ -94,8 +94,11 @@ def write_stream(
     )
 
 
-def read_stream(workflow_id: str, key: str, from_position: int) -> list[tuple[int, str, bool]]:
-    """Return (position, value, closed) of the stream's entries from a position on, in order."""
+def read_stream(
+    workflow_id: str, key: str, from_position: int
+) -> list[tuple[int, str | None, bool]]:
+    """Return (position, value, closed) of the stream's entries from a position on, in order
+    (the closing entry has no value)."""
     if not (storable(workflow_id) and storable(key)):
         return []
     return list(

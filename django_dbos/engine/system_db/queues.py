@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import datetime
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from django.db import connections
 from django.db.models import Count, Min
@@ -66,8 +66,9 @@ def queue_statuses(names: Iterable[str], live_since: datetime.datetime) -> list[
     Cheap with millions of finished workflows: the counts read only the waiting and running
     rows (the status index), and the executor rows are few.
     """
-    active = {
-        (row["queue_name"], row["status"]): row
+    # cast: queue_name__isnull=False below leaves no None, which the model's type allows.
+    active: dict[tuple[str, str], Mapping[str, Any]] = {
+        (cast(str, row["queue_name"]), row["status"]): row
         for row in WorkflowStatus.objects.using(alias())
         .filter(status__in=[Status.ENQUEUED, Status.PENDING], queue_name__isnull=False)
         .values("queue_name", "status")
@@ -80,7 +81,7 @@ def queue_statuses(names: Iterable[str], live_since: datetime.datetime) -> list[
         .filter(last_heartbeat__gte=live_since, queues__isnull=False)
         .values_list("queues", flat=True)
     ):
-        serving.update(set(served))
+        serving.update(set(cast(list[str], served)))  # queues__isnull=False: a list of names
     limits = {queue.name: queue for queue in queue_limits()}
     loads = []
     for name in sorted({*names, *limits, *(name for name, _ in active)}):
@@ -122,10 +123,14 @@ def claim_queued(
             execute(f"SELECT 1 FROM {QUEUE} WHERE name = %s FOR UPDATE", [queue.name])
         if queue.rate_limit is not None and queue.rate_period_seconds:
             since = moment - datetime.timedelta(seconds=queue.rate_period_seconds)
-            started = execute(
-                f"SELECT COUNT(*) FROM {WF} WHERE queue_name = %s AND started_at > %s",
-                [queue.name, since],
-            ).fetchone()[0]
+            # cast: a COUNT(*) always returns its one row.
+            (started,) = cast(
+                tuple[int],
+                execute(
+                    f"SELECT COUNT(*) FROM {WF} WHERE queue_name = %s AND started_at > %s",
+                    [queue.name, since],
+                ).fetchone(),
+            )
             limit = min(limit, queue.rate_limit - started)
         # On a partitioned queue, None is the partition of the workflows enqueued without a
         # key (by a DBOSClient, before the queue was declared): claimed so that the dispatcher
@@ -163,7 +168,11 @@ def _partition_filter(queue: QueueSpec, partition: str | None) -> tuple[str, lis
 def _running(queue: QueueSpec, partition: str | None) -> int:
     partition_filter, partition_params = _partition_filter(queue, partition)
     sql = f"SELECT COUNT(*) FROM {WF} WHERE queue_name = %s AND status = 'PENDING'"
-    return execute(sql + partition_filter, [queue.name, *partition_params]).fetchone()[0]
+    # cast: a COUNT(*) always returns its one row.
+    (running,) = cast(
+        tuple[int], execute(sql + partition_filter, [queue.name, *partition_params]).fetchone()
+    )
+    return running
 
 
 def _claim(

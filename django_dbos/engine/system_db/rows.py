@@ -6,6 +6,13 @@ from __future__ import annotations
 import datetime
 from dataclasses import dataclass
 
+from ...models import Schedule, WorkflowStatus
+
+# The model rows some queries return, named for the engine's annotations (it reads their fields
+# but never imports the models).
+WorkflowRow = WorkflowStatus
+ScheduleRow = Schedule
+
 # The EXISTS guard is the fence: only the execution that owns a PENDING workflow may record
 # its operations. A cancelled workflow, or one taken over, records nothing more. The row is
 # found by its primary key alone: the rest of the test is one opaque boolean, so that no plan

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-from ...models import Schedule, Status
+from ...models import OperationOutput, Schedule, Status
 from ...models import WorkflowStatus as WorkflowRow
 from ...types import QueueStatus, StepInfo, WorkflowSchedule, WorkflowStatus
 from .. import serialization
@@ -36,7 +34,7 @@ def workflow_status(
     )
 
 
-def step_info(row: Any) -> StepInfo:
+def step_info(row: OperationOutput) -> StepInfo:
     return StepInfo(
         function_id=row.function_id,
         function_name=row.function_name,
@@ -66,7 +64,8 @@ def queue_status(load: QueueLoad, spec: QueueSpec | None) -> QueueStatus:
     """A queue's load with its limits: the stored ones, else `spec` (declared in code)."""
     spec = load.limits or spec
     limiter = None
-    if spec is not None and spec.rate_limit is not None:
+    # As the dispatcher reads it: a limit without a period (possible in the admin) limits nothing.
+    if spec is not None and spec.rate_limit is not None and spec.rate_period_seconds:
         limiter = {"limit": spec.rate_limit, "period": spec.rate_period_seconds}
     oldest = load.oldest_enqueued_at
     return QueueStatus(

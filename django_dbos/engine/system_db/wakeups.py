@@ -11,7 +11,7 @@ from typing import Any
 
 from django.db import connections, transaction
 
-from .connection import DatabaseUnavailable, alias, execute, using
+from .connection import Cursor, DatabaseUnavailable, alias, execute, using
 
 logger = logging.getLogger("django_dbos")
 
@@ -62,7 +62,7 @@ def _notify(database: str, wake_keys: tuple[str, ...]) -> None:
                 logger.warning("Could not announce %s (%s).", ", ".join(wake_keys), exc)
 
 
-def execute_and_notify(sql: str, params: Sequence[Any], *wake_keys: str) -> Any:
+def execute_and_notify(sql: str, params: Sequence[Any], *wake_keys: str) -> Cursor:
     """Run a write and, if it wrote, announce `wake_keys` once it commits."""
     cursor = execute(sql, params)
     if cursor.rowcount:

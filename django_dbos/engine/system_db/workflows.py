@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 from collections.abc import Callable, Sequence
+from typing import cast
 
 from django.db import connections
 
@@ -202,16 +203,20 @@ def resume_workflow(
             )
             return None
         deadline = clock.now() + datetime.timedelta(milliseconds=timeout_ms) if timeout_ms else None
-        (execution,) = execute(
-            f"""
-            UPDATE {WF} SET status = 'PENDING', executor_id = %s, recovery_attempts = 0,
-                output = NULL, error = NULL, deadline = %s, updated_at = %s,
-                execution = execution + 1
-            WHERE workflow_id = %s
-            RETURNING execution
-            """,
-            [executor_id, deadline, moment, workflow_id],
-        ).fetchone()
+        # cast: the row is there, locked by the SELECT above.
+        (execution,) = cast(
+            tuple[int],
+            execute(
+                f"""
+                UPDATE {WF} SET status = 'PENDING', executor_id = %s, recovery_attempts = 0,
+                    output = NULL, error = NULL, deadline = %s, updated_at = %s,
+                    execution = execution + 1
+                WHERE workflow_id = %s
+                RETURNING execution
+                """,
+                [executor_id, deadline, moment, workflow_id],
+            ).fetchone(),
+        )
     return ClaimedWorkflow(workflow_id, name, inputs, 0, deadline, execution=execution)
 
 

@@ -70,6 +70,7 @@ def _cell(value: Any) -> str:
 
 WORKFLOW_COLUMNS = ("ID", "NAME", "STATUS", "QUEUE", "CREATED", "UPDATED")
 STEP_COLUMNS = ("STEP", "NAME", "OUTPUT / ERROR", "CHILD", "STARTED", "DURATION")
+QUEUE_COLUMNS: tuple[str, ...]
 QUEUE_COLUMNS = ("NAME", "CONCURRENCY", "PER WORKER", "RATE LIMIT", "PRIORITY", "PARTITIONS")
 QUEUE_COLUMNS += ("ENQUEUED", "PENDING", "OLDEST WAITING", "LIVE WORKERS")
 
@@ -226,6 +227,7 @@ class Command(BaseCommand):
             load_output=False,
         )
         if options["json"]:
+            keep: tuple[str, ...]
             keep = ("workflow_id", "name", "status", "queue_name", "created_at", "updated_at")
             keep += ("executor_id", "app_version", "recovery_attempts", "parent_workflow_id")
             self._print_json([{key: getattr(wf, key) for key in keep} for wf in found])
