@@ -125,6 +125,7 @@ def start(
     return handles.handle(workflow_id, _launch(entry, claimed, executor_id, args, kwargs))
 
 
+# `start`'s parameters and overloads again, for async callers: the two differ in their bodies.
 @overload
 async def start_async(
     entry: registry.Registered,
