@@ -226,9 +226,9 @@ def test_an_imported_enqueued_workflow_is_dispatched_by_a_worker():
     DBOS.import_workflow(record)
 
     assert DBOS.get_workflow_status("ship-queued").status == WorkflowStatusString.ENQUEUED
-    with running_worker(queues=[later.name], recovery=False, scheduler=False):
-        with pytest.raises(Damaged, match="jug arrived in pieces"):
-            DBOS.retrieve_workflow("ship-queued").get_result(20)
+    refused = pytest.raises(Damaged, match="jug arrived in pieces")
+    with running_worker(queues=[later.name], recovery=False, scheduler=False), refused:
+        DBOS.retrieve_workflow("ship-queued").get_result(20)
 
 
 def test_an_imported_pending_workflow_is_recovered_from_its_recorded_steps():
@@ -320,7 +320,7 @@ def test_cli_round_trip_through_a_gzip_file(tmp_path: Path):
 
     assert dbos("workflow", "import", str(archive)) == "Imported 3 workflows.\n"
     assert {workflow_id: seen(workflow_id) for workflow_id in ids} == before
-    with pytest.raises(CommandError, match="Line 1 .* 'ship-1' already exists"):
+    with pytest.raises(CommandError, match=r"Line 1 .* 'ship-1' already exists"):
         dbos("workflow", "import", str(archive))
     skipped = dbos("workflow", "import", "--skip-existing", str(archive))
     assert skipped == "Imported 0 workflows (3 already there, skipped).\n"
@@ -352,5 +352,5 @@ def test_cli_import_stops_at_the_first_bad_line_keeping_those_before(tmp_path: P
 
 
 def test_cli_import_of_a_missing_file_says_so(tmp_path: Path):
-    with pytest.raises(CommandError, match="Cannot read .*nothing.jsonl"):
+    with pytest.raises(CommandError, match=r"Cannot read .*nothing\.jsonl"):
         dbos("workflow", "import", str(tmp_path / "nothing.jsonl"))
