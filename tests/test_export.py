@@ -354,3 +354,14 @@ def test_cli_import_stops_at_the_first_bad_line_keeping_those_before(tmp_path: P
 def test_cli_import_of_a_missing_file_says_so(tmp_path: Path):
     with pytest.raises(CommandError, match=r"Cannot read .*nothing\.jsonl"):
         dbos("workflow", "import", str(tmp_path / "nothing.jsonl"))
+
+
+def test_cli_import_reads_stdin_for_a_dash_gzip_or_not(monkeypatch: pytest.MonkeyPatch):
+    run_shipments()
+    lines = "".join(json.dumps(record) + "\n" for record in DBOS.export_workflows())
+    for data in (lines.encode(), gzip.compress(lines.encode())):
+        forget_everything()
+        stdin = io.TextIOWrapper(io.BufferedReader(io.BytesIO(data)))  # type: ignore[arg-type]
+        monkeypatch.setattr("sys.stdin", stdin)
+
+        assert dbos("workflow", "import", "-") == "Imported 3 workflows.\n"
