@@ -415,6 +415,42 @@ class DBOS:
         # The stored limits win (they may have been edited in the admin), as in the dispatcher.
         return [system_db.queue_status(load, specs.get(load.name)) for load in loads]
 
+    # Exporting and importing (docs/retention.md) --------------------------------------------
+
+    @staticmethod
+    def export_workflows(
+        workflow_ids: list[str] | None = None,
+        status: str | list[str] | None = None,
+        name: str | None = None,
+        queue_name: str | None = None,
+        start_time: datetime.datetime | None = None,
+        end_time: datetime.datetime | None = None,
+        app_version: str | None = None,
+        user: str | None = None,
+    ) -> Iterator[dict[str, Any]]:
+        """Yield a record of each workflow matching every filter given, oldest first: its row,
+        steps, events, streams and messages, JSON-ready, as `import_workflow` takes it back."""
+        return system_db.export_workflows(
+            workflow_ids=workflow_ids,
+            statuses=[status] if isinstance(status, str) else status,
+            name=name,
+            queue_name=queue_name,
+            start_time=start_time,
+            end_time=end_time,
+            app_version=app_version,
+            user=user,
+        )
+
+    @staticmethod
+    def import_workflow(record: dict[str, Any]) -> WorkflowHandle[Any]:
+        """Write back a workflow from its exported record, with everything that belongs to it.
+
+        An id already in the database raises `DBOSWorkflowConflictIDError`, and a record that
+        is not valid `DBOSInvalidArgumentError`; either way nothing is written. A workflow
+        exported ENQUEUED or PENDING is imported as it was: the workers dispatch or recover it.
+        """
+        return handles.handle(system_db.import_workflow(record))
+
     # The same, for coroutines: each runs the sync form on a database thread.
 
     @staticmethod

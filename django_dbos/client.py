@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import functools
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, Concatenate, ParamSpec, TypedDict, TypeVar
 
 from .api import DBOS
@@ -147,6 +147,15 @@ class DBOSClient:
     @_on_database
     def list_queues(self) -> list[QueueStatus]:
         return DBOS.list_queues()
+
+    @_on_database
+    def export_workflows(self, **filters: Any) -> Iterator[dict[str, Any]]:
+        """`DBOS.export_workflows` on this client's database, with the same filters."""
+        return DBOS.export_workflows(**filters)
+
+    @_on_database
+    def import_workflow(self, record: dict[str, Any]) -> WorkflowHandle[Any]:
+        return handles.handle(DBOS.import_workflow(record).workflow_id, database=self.database)
 
     @_on_database
     def list_workflow_steps(self, workflow_id: str) -> list[StepInfo]:

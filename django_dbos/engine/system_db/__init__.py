@@ -6,6 +6,7 @@ reads go through the ORM, which converts types for both PostgreSQL and SQLite. O
 table family; this package's namespace is the layer's interface.
 """
 
+from .archive import export_workflows, import_workflow
 from .browsing import (
     counts_by_status,
     empty_every_table,
@@ -142,6 +143,9 @@ __all__ = [
     "step_info",
     "workflow_schedule",
     "workflow_status",
+    # Export and import
+    "export_workflows",
+    "import_workflow",
     # For people: the admin and the dashboard
     "counts_by_status",
     "empty_every_table",

@@ -5,9 +5,10 @@ from __future__ import annotations
 import dataclasses
 import datetime
 from collections.abc import Callable, Sequence
-from typing import cast
+from typing import Any, cast
 
 from django.db import connections
+from django.db.models import QuerySet
 
 from ...models import Status, WorkflowStatus
 from .. import clock
@@ -269,7 +270,7 @@ def fork_workflow(original: WorkflowStatus, row: NewWorkflow, start_step: int) -
     return True
 
 
-def list_workflows(
+def matching_workflows(
     *,
     workflow_ids: Sequence[str] | None = None,
     statuses: Sequence[str] | None = None,
@@ -280,11 +281,8 @@ def list_workflows(
     end_time: datetime.datetime | None = None,
     app_version: str | None = None,
     user: str | None = None,
-    limit: int | None = None,
-    offset: int | None = None,
-    sort_desc: bool = False,
-) -> list[WorkflowStatus]:
-    """Workflows matching every filter given, by creation time."""
+) -> QuerySet[WorkflowStatus]:
+    """The workflows matching every filter given, unordered (listing and export filter alike)."""
     rows = WorkflowStatus.objects.using(alias())
     if workflow_ids is not None:
         rows = rows.filter(workflow_id__in=list(workflow_ids))
@@ -304,6 +302,18 @@ def list_workflows(
         rows = rows.filter(application_version=app_version)
     if user is not None:
         rows = rows.filter(authenticated_user=user)
+    return rows
+
+
+def list_workflows(
+    *,
+    limit: int | None = None,
+    offset: int | None = None,
+    sort_desc: bool = False,
+    **filters: Any,
+) -> list[WorkflowStatus]:
+    """Workflows matching every filter given (those of `matching_workflows`), by creation time."""
+    rows = matching_workflows(**filters)
     rows = rows.order_by("-created_at" if sort_desc else "created_at", "workflow_id")
     start = offset or 0
     return list(rows[start : start + limit] if limit is not None else rows[start:])

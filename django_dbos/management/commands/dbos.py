@@ -2,26 +2,33 @@
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import dataclasses
 import datetime
+import gzip
+import io
 import json
-from collections.abc import Sequence
-from typing import Any
+import sys
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Any, cast
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.core.serializers.json import DjangoJSONEncoder
 from django.utils import timezone
+from django.utils.dateparse import parse_datetime
 
 from django_dbos import (
     DBOS,
     DBOSException,
+    DBOSWorkflowConflictIDError,
     QueueStatus,
     StepInfo,
     WorkflowStatus,
     WorkflowStatusString,
 )
 
+GZIP_MAGIC = b"\x1f\x8b"
 MAX_CELL = 40  # table cells are cut to this many characters; --json gives the full values
 RESUMABLE = {
     WorkflowStatusString.CANCELLED,
@@ -66,6 +73,28 @@ def _duration(step: StepInfo) -> str:
 def _cell(value: Any) -> str:
     text = "-" if value is None or value == "" else " ".join(str(value).split())
     return text if len(text) <= MAX_CELL else text[: MAX_CELL - 1] + "…"
+
+
+def _moment(text: str) -> datetime.datetime:
+    """A command-line date and time: ISO 8601, in the current time zone unless it says one."""
+    moment = parse_datetime(text)
+    if moment is None:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an ISO 8601 date and time.")
+    return timezone.make_aware(moment) if timezone.is_naive(moment) else moment
+
+
+@contextlib.contextmanager
+def _lines_in(path: str) -> Iterator[Iterable[bytes]]:
+    """The lines of an export file, or of stdin for "-", gzip or not (by its first bytes)."""
+    with contextlib.ExitStack() as stack:
+        if path == "-":
+            raw = cast(io.BufferedReader, sys.stdin.buffer)
+        else:
+            raw = stack.enter_context(open(path, "rb"))
+        if raw.peek(2)[:2] == GZIP_MAGIC:
+            yield stack.enter_context(gzip.GzipFile(fileobj=raw, mode="rb"))
+        else:
+            yield raw
 
 
 WORKFLOW_COLUMNS = ("ID", "NAME", "STATUS", "QUEUE", "CREATED", "UPDATED")
@@ -169,6 +198,8 @@ class Command(BaseCommand):
         for verb in (get, steps, cancel, resume, fork, replay):
             verb.add_argument("workflow_id", metavar="ID")
 
+        self._add_export_and_import(verbs)
+
         queue = groups.add_parser("queue", help="Inspect queues.")
         queue_verbs = queue.add_subparsers(dest="verb", required=True)
         queue_list = queue_verbs.add_parser("list", help="List queues, their limits and load.")
@@ -176,6 +207,50 @@ class Command(BaseCommand):
 
         for verb in (listing, get, steps, fork, queue_list):
             verb.add_argument("--json", action="store_true", help="Print JSON, not a table.")
+
+    def _add_export_and_import(self, verbs: Any) -> None:
+        export = verbs.add_parser(
+            "export",
+            help="Write the matching workflows, with their steps, events, streams and messages, "
+            "as JSON Lines (one workflow a line, oldest first) to stdout or --output.",
+        )
+        export.add_argument(
+            "--id", dest="workflow_ids", action="extend", nargs="+", help="Only these workflows."
+        )
+        export.add_argument(
+            "--status",
+            action="extend",
+            nargs="+",
+            type=str.upper,
+            choices=WorkflowStatusString.values,
+            help="Only workflows with one of these statuses.",
+        )
+        export.add_argument("--name", help="Only workflows of this registered name.")
+        export.add_argument("--queue", help="Only workflows of this queue.")
+        export.add_argument(
+            "--start-time", type=_moment, help="Only workflows created at or after this time."
+        )
+        export.add_argument(
+            "--end-time", type=_moment, help="Only workflows created at or before this time."
+        )
+        export.add_argument("--app-version", help="Only workflows of this application version.")
+        export.add_argument("--output", "-o", metavar="FILE", help="Write to FILE, not stdout.")
+        export.add_argument(
+            "--gzip", action="store_true", help="Compress (implied by an --output ending in .gz)."
+        )
+        export.set_defaults(handler=self.workflow_export)
+        imports = verbs.add_parser(
+            "import",
+            help="Write back the workflows of a file made by export (gzip or not; - for stdin), "
+            "each in its own transaction; stop at the first line that cannot be imported.",
+        )
+        imports.add_argument("file", metavar="FILE")
+        imports.add_argument(
+            "--skip-existing",
+            action="store_true",
+            help="Pass over workflows whose id is already in the database, instead of stopping.",
+        )
+        imports.set_defaults(handler=self.workflow_import)
 
     def handle(self, *args: Any, **options: Any) -> None:
         self.verbosity = options["verbosity"]
@@ -310,6 +385,63 @@ class Command(BaseCommand):
         if not found.ok:
             raise CommandError(found.report())
         self.stdout.write(found.report())
+
+    def workflow_export(self, options: dict[str, Any]) -> None:
+        records = DBOS.export_workflows(
+            workflow_ids=options["workflow_ids"],
+            status=options["status"],
+            name=options["name"],
+            queue_name=options["queue"],
+            start_time=options["start_time"],
+            end_time=options["end_time"],
+            app_version=options["app_version"],
+        )
+        output = options["output"]
+        compress = options["gzip"] or (output or "").endswith(".gz")
+        count = 0
+        with self._lines_out(output, compress) as write:
+            for record in records:
+                write(json.dumps(record, ensure_ascii=False, separators=(",", ":")))
+                count += 1
+        self._note(f"Exported {count} workflow{'' if count == 1 else 's'}.")
+
+    @contextlib.contextmanager
+    def _lines_out(self, output: str | None, compress: bool) -> Iterator[Callable[[str], Any]]:
+        """A function that writes one line to the export's destination, open in the block."""
+        if output is None and not compress:
+            yield self.stdout.write  # it ends each line
+            return
+        with contextlib.ExitStack() as stack:
+            raw = stack.enter_context(open(output, "wb")) if output else sys.stdout.buffer
+            out = stack.enter_context(gzip.GzipFile(fileobj=raw, mode="wb")) if compress else raw
+            yield lambda line: out.write(line.encode() + b"\n")
+
+    def workflow_import(self, options: dict[str, Any]) -> None:
+        imported = skipped = 0
+        number = 0
+        try:
+            with _lines_in(options["file"]) as lines:
+                for number, line in enumerate(lines, start=1):  # noqa: B007 (read in except)
+                    if not line.strip():
+                        continue
+                    try:
+                        DBOS.import_workflow(json.loads(line))
+                        imported += 1
+                    except DBOSWorkflowConflictIDError:
+                        if not options["skip_existing"]:
+                            raise
+                        skipped += 1
+        except (DBOSException, ValueError, OSError, EOFError) as exc:
+            problem = f"is not JSON ({exc})" if isinstance(exc, json.JSONDecodeError) else str(exc)
+            done = f"{imported} workflow{'' if imported == 1 else 's'} before it"
+            raise CommandError(
+                f"Line {number} of {options['file']}: {problem} The {done} were imported; fix "
+                "the line and import the file again with --skip-existing to go on."
+                if number
+                else f"Cannot read {options['file']}: {exc}"
+            ) from exc
+        passed = f" ({skipped} already there, skipped)" if skipped else ""
+        self.stdout.write(f"Imported {imported} workflow{'' if imported == 1 else 's'}{passed}.")
 
     def _wait_here(self, handle: Any) -> WorkflowStatus:
         """Wait for a workflow that runs in this process: exiting would abandon it to recovery."""
