@@ -15,6 +15,7 @@ from .errors import (
     DBOSQueueDeduplicatedError,
     DBOSSerializationError,
     DBOSUnexpectedStepError,
+    DBOSWorkflowActiveError,
     DBOSWorkflowCancelledError,
     DBOSWorkflowConflictIDError,
 )
@@ -87,6 +88,7 @@ __all__ = [
     "DBOSQueueDeduplicatedError",
     "DBOSSerializationError",
     "DBOSUnexpectedStepError",
+    "DBOSWorkflowActiveError",
     "DBOSWorkflowCancelledError",
     "DBOSWorkflowConflictIDError",
 ]

@@ -14,6 +14,7 @@ from typing import Any, cast
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.helpers import ActionForm
+from django.contrib.admin.models import DELETION, LogEntry
 from django.core.cache import cache
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
@@ -149,7 +150,7 @@ class WorkflowStatusAdmin(SystemTablesAdmin):
     list_per_page = 50
     show_full_result_count = False
     action_form = WorkflowActionForm
-    actions = ["cancel_workflows", "resume_workflows", "fork_workflows"]
+    actions = ["cancel_workflows", "resume_workflows", "fork_workflows", "delete_workflows"]
     fieldsets = (
         (
             None,
@@ -203,6 +204,11 @@ class WorkflowStatusAdmin(SystemTablesAdmin):
 
     def has_fork_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm("django_dbos.fork_workflowstatus")
+
+    def has_delete_finished_permission(self, request: HttpRequest) -> bool:
+        """Django's own delete permission of the model, which the admin's built-in delete
+        (has_delete_permission, off: it would skip the checks) does not use here."""
+        return request.user.has_perm("django_dbos.delete_workflowstatus")
 
     # Columns and fields
 
@@ -329,6 +335,16 @@ class WorkflowStatusAdmin(SystemTablesAdmin):
             return f"as {new.workflow_id} from step {step}"
 
         self._act(request, queryset, "Forked", fork)
+
+    @admin.action(
+        description="Delete the selected finished workflows", permissions=["delete_finished"]
+    )
+    def delete_workflows(self, request: HttpRequest, queryset: QuerySet) -> None:
+        def delete(workflow: WorkflowStatus) -> str:
+            DBOS.delete_workflow(workflow.workflow_id)
+            return f"Deleted workflow {workflow.workflow_id}"
+
+        _act_on_each(self, request, queryset, delete, "Deleted {} workflow(s).", deletes=True)
 
     def _act(self, request: HttpRequest, queryset: QuerySet, verb: str, act: Any) -> None:
         def logged(workflow: WorkflowStatus) -> str:
@@ -505,21 +521,30 @@ def _act_on_each(
     queryset: Any,
     act: Callable[[Any], str],
     summary: str,
+    *,
+    deletes: bool = False,
 ) -> None:
-    """Run an admin action's `act` on each selected object and log what it returns; a refusal
-    (a DBOSException, such as an unknown workflow or a bad cron) is shown for its object, and
-    the others go on. `summary` gets the count of those done."""
-    done = 0
+    """Run an admin action's `act` on each selected object and log what it returns (a deletion
+    each, for an action that `deletes`); a refusal (a DBOSException, such as an unknown workflow,
+    a bad cron, or a workflow still running) is shown for its object, and the others go on.
+    `summary` gets the count of those done."""
+    done = []
     for obj in queryset:
         try:
             message = act(obj)
         except DBOSException as exc:
             model_admin.message_user(request, f"{obj}: {exc}", messages.ERROR)
             continue
-        model_admin.log_change(request, obj, message)
-        done += 1
+        if not deletes:
+            model_admin.log_change(request, obj, message)
+        done.append(obj)
+    if deletes and done:
+        # What ModelAdmin.log_deletions does, given the objects: their rows are gone already.
+        # The admin's user is a saved one, with a pk.
+        user_id = cast(int, request.user.pk)
+        LogEntry.objects.log_actions(user_id=user_id, queryset=done, action_flag=DELETION)
     if done:
-        model_admin.message_user(request, summary.format(done), messages.SUCCESS)
+        model_admin.message_user(request, summary.format(len(done)), messages.SUCCESS)
 
 
 @admin.register(QueueModel)

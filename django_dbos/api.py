@@ -16,6 +16,7 @@ from . import conf
 from .engine import (
     aio,
     communication,
+    deletion,
     enqueue,
     handles,
     management,
@@ -343,6 +344,26 @@ class DBOS:
         new_id, future = management.fork(workflow_id, start_step, application_version)
         return handles.handle(new_id, future)
 
+    @staticmethod
+    def delete_workflow(workflow_id: str, delete_children: bool = False) -> None:
+        """Delete a finished workflow with its steps, messages, events and streams (and its
+        descendants, with delete_children); DBOSWorkflowActiveError if one has not finished."""
+        deletion.delete([workflow_id], delete_children)
+
+    @staticmethod
+    def delete_workflows(workflow_ids: list[str], delete_children: bool = False) -> None:
+        """Delete finished workflows, all or none: none if one of them has not finished."""
+        deletion.delete(workflow_ids, delete_children)
+
+    @staticmethod
+    def garbage_collect(
+        cutoff: datetime.datetime | None = None, rows_threshold: int | None = None
+    ) -> int:
+        """Delete the finished workflows that ended before `cutoff`, or beyond the newest
+        `rows_threshold` finished ones, except families with an active member; return how
+        many were deleted. Batches of a short transaction each, oldest first."""
+        return deletion.garbage_collect(cutoff, rows_threshold)
+
     # DBOS Python's filters: system_db.list_workflows takes them as columns (statuses, queued).
     @staticmethod
     def list_workflows(
@@ -478,6 +499,16 @@ class DBOS:
         workflow_id: str, start_step: int, application_version: str | None = None
     ) -> WorkflowHandle[Any]:
         return await aio.run_sync(DBOS.fork_workflow, workflow_id, start_step, application_version)
+
+    @staticmethod
+    async def delete_workflow_async(workflow_id: str, delete_children: bool = False) -> None:
+        await aio.run_sync(DBOS.delete_workflow, workflow_id, delete_children)
+
+    @staticmethod
+    async def delete_workflows_async(
+        workflow_ids: list[str], delete_children: bool = False
+    ) -> None:
+        await aio.run_sync(DBOS.delete_workflows, workflow_ids, delete_children)
 
     @staticmethod
     async def list_workflows_async(**filters: Any) -> list[WorkflowStatus]:

@@ -3,6 +3,7 @@ a script, another Django project sharing the database)."""
 
 from __future__ import annotations
 
+import datetime
 import functools
 import uuid
 from collections.abc import Callable, Iterator
@@ -135,6 +136,20 @@ class DBOSClient:
     ) -> WorkflowHandle[Any]:
         handle = DBOS.fork_workflow(workflow_id, start_step, application_version)
         return handles.handle(handle.workflow_id, database=self.database)
+
+    @_on_database
+    def delete_workflow(self, workflow_id: str, delete_children: bool = False) -> None:
+        DBOS.delete_workflow(workflow_id, delete_children)
+
+    @_on_database
+    def delete_workflows(self, workflow_ids: list[str], delete_children: bool = False) -> None:
+        DBOS.delete_workflows(workflow_ids, delete_children)
+
+    @_on_database
+    def garbage_collect(
+        self, cutoff: datetime.datetime | None = None, rows_threshold: int | None = None
+    ) -> int:
+        return DBOS.garbage_collect(cutoff, rows_threshold)
 
     @_on_database
     def list_workflows(self, **filters: Any) -> list[WorkflowStatus]:

@@ -33,6 +33,11 @@ class DBOSNonExistentWorkflowError(DBOSException):
     """An operation names a workflow id that is not in the database."""
 
 
+class DBOSWorkflowActiveError(DBOSException):
+    """A delete named a workflow that has not finished (PENDING or ENQUEUED), or, with its
+    children, one whose child has not: nothing was deleted."""
+
+
 class DBOSUnexpectedStepError(DBOSException):
     """On replay, the code called a different operation at a recorded position (non-determinism)."""
 

@@ -23,6 +23,10 @@ class Status(models.TextChoices):
     MAX_RECOVERY_ATTEMPTS_EXCEEDED = "MAX_RECOVERY_ATTEMPTS_EXCEEDED"
 
 
+# A workflow in one of these statuses runs no more, unless someone resumes it.
+FINISHED = [Status.SUCCESS, Status.ERROR, Status.CANCELLED, Status.MAX_RECOVERY_ATTEMPTS_EXCEEDED]
+
+
 class WorkflowStatus(models.Model):
     """One row per workflow execution, keyed by its workflow id."""
 
@@ -86,6 +90,13 @@ class WorkflowStatus(models.Model):
                 fields=["queue_name", "priority", "created_at"],
                 name="dbos_wf_enqueued_idx",
                 condition=Q(status="ENQUEUED"),
+            ),
+            # Deleting old workflows (garbage_collect, prune) and the dashboard's last hour:
+            # the finished workflows in the order they ended.
+            models.Index(
+                fields=["updated_at", "workflow_id"],
+                name="dbos_wf_finished_idx",
+                condition=Q(status__in=FINISHED),
             ),
             # Flow control: how many of a queue's workflows run, and started lately.
             models.Index(

@@ -292,7 +292,9 @@ RESPONSES: dict[str, Any] = {
     ),
     "403": _error("No permission, or a session request without its CSRF token."),
     "404": _error("No such workflow (or workflow name)."),
-    "409": _error("The workflow id or deduplication id is taken."),
+    "409": _error(
+        "The workflow id or deduplication id is taken, or the workflow to delete has not finished."
+    ),
     "413": _error("The request body is too large."),
     "503": _error("The system database is unreachable."),
 }
@@ -366,6 +368,26 @@ PATHS: dict[str, Any] = {
             "operationId": "getWorkflow",
             "summary": "Get a workflow's status",
             "responses": {**_ok("The workflow.", "Workflow"), **READ},
+        },
+        "delete": {
+            "operationId": "deleteWorkflow",
+            "summary": "Delete a finished workflow with its steps, messages, events and streams",
+            "description": (
+                "Needs django_dbos.delete_workflowstatus. A workflow that has not finished "
+                "(PENDING or ENQUEUED), or with delete_children one of its descendants, is "
+                "refused with 409 and nothing is deleted."
+            ),
+            "parameters": [
+                _query(
+                    "delete_children",
+                    {"type": "boolean", "default": False},
+                    "Delete its children, grandchildren, ... too.",
+                )
+            ],
+            "responses": {
+                "204": {"description": "Deleted."},
+                **_errors("400", "401", "403", "404", "409"),
+            },
         },
     },
     "/workflows/{workflow_id}/steps/": {

@@ -13,7 +13,8 @@ from typing import Any, NoReturn
 from django.db.models import QuerySet
 
 from . import conf
-from .engine import registry, scheduler, system_db
+from .engine import deletion, registry, scheduler, system_db
+from .models import FINISHED as FINISHED_STATUSES
 from .models import Executor, Schedule, WorkflowStatus
 from .models import Queue as QueueRow
 from .validators import cron_error
@@ -94,6 +95,20 @@ def live_executor_count() -> int:
 
 def _executor_timeout() -> datetime.timedelta:
     return datetime.timedelta(seconds=float(conf.get("EXECUTOR_TIMEOUT_SECONDS")))
+
+
+# Pruning, for `manage.py dbos workflow prune`.
+
+# The statuses of a workflow that runs no more (unless resumed): those that can be deleted.
+FINISHED = [str(status) for status in FINISHED_STATUSES]
+
+
+def prune_workflows(
+    cutoff: datetime.datetime, *, status: str | None = None, dry_run: bool = False
+) -> int:
+    """DBOS.garbage_collect(cutoff), kept to one finished status if given; with dry_run, count
+    what it would delete and delete nothing."""
+    return deletion.garbage_collect(cutoff, None, status=status, dry_run=dry_run)
 
 
 # What the code declares.

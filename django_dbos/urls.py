@@ -10,7 +10,7 @@ urlpatterns = [
     path("workflows/", views.list_workflows, name="workflows"),
     # Before the routes of one workflow, so that "start" is never read as a workflow id here.
     path("workflows/start/<str:name>/", views.start_workflow, name="start"),
-    path("workflows/<str:workflow_id>/", views.get_workflow, name="workflow"),
+    path("workflows/<str:workflow_id>/", views.workflow, name="workflow"),
     path("workflows/<str:workflow_id>/steps/", views.list_steps, name="steps"),
     path("workflows/<str:workflow_id>/cancel/", views.cancel_workflow, name="cancel"),
     path("workflows/<str:workflow_id>/resume/", views.resume_workflow, name="resume"),

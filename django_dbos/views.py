@@ -38,6 +38,7 @@ from .errors import (
     DBOSNonExistentWorkflowError,
     DBOSNotRegisteredError,
     DBOSQueueDeduplicatedError,
+    DBOSWorkflowActiveError,
     DBOSWorkflowConflictIDError,
 )
 from .openapi import DEFAULT_LIMIT, MAX_INTEGER, MAX_LIMIT, MAX_WAIT_SECONDS
@@ -51,6 +52,7 @@ SEND = "django_dbos.change_workflowstatus"
 CANCEL = "django_dbos.cancel_workflowstatus"
 RESUME = "django_dbos.resume_workflowstatus"
 FORK = "django_dbos.fork_workflowstatus"
+DELETE = "django_dbos.delete_workflowstatus"
 START = "django_dbos.add_workflowstatus"
 
 MAX_KEY_LENGTH = 255
@@ -84,6 +86,7 @@ _ERROR_STATUSES: tuple[tuple[type[Exception], int], ...] = (
     (DBOSNotRegisteredError, 404),
     (DBOSWorkflowConflictIDError, 409),
     (DBOSQueueDeduplicatedError, 409),
+    (DBOSWorkflowActiveError, 409),
     (DBOSException, 400),
 )
 
@@ -381,12 +384,36 @@ def api_view(method: str, permission: str | None) -> Callable[[View], View]:
             except tuple(kind for kind, _ in _ERROR_STATUSES) as exc:
                 return _error_response(exc)
 
-        # The route's method, for the tests that hold the schema to the routes; a function's
-        # type has no attribute for it.
-        endpoint.http_method = method  # type: ignore[attr-defined]
+        # The route's methods, for the tests that hold the schema to the routes; a function's
+        # type has no attribute for them.
+        endpoint.http_methods = (method,)  # type: ignore[attr-defined]
         return endpoint
 
     return decorator
+
+
+def by_method(*endpoints: View) -> View:
+    """One URL for several endpoints: each request goes to the endpoint of its method."""
+    # Each endpoint's methods, set by api_view (see there).
+    routes = {
+        method: endpoint
+        for endpoint in endpoints
+        for method in endpoint.http_methods  # type: ignore[attr-defined]
+    }
+
+    @csrf_exempt
+    def endpoint(request: HttpRequest, **kwargs: str) -> HttpResponseBase:
+        view = routes.get(request.method or "")
+        if view is None:
+            return APIError(
+                405,
+                f"Method {request.method} is not allowed here; use {' or '.join(routes)}.",
+                headers={"Allow": ", ".join(routes)},
+            ).response()
+        return view(request, **kwargs)
+
+    endpoint.http_methods = tuple(routes)  # type: ignore[attr-defined]
+    return endpoint
 
 
 # Reading workflows ----------------------------------------------------------------------------
@@ -497,6 +524,16 @@ def fork_workflow(request: HttpRequest, workflow_id: str) -> HttpResponse:
     return _json({"workflow_id": handle.workflow_id}, status=202)
 
 
+@api_view("DELETE", DELETE)
+def delete_workflow(request: HttpRequest, workflow_id: str) -> HttpResponse:
+    """Delete a finished workflow with all that is its (and, with ?delete_children=true, its
+    descendants): 204; 409 if one has not finished, and then nothing is deleted."""
+    delete_children = _bool_param(request, "delete_children")
+    _existing(workflow_id)
+    DBOS.delete_workflow(workflow_id, delete_children=delete_children)
+    return HttpResponse(status=204)
+
+
 @api_view("POST", SEND)
 def send_message(request: HttpRequest, workflow_id: str) -> HttpResponse:
     body = _json_body(request, {"message", "topic"})
@@ -505,6 +542,10 @@ def send_message(request: HttpRequest, workflow_id: str) -> HttpResponse:
     topic = _field(body, "topic", str, "a string")
     DBOS.send(workflow_id, body["message"], topic=topic)
     return _json({"workflow_id": workflow_id, "topic": topic}, status=202)
+
+
+# GET reads a workflow, DELETE deletes it.
+workflow = by_method(get_workflow, delete_workflow)
 
 
 # Starting workflows ---------------------------------------------------------------------------

@@ -29,6 +29,14 @@ from .connection import (
     wait_until_reachable,
     write_transaction,
 )
+from .deletion import (
+    Position,
+    delete_batch,
+    delete_finished,
+    finished_before,
+    nth_newest_finished,
+    with_active_family,
+)
 from .executors import (
     claim_pending,
     delete_executor,
@@ -112,6 +120,13 @@ __all__ = [
     "park_workflow",
     "resume_workflow",
     "unpark_workflow",
+    # Deleting finished workflows
+    "Position",
+    "delete_batch",
+    "delete_finished",
+    "finished_before",
+    "nth_newest_finished",
+    "with_active_family",
     # Operations
     "list_operations",
     "load_operations",

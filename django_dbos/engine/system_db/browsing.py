@@ -13,6 +13,7 @@ from django.db.models import Count, Q, QuerySet
 from django.db.models.functions import TruncMinute
 
 from ...models import (
+    FINISHED,
     Executor,
     Notification,
     OperationOutput,
@@ -26,7 +27,6 @@ from ...models import (
 from ...models import Queue as QueueRow
 from .connection import alias, execute
 
-FINISHED = [Status.SUCCESS, Status.ERROR, Status.CANCELLED, Status.MAX_RECOVERY_ATTEMPTS_EXCEEDED]
 FAILED = [Status.ERROR, Status.MAX_RECOVERY_ATTEMPTS_EXCEEDED]
 
 

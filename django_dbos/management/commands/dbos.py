@@ -26,6 +26,7 @@ from django_dbos import (
     StepInfo,
     WorkflowStatus,
     WorkflowStatusString,
+    queries,
 )
 
 GZIP_MAGIC = b"\x1f\x8b"
@@ -97,6 +98,27 @@ def _lines_in(path: str) -> Iterator[Iterable[bytes]]:
             yield raw
 
 
+_AGE_UNITS = {"d": "days", "h": "hours", "m": "minutes", "s": "seconds"}
+
+
+def _age(text: str) -> datetime.timedelta:
+    """A duration as prune's --older-than takes it: a number and a unit, 30d, 12h, 90m, 45s."""
+    number, unit = text[:-1], text[-1:].lower()
+    try:
+        amount = float(number)
+    except ValueError:
+        amount = -1
+    if unit not in _AGE_UNITS or not 0 <= amount < 1e6 or amount != amount:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not an age: give a number and a unit, as 30d, 12h, 90m or 45s."
+        )
+    return datetime.timedelta(**{_AGE_UNITS[unit]: amount})
+
+
+def _count(n: int, which: str = "") -> str:
+    return f"{n} {which}workflow{'' if n == 1 else 's'}"
+
+
 WORKFLOW_COLUMNS = ("ID", "NAME", "STATUS", "QUEUE", "CREATED", "UPDATED")
 STEP_COLUMNS = ("STEP", "NAME", "OUTPUT / ERROR", "CHILD", "STARTED", "DURATION")
 QUEUE_COLUMNS: tuple[str, ...]
@@ -144,7 +166,7 @@ def _step_fields(step: StepInfo) -> dict[str, Any]:
 
 
 class Command(BaseCommand):
-    help = "List, inspect, cancel, resume and fork workflows; list queues."
+    help = "List, inspect, cancel, resume, fork and delete workflows; list queues."
 
     def add_arguments(self, parser: CommandParser) -> None:
         groups = parser.add_subparsers(dest="group", required=True, metavar="{workflow,queue}")
@@ -199,6 +221,34 @@ class Command(BaseCommand):
             verb.add_argument("workflow_id", metavar="ID")
 
         self._add_export_and_import(verbs)
+        delete = verbs.add_parser(
+            "delete",
+            help="Delete finished workflows with their steps, messages, events and streams. "
+            "All or none: nothing is deleted if one of them has not finished.",
+        )
+        delete.add_argument("workflow_ids", metavar="ID", nargs="+")
+        delete.add_argument("--children", action="store_true", help="Delete their descendants too.")
+        delete.set_defaults(handler=self.workflow_delete)
+        prune = verbs.add_parser(
+            "prune",
+            help="Delete the finished workflows that ended before a time, in batches; a "
+            "workflow whose parent or children still run is kept.",
+        )
+        prune.add_argument(
+            "--older-than",
+            required=True,
+            type=_age,
+            metavar="AGE",
+            help="Those that ended longer ago than this: 30d, 12h, 90m or 45s.",
+        )
+        prune.add_argument(
+            "--status",
+            type=str.upper,
+            choices=queries.FINISHED,
+            help="Only workflows that ended with this status.",
+        )
+        prune.add_argument("--dry-run", action="store_true", help="Count them, and delete nothing.")
+        prune.set_defaults(handler=self.workflow_prune)
 
         queue = groups.add_parser("queue", help="Inspect queues.")
         queue_verbs = queue.add_subparsers(dest="verb", required=True)
@@ -442,6 +492,27 @@ class Command(BaseCommand):
             ) from exc
         passed = f" ({skipped} already there, skipped)" if skipped else ""
         self.stdout.write(f"Imported {imported} workflow{'' if imported == 1 else 's'}{passed}.")
+
+    def workflow_delete(self, options: dict[str, Any]) -> None:
+        workflow_ids = list(dict.fromkeys(options["workflow_ids"]))
+        for workflow_id in workflow_ids:
+            self._existing(workflow_id)
+        DBOS.delete_workflows(workflow_ids, delete_children=options["children"])
+        children = " and their descendants" if options["children"] else ""
+        listed = ", ".join(workflow_ids)
+        self.stdout.write(f"Deleted {_count(len(workflow_ids))}{children}: {listed}.")
+
+    def workflow_prune(self, options: dict[str, Any]) -> None:
+        cutoff = timezone.now() - options["older_than"]
+        count = queries.prune_workflows(
+            cutoff, status=options["status"], dry_run=options["dry_run"]
+        )
+        which = f"{options['status']} " if options["status"] else "finished "
+        ended = f"that ended before {_when(cutoff)}"
+        if options["dry_run"]:
+            self.stdout.write(f"Would delete {_count(count, which)} {ended} (dry run).")
+        else:
+            self.stdout.write(f"Deleted {_count(count, which)} {ended}.")
 
     def _wait_here(self, handle: Any) -> WorkflowStatus:
         """Wait for a workflow that runs in this process: exiting would abandon it to recovery."""

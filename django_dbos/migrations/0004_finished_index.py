@@ -1,0 +1,68 @@
+from django.contrib.postgres.operations import AddIndexConcurrently
+from django.db import migrations, models
+from django.db.backends.base.schema import BaseDatabaseSchemaEditor
+from django.db.migrations.state import ProjectState
+
+
+class AddIndexConcurrentlyOnPostgres(AddIndexConcurrently):
+    """AddIndex that builds the index without blocking writes where the database can.
+
+    On a large dbos_workflow_status, a plain CREATE INDEX blocks every write to the table (each
+    workflow's start and end) for as long as the build takes. PostgreSQL's CREATE INDEX
+    CONCURRENTLY does not, but it cannot run inside a transaction, hence `atomic = False` below.
+    Other databases build the index as AddIndex does. One operation rather than a
+    RunPython or SeparateDatabaseAndState pair: the migration state is AddIndex's either way,
+    so `makemigrations` sees the model's Meta index as made.
+    """
+
+    def database_forwards(
+        self,
+        app_label: str,
+        schema_editor: BaseDatabaseSchemaEditor,
+        from_state: ProjectState,
+        to_state: ProjectState,
+    ) -> None:
+        if schema_editor.connection.vendor == "postgresql":
+            super().database_forwards(app_label, schema_editor, from_state, to_state)
+        else:
+            migrations.AddIndex.database_forwards(
+                self, app_label, schema_editor, from_state, to_state
+            )
+
+    def database_backwards(
+        self,
+        app_label: str,
+        schema_editor: BaseDatabaseSchemaEditor,
+        from_state: ProjectState,
+        to_state: ProjectState,
+    ) -> None:
+        if schema_editor.connection.vendor == "postgresql":
+            super().database_backwards(app_label, schema_editor, from_state, to_state)
+        else:
+            migrations.AddIndex.database_backwards(
+                self, app_label, schema_editor, from_state, to_state
+            )
+
+
+class Migration(migrations.Migration):
+    atomic = False
+
+    dependencies = [
+        ("django_dbos", "0003_executor_queues"),
+    ]
+
+    operations = [
+        AddIndexConcurrentlyOnPostgres(
+            model_name="workflowstatus",
+            index=models.Index(
+                condition=models.Q(
+                    (
+                        "status__in",
+                        ["SUCCESS", "ERROR", "CANCELLED", "MAX_RECOVERY_ATTEMPTS_EXCEEDED"],
+                    )
+                ),
+                fields=["updated_at", "workflow_id"],
+                name="dbos_wf_finished_idx",
+            ),
+        ),
+    ]
