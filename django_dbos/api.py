@@ -438,6 +438,7 @@ class DBOS:
 
     # Exporting and importing (docs/retention.md) --------------------------------------------
 
+    # The filters of list_workflows, without its paging and loading options.
     @staticmethod
     def export_workflows(
         workflow_ids: list[str] | None = None,

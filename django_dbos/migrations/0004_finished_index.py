@@ -15,6 +15,7 @@ class AddIndexConcurrentlyOnPostgres(AddIndexConcurrently):
     so `makemigrations` sees the model's Meta index as made.
     """
 
+    # Django's two hooks, alike but for their direction: each asks `_kind` which AddIndex runs.
     def database_forwards(
         self,
         app_label: str,
@@ -22,12 +23,9 @@ class AddIndexConcurrentlyOnPostgres(AddIndexConcurrently):
         from_state: ProjectState,
         to_state: ProjectState,
     ) -> None:
-        if schema_editor.connection.vendor == "postgresql":
-            super().database_forwards(app_label, schema_editor, from_state, to_state)
-        else:
-            migrations.AddIndex.database_forwards(
-                self, app_label, schema_editor, from_state, to_state
-            )
+        self._kind(schema_editor).database_forwards(
+            self, app_label, schema_editor, from_state, to_state
+        )
 
     def database_backwards(
         self,
@@ -36,12 +34,16 @@ class AddIndexConcurrentlyOnPostgres(AddIndexConcurrently):
         from_state: ProjectState,
         to_state: ProjectState,
     ) -> None:
+        self._kind(schema_editor).database_backwards(
+            self, app_label, schema_editor, from_state, to_state
+        )
+
+    @staticmethod
+    def _kind(schema_editor: BaseDatabaseSchemaEditor) -> type[migrations.AddIndex]:
+        """CREATE INDEX CONCURRENTLY on PostgreSQL, a plain CREATE INDEX elsewhere."""
         if schema_editor.connection.vendor == "postgresql":
-            super().database_backwards(app_label, schema_editor, from_state, to_state)
-        else:
-            migrations.AddIndex.database_backwards(
-                self, app_label, schema_editor, from_state, to_state
-            )
+            return AddIndexConcurrently
+        return migrations.AddIndex
 
 
 class Migration(migrations.Migration):

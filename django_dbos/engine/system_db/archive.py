@@ -64,6 +64,7 @@ def _as_json(value: Any) -> Any:
 # Exporting ------------------------------------------------------------------------------------
 
 
+# The filters of matching_workflows (as list_workflows takes them), and the batch size.
 def export_workflows(
     *,
     workflow_ids: Sequence[str] | None = None,

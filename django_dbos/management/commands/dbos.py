@@ -119,6 +119,20 @@ def _count(n: int, which: str = "") -> str:
     return f"{n} {which}workflow{'' if n == 1 else 's'}"
 
 
+def _add_filters(verb: CommandParser) -> None:
+    """The filters that `workflow list` and `workflow export` share."""
+    verb.add_argument(
+        "--status",
+        action="extend",
+        nargs="+",
+        type=str.upper,
+        choices=WorkflowStatusString.values,
+        help="Only workflows with one of these statuses.",
+    )
+    verb.add_argument("--name", help="Only workflows of this registered name.")
+    verb.add_argument("--queue", help="Only workflows of this queue.")
+
+
 WORKFLOW_COLUMNS = ("ID", "NAME", "STATUS", "QUEUE", "CREATED", "UPDATED")
 STEP_COLUMNS = ("STEP", "NAME", "OUTPUT / ERROR", "CHILD", "STARTED", "DURATION")
 QUEUE_COLUMNS: tuple[str, ...]
@@ -174,16 +188,7 @@ class Command(BaseCommand):
         verbs = workflow.add_subparsers(dest="verb", required=True)
 
         listing = verbs.add_parser("list", help="List workflows, oldest first.")
-        listing.add_argument(
-            "--status",
-            action="extend",
-            nargs="+",
-            type=str.upper,
-            choices=WorkflowStatusString.values,
-            help="Only workflows with one of these statuses.",
-        )
-        listing.add_argument("--name", help="Only workflows of this registered name.")
-        listing.add_argument("--queue", help="Only workflows of this queue.")
+        _add_filters(listing)
         listing.add_argument("--limit", type=int, default=20, help="At most this many (20).")
         listing.add_argument("--offset", type=int, default=0, help="Skip this many first.")
         listing.add_argument("--sort-desc", action="store_true", help="Newest first.")
@@ -267,16 +272,7 @@ class Command(BaseCommand):
         export.add_argument(
             "--id", dest="workflow_ids", action="extend", nargs="+", help="Only these workflows."
         )
-        export.add_argument(
-            "--status",
-            action="extend",
-            nargs="+",
-            type=str.upper,
-            choices=WorkflowStatusString.values,
-            help="Only workflows with one of these statuses.",
-        )
-        export.add_argument("--name", help="Only workflows of this registered name.")
-        export.add_argument("--queue", help="Only workflows of this queue.")
+        _add_filters(export)
         export.add_argument(
             "--start-time", type=_moment, help="Only workflows created at or after this time."
         )
