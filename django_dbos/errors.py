@@ -65,6 +65,11 @@ class DBOSAwaitedWorkflowCancelledError(DBOSException):
     """`get_result()` was called on a workflow that was cancelled."""
 
 
+class DBOSPayloadExpiredError(DBOSException):
+    """`get_result()`, resume or fork was asked of a workflow whose inputs and outcome the
+    retention policy dropped (DBOS["RETENTION"]["PAYLOAD_DAYS"])."""
+
+
 class DBOSQueueDeduplicatedError(DBOSException):
     """An enqueue named a deduplication id already held by an active workflow of that queue."""
 

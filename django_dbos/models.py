@@ -64,6 +64,9 @@ class WorkflowStatus(models.Model):
     created_at = models.DateTimeField()
     updated_at = models.DateTimeField()
     started_at = models.DateTimeField(null=True, blank=True)
+    # When the retention policy (PAYLOAD_DAYS) dropped its inputs, output, error message and
+    # the values of its steps, messages, events and streams; null while they are kept.
+    payload_expired_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         db_table = "dbos_workflow_status"
@@ -97,6 +100,13 @@ class WorkflowStatus(models.Model):
                 fields=["updated_at", "workflow_id"],
                 name="dbos_wf_finished_idx",
                 condition=Q(status__in=FINISHED),
+            ),
+            # The retention policy's PAYLOAD_DAYS: the finished workflows whose payload is still
+            # there, in the order they ended (those it scrubbed leave the index).
+            models.Index(
+                fields=["updated_at", "workflow_id"],
+                name="dbos_wf_payload_kept_idx",
+                condition=Q(status__in=FINISHED, payload_expired_at__isnull=True),
             ),
             # Flow control: how many of a queue's workflows run, and started lately.
             models.Index(
@@ -289,6 +299,24 @@ class StreamEntry(models.Model):
 
     def __str__(self) -> str:
         return f"{self.workflow_id}:{self.key}[{self.position}]"
+
+
+class Lease(models.Model):
+    """A job that one worker at a time does (the retention policy), and who holds it until when.
+
+    Used on SQLite, where workers take turns through a guarded UPDATE of the job's row; on
+    PostgreSQL an advisory lock does it, and this table stays empty.
+    """
+
+    name = models.CharField(max_length=255, primary_key=True)
+    holder = models.CharField(max_length=255, blank=True, default="")
+    expires_at = models.DateTimeField()
+
+    class Meta:
+        db_table = "dbos_lease"
+
+    def __str__(self) -> str:
+        return self.name
 
 
 class Executor(models.Model):

@@ -42,6 +42,10 @@ class WorkflowStatus:
     deduplication_id: str | None
     parent_workflow_id: str | None
     forked_from: str | None
+    # The retention policy (PAYLOAD_DAYS) dropped its input, output and error message, and the
+    # values of its steps, messages, events and streams: they read as None (the error keeps
+    # its class).
+    payload_expired: bool = False
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -14,6 +14,7 @@ from ..errors import (
     DBOSAwaitedWorkflowCancelledError,
     DBOSMaxRecoveryAttemptsExceededError,
     DBOSNonExistentWorkflowError,
+    DBOSPayloadExpiredError,
 )
 from ..types import Status, WorkflowHandle, WorkflowStatus
 from . import after_commit, aio, notifier, runtime, serialization, system_db
@@ -117,7 +118,9 @@ class _Awaiting:
         self.timeout = timeout
         self.deadline = None if timeout is None else time.monotonic() + timeout
 
-    def check(self, outcome: tuple[str, str | None, str | None] | None) -> tuple[Any, float | None]:
+    def check(
+        self, outcome: tuple[str, str | None, str | None, bool] | None
+    ) -> tuple[Any, float | None]:
         """Return ((result,), None) once the workflow has ended, else (None, the seconds left to
         wait, None for no limit); raise the workflow's error, or TimeoutError past the timeout."""
         if outcome is None:
@@ -137,8 +140,20 @@ class _Awaiting:
         return None, remaining
 
 
-def _outcome(workflow_id: str, status: str, output: str | None, error: str | None) -> tuple | None:
+def _outcome(
+    workflow_id: str, status: str, output: str | None, error: str | None, expired: bool
+) -> tuple | None:
     """Return (result,) for a finished workflow, raise its error, or None while it runs."""
+    if expired and status in (Status.SUCCESS, Status.ERROR):
+        # Its output is None now, and its error has lost its message: neither is the outcome.
+        ended = "succeeded"
+        if status == Status.ERROR:
+            ended = f"failed with {type(serialization.loads_error(error or '')).__name__}"
+        raise DBOSPayloadExpiredError(
+            f"Workflow {workflow_id!r} {ended}, but its output and error expired under the "
+            'retention policy (DBOS["RETENTION"]["PAYLOAD_DAYS"]): only its status and step '
+            "timeline are kept."
+        )
     if status == Status.SUCCESS:
         return (serialization.loads(output),)
     if status == Status.ERROR:

@@ -12,6 +12,7 @@ from ..errors import (
     DBOSInvalidArgumentError,
     DBOSNonExistentWorkflowError,
     DBOSNotRegisteredError,
+    DBOSPayloadExpiredError,
     DBOSWorkflowConflictIDError,
 )
 from ..types import Status
@@ -34,6 +35,17 @@ def _existing(workflow_id: str) -> system_db.WorkflowRow:
     row = system_db.get_workflow(workflow_id)
     if row is None:
         raise DBOSNonExistentWorkflowError(f"There is no workflow with id {workflow_id!r}.")
+    return row
+
+
+def _replayable(row: system_db.WorkflowRow, action: str) -> system_db.WorkflowRow:
+    """A workflow whose inputs and step outputs expired cannot run again: refuse to."""
+    if row.payload_expired_at is not None:
+        raise DBOSPayloadExpiredError(
+            f"Workflow {row.workflow_id!r} cannot be {action}: its inputs and step outputs "
+            'expired under the retention policy (DBOS["RETENTION"]["PAYLOAD_DAYS"]) on '
+            f"{row.payload_expired_at.isoformat(timespec='seconds')}."
+        )
     return row
 
 
@@ -60,7 +72,7 @@ def _runs_here(name: str, application_version: str | None, queue_name: str | Non
 def resume(workflow_id: str) -> Future[Any] | None:
     """Run a cancelled or failed workflow again from its last completed step; return a future
     when it runs in this process (None when a worker will run it, or nothing was to be done)."""
-    row = _existing(workflow_id)
+    row = _replayable(_existing(workflow_id), "resumed")
     if not _runs_here(row.name, row.application_version, row.queue_name):
         system_db.resume_workflow(
             workflow_id, executor_id=None, queue_name=row.queue_name or INTERNAL_QUEUE
@@ -80,7 +92,7 @@ def fork(
 ) -> tuple[str, Future[Any] | None]:
     """Start a new workflow that replays `workflow_id`'s operations before `start_step` and runs
     the rest anew; return (new workflow id, future or None)."""
-    original = _existing(workflow_id)
+    original = _replayable(_existing(workflow_id), "forked")
     validation.function_id(start_step, "start_step")
     if application_version is not None:
         validation.name(application_version, "application_version", allow_empty=False)

@@ -181,8 +181,9 @@ def dumps(value: Any, what: str = "value") -> str:
 
 
 def loads(text: str | None) -> Any:
-    """Deserialize a stored value; None stays None."""
-    if text is None:
+    """Deserialize a stored value; None stays None, and so does "", which is what the retention
+    policy leaves of a value it scrubbed from a column that cannot be null."""
+    if not text:
         return None
     try:
         return serializer().loads(text)
@@ -214,6 +215,16 @@ def dumps_error(exc: BaseException) -> str:
         "traceback": "".join(traceback.format_exception(exc)),
     }
     return json.dumps(record, default=str)
+
+
+def expired_error(text: str) -> str:
+    """A recorded exception with its message, arguments and traceback dropped: its class stays,
+    so that one can still tell what kind of failure it was."""
+    try:
+        kind = json.loads(text)["type"]
+    except (ValueError, KeyError, TypeError):
+        kind = _qualified(DBOSException)
+    return json.dumps({"type": kind, "message": "", "args": [], "traceback": ""})
 
 
 def loads_error(text: str) -> BaseException:

@@ -56,6 +56,7 @@ from .queues import (
     queue_statuses,
     sync_queues,
 )
+from .retention import expire_payloads, retention_turn
 from .rows import ClaimedWorkflow, NewWorkflow, ScheduleRow, WorkflowRow
 from .schedules import (
     active_schedules,
@@ -127,6 +128,9 @@ __all__ = [
     "finished_before",
     "nth_newest_finished",
     "with_active_family",
+    # The retention policy
+    "expire_payloads",
+    "retention_turn",
     # Operations
     "list_operations",
     "load_operations",

@@ -15,6 +15,7 @@ from django.db.models.functions import TruncMinute
 from ...models import (
     FINISHED,
     Executor,
+    Lease,
     Notification,
     OperationOutput,
     Schedule,
@@ -91,6 +92,7 @@ _EVERY_TABLE = (
     Executor,
     Schedule,
     QueueRow,
+    Lease,
 )
 
 

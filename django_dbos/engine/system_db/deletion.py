@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime
 from collections.abc import Iterator, Sequence
+from typing import Any
 
 from django.db import connections
 from django.db.models import Q
@@ -42,12 +43,12 @@ _CHUNK = 500
 Position = tuple[datetime.datetime, str]
 
 
-def _chunks(workflow_ids: Sequence[str]) -> Iterator[list[str]]:
+def chunks(workflow_ids: Sequence[str]) -> Iterator[list[str]]:
     for start in range(0, len(workflow_ids), _CHUNK):
         yield list(workflow_ids[start : start + _CHUNK])
 
 
-def _placeholders(values: Sequence[str]) -> str:
+def placeholders(values: Sequence[str]) -> str:
     return ", ".join(["%s"] * len(values))
 
 
@@ -70,15 +71,19 @@ def delete_finished(workflow_ids: Sequence[str], *, with_children: bool) -> dict
     return active
 
 
-def delete_batch(candidates: dict[str, str | None]) -> list[str]:
+def delete_batch(
+    candidates: dict[str, str | None], *, ended_before: datetime.datetime | None = None
+) -> list[str]:
     """Delete, in one transaction, those of these finished workflows (id -> parent id) that are
-    still finished and whose family has no active member; return their ids.
+    still finished (and, with ended_before, ended before it) and whose family has no active
+    member; return their ids.
 
     A row another transaction holds (say, a resume) is skipped on PostgreSQL rather than
-    waited for: the next garbage collection takes it.
+    waited for: the next garbage collection takes it. `ended_before` leaves out a workflow
+    resumed since it was read, and finished again: what the caller archived of it is old.
     """
     with write_transaction():
-        statuses = _lock(list(candidates), skip_locked=True)
+        statuses = _lock(list(candidates), skip_locked=True, ended_before=ended_before)
         finished = {wid: candidates[wid] for wid, status in statuses.items() if status in FINISHED}
         kept = with_active_family(finished)
         doomed = [wid for wid in finished if wid not in kept]
@@ -95,11 +100,19 @@ def with_active_family(candidates: dict[str, str | None]) -> set[str]:
 
 
 def finished_before(
-    bound: Position, *, after: Position | None, status: str | None, limit: int
+    bound: Position,
+    *,
+    after: Position | None,
+    status: str | None,
+    limit: int,
+    payload_kept: bool = False,
 ) -> list[tuple[str, str | None, datetime.datetime]]:
     """(id, parent id, end) of the oldest finished workflows that ended before `bound` and
-    after `after`, by end: the index dbos_wf_finished_idx reads them in that order."""
+    after `after`, by end: the index dbos_wf_finished_idx reads them in that order (with
+    payload_kept, only those whose payload has not expired: dbos_wf_payload_kept_idx)."""
     rows = WorkflowStatus.objects.using(alias()).filter(status__in=FINISHED)
+    if payload_kept:
+        rows = rows.filter(payload_expired_at__isnull=True)
     if status is not None:
         rows = rows.filter(status=status)
     ended, workflow_id = bound
@@ -126,30 +139,37 @@ def nth_newest_finished(n: int) -> Position | None:
     return (row[0], row[1]) if row is not None else None
 
 
-def _lock(workflow_ids: Sequence[str], *, skip_locked: bool) -> dict[str, str]:
-    """The status of each of these workflows that exists, its row locked until the transaction
-    ends (on SQLite the write transaction holds the whole database already). In id order, so
-    that two deletes cannot deadlock."""
+def _lock(
+    workflow_ids: Sequence[str],
+    *,
+    skip_locked: bool,
+    ended_before: datetime.datetime | None = None,
+) -> dict[str, str]:
+    """The status of each of these workflows that exists (and ended before `ended_before`),
+    its row locked until the transaction ends (on SQLite the write transaction holds the whole
+    database already). In id order, so that two deletes cannot deadlock."""
     lock = ""
     if connections[alias()].vendor == "postgresql":
         lock = " FOR UPDATE SKIP LOCKED" if skip_locked else " FOR UPDATE"
+    ended = "" if ended_before is None else " AND updated_at < %s"
     statuses: dict[str, str] = {}
-    for chunk in _chunks(sorted(workflow_ids)):
+    for chunk in chunks(sorted(workflow_ids)):
         sql = (
-            f"SELECT workflow_id, status FROM {WF} WHERE workflow_id IN ({_placeholders(chunk)})"
-            f" ORDER BY workflow_id{lock}"
+            f"SELECT workflow_id, status FROM {WF} WHERE workflow_id IN ({placeholders(chunk)})"
+            f"{ended} ORDER BY workflow_id{lock}"
         )
-        statuses.update(execute(sql, chunk).fetchall())
+        params: list[Any] = [*chunk] if ended_before is None else [*chunk, ended_before]
+        statuses.update(execute(sql, params).fetchall())
     return statuses
 
 
 def _delete(workflow_ids: Sequence[str]) -> None:
     """Delete these workflows' rows in every table, the tables that point to a workflow first."""
-    for chunk in _chunks(workflow_ids):
-        placeholders = _placeholders(chunk)
+    for chunk in chunks(workflow_ids):
+        marks = placeholders(chunk)
         for table, column in _OWNED:
-            execute(f"DELETE FROM {table} WHERE {column} IN ({placeholders})", chunk)
-        execute(f"DELETE FROM {WF} WHERE workflow_id IN ({placeholders})", chunk)
+            execute(f"DELETE FROM {table} WHERE {column} IN ({marks})", chunk)
+        execute(f"DELETE FROM {WF} WHERE workflow_id IN ({marks})", chunk)
 
 
 def _descendants(workflow_ids: Sequence[str]) -> list[tuple[str, str, str]]:
@@ -180,7 +200,7 @@ def _walk(roots_of: dict[str, set[str]], lookup: str, *, up: bool) -> list[tuple
     seen: set[tuple[str, str]] = set()
     while roots_of:
         following: dict[str, set[str]] = {}
-        for chunk in _chunks(list(roots_of)):
+        for chunk in chunks(list(roots_of)):
             rows = (
                 WorkflowStatus.objects.using(alias())
                 .filter(**{lookup: chunk})

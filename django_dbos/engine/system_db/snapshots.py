@@ -31,6 +31,7 @@ def workflow_status(
         deduplication_id=row.deduplication_id,
         parent_workflow_id=row.parent_workflow_id,
         forked_from=row.forked_from,
+        payload_expired=row.payload_expired_at is not None,
     )
 
 

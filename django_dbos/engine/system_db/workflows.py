@@ -98,16 +98,18 @@ def get_workflow(workflow_id: str) -> WorkflowStatus | None:
     return WorkflowStatus.objects.using(alias()).filter(workflow_id=workflow_id).first()
 
 
-def get_outcome(workflow_id: str) -> tuple[str, str | None, str | None] | None:
-    """Return (status, output, error) of a workflow, or None when it does not exist."""
+def get_outcome(workflow_id: str) -> tuple[str, str | None, str | None, bool] | None:
+    """Return (status, output, error, whether its payload expired) of a workflow, or None when
+    it does not exist."""
     if not storable(workflow_id):
         return None
-    return (
+    row = (
         WorkflowStatus.objects.using(alias())
         .filter(workflow_id=workflow_id)
-        .values_list("status", "output", "error")
+        .values_list("status", "output", "error", "payload_expired_at")
         .first()
     )
+    return None if row is None else (row[0], row[1], row[2], row[3] is not None)
 
 
 def give_up(workflow_id: str) -> bool:
@@ -177,7 +179,8 @@ def resume_workflow(
     with write_transaction():
         row = execute(
             f"SELECT name, inputs, timeout_ms FROM {WF} "
-            f"WHERE workflow_id = %s AND status IN ({statuses}){lock}",
+            f"WHERE workflow_id = %s AND status IN ({statuses}) AND payload_expired_at IS NULL"
+            f"{lock}",
             [workflow_id],
         ).fetchone()
         if row is None:

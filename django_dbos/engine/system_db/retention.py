@@ -1,0 +1,146 @@
+"""The retention policy's share of the system tables: whose turn it is, and scrubbing payloads.
+
+One worker at a time applies the policy. On PostgreSQL the turn is a transaction-level advisory
+lock: the whole turn is one transaction, so the lock goes with it when it commits, rolls back,
+or its connection dies. On SQLite a turn cannot be one transaction (that would hold the
+database's only write lock while an archive is uploaded), so workers take turns on a row of
+dbos_lease instead: a guarded UPDATE takes it when it is free or its holder's time ran out.
+"""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from django.db import connections, transaction
+
+from ...models import FINISHED, Lease, WorkflowStatus
+from .. import serialization
+from .connection import (
+    EVENT,
+    EVENT_HISTORY,
+    MESSAGE,
+    OP,
+    STREAM,
+    WF,
+    alias,
+    execute,
+    now,
+    write_transaction,
+)
+from .deletion import chunks, placeholders, with_active_family
+
+LEASE = Lease._meta.db_table
+# The retention policy's lease (SQLite) and advisory lock key (PostgreSQL: a 64-bit number
+# unlikely to be taken by other users of the database, the bytes b"dbosretn").
+TURN = "retention"
+ADVISORY_KEY = int.from_bytes(b"dbosretn", "big")
+# How long a SQLite lease lasts if its holder dies without giving it back: another worker takes
+# over after this. Far longer than a turn (a batch and its archive upload).
+LEASE_SECONDS = 300.0
+
+# Payload columns that cannot be null keep "" when scrubbed, which reads back as None.
+_SCRUB = (
+    f"UPDATE {OP} SET output = NULL WHERE workflow_id IN ({{}}) AND output IS NOT NULL",
+    f"UPDATE {MESSAGE} SET message = '' WHERE destination_id IN ({{}})",
+    f"UPDATE {EVENT} SET value = '' WHERE workflow_id IN ({{}})",
+    f"UPDATE {EVENT_HISTORY} SET value = '' WHERE workflow_id IN ({{}})",
+    f"UPDATE {STREAM} SET value = NULL WHERE workflow_id IN ({{}}) AND value IS NOT NULL",
+)
+
+
+@contextmanager
+def retention_turn(holder: str) -> Iterator[bool]:
+    """Yield whether this process has the retention policy's turn (nobody else has it); it
+    keeps it until the block ends. On PostgreSQL the block is one transaction."""
+    if connections[alias()].vendor == "postgresql":
+        with transaction.atomic(using=alias()):
+            row = execute("SELECT pg_try_advisory_xact_lock(%s)", [ADVISORY_KEY]).fetchone()
+            yield bool(row and row[0])
+        return
+    mine = _take_lease(holder)
+    try:
+        yield mine
+    finally:
+        if mine:
+            execute(
+                f"UPDATE {LEASE} SET holder = '', expires_at = %s WHERE name = %s AND holder = %s",
+                [now(), TURN, holder],
+            )
+
+
+def _take_lease(holder: str) -> bool:
+    """Take the lease if it is free, expired, or already ours: one guarded UPDATE, so that of
+    two workers trying at once, one changes the row and the other finds it taken."""
+    moment = now()
+    execute(
+        f"INSERT INTO {LEASE} (name, holder, expires_at) VALUES (%s, '', %s) "
+        "ON CONFLICT (name) DO NOTHING",
+        [TURN, moment],
+    )
+    cursor = execute(
+        f"""
+        UPDATE {LEASE} SET holder = %s, expires_at = %s
+        WHERE name = %s AND (holder = '' OR holder = %s OR expires_at < %s)
+        """,
+        [holder, moment + datetime.timedelta(seconds=LEASE_SECONDS), TURN, holder, moment],
+    )
+    return cursor.rowcount == 1
+
+
+def expire_payloads(candidates: dict[str, str | None], ended_before: datetime.datetime) -> int:
+    """Scrub, in one transaction, the payloads of those of these workflows (id -> parent id)
+    that are still finished, ended before `ended_before`, are not scrubbed yet, and have no
+    active family member; return how many were scrubbed.
+
+    Inputs and outputs become empty, an error keeps only its class, and so do the errors of
+    their steps; the values of their steps, messages, events and streams go. Status, names,
+    times and the step timeline stay, and payload_expired_at says when this happened.
+    """
+    with write_transaction():
+        rows = (
+            WorkflowStatus.objects.using(alias())
+            .filter(
+                workflow_id__in=list(candidates),
+                status__in=FINISHED,
+                payload_expired_at__isnull=True,
+                updated_at__lt=ended_before,
+            )
+            .order_by("workflow_id")
+            .select_for_update(skip_locked=True)
+            .values_list("workflow_id", flat=True)
+        )
+        found = {workflow_id: candidates[workflow_id] for workflow_id in rows}
+        kept = with_active_family(found)
+        doomed = [workflow_id for workflow_id in found if workflow_id not in kept]
+        moment = now()
+        for chunk in chunks(doomed):
+            marks = placeholders(chunk)
+            execute(
+                f"UPDATE {WF} SET inputs = '', output = NULL, payload_expired_at = %s "
+                f"WHERE workflow_id IN ({marks})",
+                [moment, *chunk],
+            )
+            for statement in _SCRUB:
+                execute(statement.format(marks), chunk)
+            _scrub_errors(WF, "workflow_id", chunk)
+            _scrub_errors(OP, "workflow_id, function_id", chunk)
+    return len(doomed)
+
+
+def _scrub_errors(table: str, key: str, workflow_ids: list[str]) -> None:
+    """Rewrite each recorded error of these workflows in `table` (a row found by its `key`
+    columns) as its class alone: which class it was is in the text, so row by row."""
+    columns = key.split(", ")
+    rows = execute(
+        f"SELECT {key}, error FROM {table} "
+        f"WHERE workflow_id IN ({placeholders(workflow_ids)}) AND error IS NOT NULL",
+        workflow_ids,
+    ).fetchall()
+    match = " AND ".join(f"{column} = %s" for column in columns)
+    for *row_key, error in rows:
+        execute(
+            f"UPDATE {table} SET error = %s WHERE {match}",
+            [serialization.expired_error(error), *row_key],
+        )
