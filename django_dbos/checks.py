@@ -158,7 +158,82 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Any]:
         errors.append(
             Error('DBOS["PREPARED_STATEMENTS"] must be True or False.', id="django_dbos.E008")
         )
+    errors.extend(_retention_errors(raw.get("RETENTION", {})))
     return [error for error in errors if error is not None]
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _retention_errors(policy: Any) -> list[Any]:
+    """DBOS["RETENTION"]: a dict of known keys, ages in days (or None), a storage of STORAGES."""
+    if not isinstance(policy, dict):
+        return [
+            Error(
+                f'DBOS["RETENTION"] must be a dict, not {type(policy).__name__}.',
+                hint='Write it as DBOS["RETENTION"] = {"FINISHED_DAYS": 90}.',
+                id="django_dbos.E011",
+            )
+        ]
+    known = conf.DEFAULTS["RETENTION"]
+    errors: list[Any] = []
+    unknown = sorted(str(key) for key in set(policy) - set(known))
+    if unknown:
+        errors.append(
+            Warning(
+                f'Unknown keys in DBOS["RETENTION"]: {", ".join(unknown)}.',
+                hint=f"Known keys are {', '.join(known)}.",
+                id="django_dbos.W004",
+            )
+        )
+    policy = {**known, **policy}
+    for key in ("FINISHED_DAYS", "PAYLOAD_DAYS"):
+        days = policy[key]
+        if days is not None and not (_is_number(days) and days >= 0):
+            errors.append(
+                Error(
+                    f'DBOS["RETENTION"]["{key}"] must be a number of days (fractions allowed) or '
+                    f"None, not {days!r}.",
+                    hint="None keeps the workflows' rows (or payloads) for ever.",
+                    id="django_dbos.E012",
+                )
+            )
+    interval = policy["INTERVAL_SECONDS"]
+    if not (_is_number(interval) and interval > 0):
+        errors.append(
+            Error(
+                f'DBOS["RETENTION"]["INTERVAL_SECONDS"] must be a positive number, not '
+                f"{interval!r}.",
+                hint="Each worker applies at most one batch of the policy per interval "
+                f"(default {known['INTERVAL_SECONDS']} s).",
+                id="django_dbos.E012",
+            )
+        )
+    storage = policy["ARCHIVE_STORAGE"]
+    storages = getattr(settings, "STORAGES", {})
+    if storage is not None and (not isinstance(storage, str) or storage not in storages):
+        errors.append(
+            Error(
+                f'DBOS["RETENTION"]["ARCHIVE_STORAGE"] is {storage!r}, which is not a key of '
+                "STORAGES.",
+                hint=f"Use one of: {', '.join(storages)}, or add a storage to STORAGES "
+                "(https://docs.djangoproject.com/en/stable/ref/settings/#storages).",
+                id="django_dbos.E013",
+            )
+        )
+    finished, payload = policy["FINISHED_DAYS"], policy["PAYLOAD_DAYS"]
+    if _is_number(finished) and _is_number(payload) and payload >= finished:
+        errors.append(
+            Warning(
+                f'DBOS["RETENTION"]["PAYLOAD_DAYS"] ({payload}) is not shorter than '
+                f'"FINISHED_DAYS" ({finished}): workflows are deleted before their payload '
+                "would expire.",
+                hint="Make PAYLOAD_DAYS shorter than FINISHED_DAYS, or set it to None.",
+                id="django_dbos.W005",
+            )
+        )
+    return errors
 
 
 @register(Tags.compatibility)

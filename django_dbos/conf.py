@@ -30,6 +30,14 @@ DEFAULTS: dict[str, Any] = {
     # Prepare the engine's hot statements on PostgreSQL. Turn off behind a connection pooler
     # that cannot keep prepared statements (PgBouncer before 1.21 in transaction mode).
     "PREPARED_STATEMENTS": True,
+    # What the workers delete, scrub and archive of finished workflows (docs/retention.md, "The
+    # retention policy"); merged key by key with the project's dict.
+    "RETENTION": {
+        "FINISHED_DAYS": None,
+        "PAYLOAD_DAYS": None,
+        "ARCHIVE_STORAGE": None,
+        "INTERVAL_SECONDS": 60,
+    },
 }
 
 
@@ -47,6 +55,10 @@ def get(name: str) -> Any:
     global _merged
     if _merged is None:
         _merged = {**DEFAULTS, **user_settings()}
+        for key, default in DEFAULTS.items():
+            # A dict setting keeps the defaults of the keys the project leaves out.
+            if isinstance(default, dict) and isinstance(_merged[key], dict):
+                _merged[key] = {**default, **_merged[key]}
     return _merged[name]
 
 

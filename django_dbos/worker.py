@@ -1,5 +1,5 @@
-"""The long-running worker process: heartbeat, queue dispatch, cron schedules and recovery of
-dead executors."""
+"""The long-running worker process: heartbeat, queue dispatch, cron schedules, recovery of
+dead executors, and the retention policy."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from .engine import executor, parking, registry, runtime, system_db
 from .engine.dispatcher import Dispatcher
 from .engine.pool import tidy_connections
 from .engine.recovery import Recovery
+from .engine.retention import Policy, Retention
 from .engine.scheduler import Scheduler
 
 logger = logging.getLogger("django_dbos.worker")
@@ -73,7 +74,14 @@ class Worker:
             if recovered:
                 logger.info("Recovering %d workflows left by this executor.", recovered)
         self.dispatcher = Dispatcher(process, self.queues)
-        parts = {"dbos-dispatcher": self.dispatcher, "dbos-scheduler": self.scheduler}
+        # The retention policy in a thread of its own, not on the watch loop: a turn may take
+        # seconds (an archive upload), which must not delay the detection of dead executors.
+        retention = Retention(process.executor_id) if Policy.current().applies else None
+        parts = {
+            "dbos-dispatcher": self.dispatcher,
+            "dbos-scheduler": self.scheduler,
+            "dbos-retention": retention,
+        }
         threads = [
             threading.Thread(target=self._loop, args=(part,), name=name, daemon=True)
             for name, part in parts.items()
@@ -91,7 +99,7 @@ class Worker:
         logger.info("DBOS worker stopped%s.", "" if finished else " (some workflows left PENDING)")
         return finished
 
-    def _loop(self, part: Dispatcher | Scheduler) -> None:
+    def _loop(self, part: Dispatcher | Scheduler | Retention) -> None:
         try:
             part.run(self._stop)
         finally:
