@@ -21,6 +21,7 @@ from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
+from django.utils.formats import date_format
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
@@ -30,6 +31,9 @@ from .errors import DBOSException
 from .models import Queue as QueueModel
 from .models import Schedule, WorkflowStatus
 from .types import Status
+
+# What the admin shows instead of a payload the retention policy dropped (PAYLOAD_DAYS).
+PAYLOAD_EXPIRED = "payload expired"
 
 STATUS_COLOURS: dict[str, str] = {
     Status.PENDING: "#2f6fb0",
@@ -216,6 +220,8 @@ class WorkflowStatusAdmin(SystemTablesAdmin):
     def coloured_status(self, obj: WorkflowStatus) -> SafeString:
         if obj.status == Status.PENDING and obj.waiting:
             return format_html("{} {}", status_badge(obj.status), obj.waiting)
+        if obj.payload_expired_at is not None:
+            return format_html("{} <em>{}</em>", status_badge(obj.status), PAYLOAD_EXPIRED)
         return status_badge(obj.status)
 
     @admin.display(description="duration")
@@ -256,6 +262,8 @@ class WorkflowStatusAdmin(SystemTablesAdmin):
             colour = "#c62828" if step.error is not None else "#417690"
             took = (step.completed_at - step.started_at).total_seconds() * 1000
             outcome = _error_summary(step.error) if step.error is not None else step.output
+            if obj.payload_expired_at is not None and step.error is None:
+                outcome = PAYLOAD_EXPIRED
             rows.append(
                 (
                     step.function_id,
@@ -283,14 +291,16 @@ class WorkflowStatusAdmin(SystemTablesAdmin):
 
     @admin.display(description="input")
     def input_json(self, obj: WorkflowStatus) -> SafeString:
-        return pretty_json(obj.inputs)
+        return _expired(obj) or pretty_json(obj.inputs)
 
     @admin.display(description="output")
     def output_json(self, obj: WorkflowStatus) -> SafeString:
-        return pretty_json(obj.output)
+        return _expired(obj) or pretty_json(obj.output)
 
     @admin.display(description="error")
     def error_json(self, obj: WorkflowStatus) -> SafeString:
+        if obj.error is not None and obj.payload_expired_at is not None:
+            return format_html("{} <em>({})</em>", _error_summary(obj.error), PAYLOAD_EXPIRED)
         return pretty_json(obj.error)
 
     @admin.display(description="events")
@@ -393,10 +403,23 @@ class WorkflowStatusAdmin(SystemTablesAdmin):
         return TemplateResponse(request, "admin/django_dbos/dashboard.html", context)
 
 
+def _expired(obj: WorkflowStatus) -> SafeString | None:
+    """What a payload field shows once the retention policy dropped the payload."""
+    if obj.payload_expired_at is None:
+        return None
+    return format_html(
+        "<em>{} on {}</em>",
+        PAYLOAD_EXPIRED,
+        date_format(timezone.localtime(obj.payload_expired_at), "DATETIME_FORMAT"),
+    )
+
+
 def _error_summary(error: str) -> str:
+    """The class and message of a recorded error (the class alone once its payload expired)."""
     try:
         record = json.loads(error)
-        return f"{record['type'].rsplit(':', 1)[-1]}: {record['message']}"
+        kind = record["type"].rsplit(":", 1)[-1]
+        return f"{kind}: {record['message']}" if record["message"] else kind
     except (ValueError, KeyError, TypeError, AttributeError):
         return error
 

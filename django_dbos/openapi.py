@@ -83,6 +83,7 @@ SCHEMAS: dict[str, Any] = {
             "deduplication_id",
             "parent_workflow_id",
             "forked_from",
+            "payload_expired",
         ],
         "properties": {
             "workflow_id": STRING,
@@ -104,6 +105,11 @@ SCHEMAS: dict[str, Any] = {
             "deduplication_id": NULLABLE_STRING,
             "parent_workflow_id": NULLABLE_STRING,
             "forked_from": NULLABLE_STRING,
+            "payload_expired": {
+                "type": "boolean",
+                "description": "The retention policy dropped its input, output and error "
+                "message (the error keeps its type): they read as null.",
+            },
         },
     },
     "WorkflowList": {

@@ -156,6 +156,7 @@ def _workflow_json(status: WorkflowStatus) -> dict[str, Any]:
         "deduplication_id": status.deduplication_id,
         "parent_workflow_id": status.parent_workflow_id,
         "forked_from": status.forked_from,
+        "payload_expired": status.payload_expired,
     }
 
 

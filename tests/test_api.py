@@ -113,6 +113,7 @@ WORKFLOW_FIELDS = {
     "deduplication_id",
     "parent_workflow_id",
     "forked_from",
+    "payload_expired",
 }
 QUADRUPLE = quadruple.__dbos__.name
 GREET = greet.__dbos__.name
