@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 from django.conf import settings
@@ -190,7 +191,7 @@ def _retention_errors(policy: Any) -> list[Any]:
     policy = {**known, **policy}
     for key in ("FINISHED_DAYS", "PAYLOAD_DAYS"):
         days = policy[key]
-        if days is not None and not (_is_number(days) and days >= 0):
+        if days is not None and not (_is_number(days) and 0 <= days < math.inf):
             errors.append(
                 Error(
                     f'DBOS["RETENTION"]["{key}"] must be a number of days (fractions allowed) or '
@@ -200,7 +201,7 @@ def _retention_errors(policy: Any) -> list[Any]:
                 )
             )
     interval = policy["INTERVAL_SECONDS"]
-    if not (_is_number(interval) and interval > 0):
+    if not (_is_number(interval) and 0 < interval < math.inf):
         errors.append(
             Error(
                 f'DBOS["RETENTION"]["INTERVAL_SECONDS"] must be a positive number, not '

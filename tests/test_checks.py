@@ -277,3 +277,69 @@ def test_atomic_requests_on_the_dbos_database_is_a_deploy_warning(monkeypatch):
 
 def test_without_atomic_requests_the_deploy_checks_pass():
     assert deploy_messages() == []
+
+
+# DBOS["RETENTION"] ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "policy",
+    [
+        {},
+        {"FINISHED_DAYS": 90, "PAYLOAD_DAYS": 30, "INTERVAL_SECONDS": 0.5},
+        {"FINISHED_DAYS": 0.5, "ARCHIVE_STORAGE": "default"},
+        {"PAYLOAD_DAYS": 0, "FINISHED_DAYS": None, "ARCHIVE_STORAGE": None},
+    ],
+    ids=["empty", "days", "fraction-and-archive", "zero"],
+)
+def test_a_valid_retention_policy_passes(policy):
+    assert check({"RETENTION": policy}) == []
+
+
+def test_a_retention_policy_that_is_not_a_dict_is_an_error():
+    error = only(check({"RETENTION": 90}), "django_dbos.E011")
+
+    assert error.msg == 'DBOS["RETENTION"] must be a dict, not int.'
+
+
+def test_an_unknown_retention_key_is_a_warning():
+    warning = only(check({"RETENTION": {"FINISHED_DAYS": 9, "ARCHIVE": "s3"}}), "django_dbos.W004")
+
+    assert warning.level == checks.WARNING
+    assert warning.msg == 'Unknown keys in DBOS["RETENTION"]: ARCHIVE.'
+    assert "FINISHED_DAYS, PAYLOAD_DAYS, ARCHIVE_STORAGE, INTERVAL_SECONDS" in warning.hint
+
+
+@pytest.mark.parametrize("key", ["FINISHED_DAYS", "PAYLOAD_DAYS"])
+@pytest.mark.parametrize("value", [-1, "30", True, float("nan"), float("inf")])
+def test_retention_days_must_be_numbers_of_days(key, value):
+    error = only(check({"RETENTION": {key: value}}), "django_dbos.E012")
+
+    assert error.msg.startswith(f'DBOS["RETENTION"]["{key}"] must be a number of days')
+    assert error.msg.endswith(f"not {value!r}.")
+
+
+@pytest.mark.parametrize("value", [0, -5, None, "60"])
+def test_the_retention_interval_must_be_positive(value):
+    error = only(check({"RETENTION": {"INTERVAL_SECONDS": value}}), "django_dbos.E012")
+
+    assert error.msg == (
+        f'DBOS["RETENTION"]["INTERVAL_SECONDS"] must be a positive number, not {value!r}.'
+    )
+
+
+def test_the_archive_storage_must_be_a_key_of_storages():
+    error = only(check({"RETENTION": {"ARCHIVE_STORAGE": "s3"}}), "django_dbos.E013")
+
+    assert error.msg == (
+        'DBOS["RETENTION"]["ARCHIVE_STORAGE"] is \'s3\', which is not a key of STORAGES.'
+    )
+    assert error.hint.startswith("Use one of: default, staticfiles,")
+
+
+def test_payloads_kept_as_long_as_the_workflows_are_a_warning():
+    warning = only(
+        check({"RETENTION": {"FINISHED_DAYS": 30, "PAYLOAD_DAYS": 30}}), "django_dbos.W005"
+    )
+
+    assert "workflows are deleted before their payload would expire" in warning.msg

@@ -90,12 +90,12 @@ class Retention:
             if not mine:
                 return None
             deleted, archive = 0, None
-            if policy.finished_days is not None:
-                cutoff = moment - datetime.timedelta(days=policy.finished_days)
+            cutoff = _ended_before(moment, policy.finished_days)
+            if cutoff is not None:
                 deleted, archive = self._delete(cutoff, policy.archive_storage)
             expired = 0
-            if policy.payload_days is not None:
-                cutoff = moment - datetime.timedelta(days=policy.payload_days)
+            cutoff = _ended_before(moment, policy.payload_days)
+            if cutoff is not None:
                 expired = self._expire(cutoff)
         if deleted or expired:
             logger.info(
@@ -144,6 +144,17 @@ class Retention:
     def _expire(self, cutoff: datetime.datetime) -> int:
         candidates = self._batch("expire", cutoff)
         return system_db.expire_payloads(candidates, cutoff) if candidates else 0
+
+
+def _ended_before(moment: datetime.datetime, days: float | None) -> datetime.datetime | None:
+    """The end before which workflows are `days` old; None when none can be (days is None, or
+    so many that the date would precede the year 1)."""
+    if days is None:
+        return None
+    try:
+        return moment - datetime.timedelta(days=days)
+    except OverflowError:
+        return None
 
 
 def save_archive(storage: str, workflow_ids: Sequence[str]) -> str:
