@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import tempfile
 from contextlib import ExitStack
 from importlib.metadata import version
@@ -34,10 +33,11 @@ from _workers import (
     CRON,
     TABLE_SCHEDULE,
     QueueSide,
-    WorkerProcess,
     WorkflowTable,
     queue_suite,
     watch_ticks,
+    worker,
+    worker_env,
 )
 
 # Settings come from the environment (DJANGO_SETTINGS_MODULE, DATABASE_URL); django-dbos can
@@ -52,9 +52,6 @@ import django_dbos  # noqa: E402
 from django_dbos import DBOS  # noqa: E402
 from django_dbos import conf as dbos_conf  # noqa: E402
 
-BENCH_DIR = Path(__file__).resolve().parent
-MANAGE_PY = BENCH_DIR.parent / "manage.py"
-
 
 @DBOS.step()
 def trivial_step(i: int) -> int:
@@ -64,17 +61,6 @@ def trivial_step(i: int) -> int:
 @DBOS.workflow()
 def wf_steps(n: int) -> int:
     return sum(trivial_step(i) for i in range(n))
-
-
-def worker_env() -> dict[str, str]:
-    """The environment of a ``rundbosworker`` subprocess: this one's, plus ``bench/`` on the
-    path (for ``_bench_settings`` and ``_bench_app``)."""
-    path = [p for p in (os.environ.get("PYTHONPATH"), str(BENCH_DIR)) if p]
-    return {**os.environ, "PYTHONPATH": os.pathsep.join(path)}
-
-
-def worker(log: Path, env: dict[str, str], *options: str) -> WorkerProcess:
-    return WorkerProcess([sys.executable, str(MANAGE_PY), "rundbosworker", *options], env, log)
 
 
 def queues(args: argparse.Namespace, db_url: str) -> dict[str, Any]:
