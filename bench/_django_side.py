@@ -32,9 +32,7 @@ from _common import (
 from _workers import (
     CRON,
     TABLE_SCHEDULE,
-    QueueSide,
     WorkflowTable,
-    queue_suite,
     watch_ticks,
     worker,
     worker_env,
@@ -65,7 +63,7 @@ def wf_steps(n: int) -> int:
 
 def queues(args: argparse.Namespace, db_url: str) -> dict[str, Any]:
     """Start the workers, then enqueue from this process (which never dispatches)."""
-    from _bench_app.workflows import BENCH_QUEUE, WORKFLOWS  # an app of _bench_settings only
+    from _bench_app.workflows import run_queue_suite  # an app of _bench_settings only
 
     with ExitStack() as stack:
         workers = [
@@ -80,15 +78,7 @@ def queues(args: argparse.Namespace, db_url: str) -> dict[str, Any]:
         ]
         table = WorkflowTable.django_dbos(db_url)
         stack.callback(table.close)
-        side = QueueSide(
-            enqueue_one=lambda i: BENCH_QUEUE.enqueue(WORKFLOWS.one_step, i),
-            enqueue_mark=lambda _queue: BENCH_QUEUE.enqueue(WORKFLOWS.mark_start),
-            result=lambda handle: handle.get_result(),
-            table=table,
-            workers=workers,
-        )
-        # Dispatch is woken by NOTIFY; POLL_SECONDS is the safety net, the phase to randomize.
-        result = queue_suite(side, args.queue_n, args.trials, float(dbos_conf.get("POLL_SECONDS")))
+        result = run_queue_suite(table, workers, args.queue_n, args.trials)
         result["log_files"] = [str(w.log_path) for w in workers]
     result["worker_exit_codes"] = [w.proc.returncode for w in workers]
     return result

@@ -35,7 +35,7 @@ from typing import Any
 
 import django
 from _common import base_meta, emit, pg_settings, proc_status, reset_database
-from _workers import QueueSide, WorkerProcess, WorkflowTable, queue_suite, worker, worker_env
+from _workers import WorkerProcess, WorkflowTable, worker, worker_env
 
 django.setup()
 
@@ -45,7 +45,6 @@ from django.db import connection, connections, transaction  # noqa: E402
 from django.utils import timezone  # noqa: E402
 
 from django_dbos import DBOS  # noqa: E402
-from django_dbos import conf as dbos_conf  # noqa: E402
 
 WF, OP = "dbos_workflow_status", "dbos_operation_output"
 # A worker logs this line (at INFO) once it runs, before its retention thread's first turn.
@@ -350,7 +349,7 @@ def queue_run(
     """One queue_suite run with one fresh worker; with an `interval`, a retention worker with
     that INTERVAL_SECONDS deletes the old workflows meanwhile (started first, so that it is at
     work all along)."""
-    from _bench_app.workflows import BENCH_QUEUE, WORKFLOWS  # an app of _bench_settings only
+    from _bench_app.workflows import run_queue_suite  # an app of _bench_settings only
 
     tag = "without" if interval is None else f"with-retention-{interval:g}s"
     cutoff = ended_before(args.finished_days)
@@ -371,14 +370,7 @@ def queue_run(
         )
         table = WorkflowTable.django_dbos(db_url)
         stack.callback(table.close)
-        side = QueueSide(
-            enqueue_one=lambda i: BENCH_QUEUE.enqueue(WORKFLOWS.one_step, i),
-            enqueue_mark=lambda _queue: BENCH_QUEUE.enqueue(WORKFLOWS.mark_start),
-            result=lambda handle: handle.get_result(),
-            table=table,
-            workers=[queue_worker],
-        )
-        result = queue_suite(side, args.queue_n, args.trials, float(dbos_conf.get("POLL_SECONDS")))
+        result = run_queue_suite(table, [queue_worker], args.queue_n, args.trials)
         elapsed = time.perf_counter() - t0
         backlog_after = count_finished_before(cutoff)
         result.update(
