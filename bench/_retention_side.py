@@ -160,6 +160,10 @@ def count_finished_before(cutoff: datetime.datetime) -> int:
     )
 
 
+def count_workflows() -> int:
+    return int(scalar(f"SELECT count(*) FROM {WF}"))
+
+
 def table_sizes() -> dict[str, dict[str, int]]:
     return {
         table: {
@@ -276,11 +280,16 @@ def archive_summary(archive_dir: str) -> dict[str, Any]:
 
 
 def prune(args: argparse.Namespace) -> dict[str, Any]:
-    """A retention worker until nothing older than FINISHED_DAYS is left: deleted per second
-    from its start (ready) to the last count that changed."""
+    """A retention worker until nothing older than FINISHED_DAYS (as of its start) is left:
+    deleted per second from its start (ready) to the last count of that which changed.
+
+    What it deleted is counted over the whole table: its own cutoff moves on with the clock,
+    so it also deletes the few workflows that grow old enough meanwhile (and archives them).
+    """
     vacuum()
     cutoff = ended_before(args.finished_days)
     eligible = count_finished_before(cutoff)
+    total_before = count_workflows()
     kind = "archive" if args.archive_dir else "plain"
     with retention_worker(args, f"retention-prune-{kind}.log") as process:
         process.wait_ready(STARTED_MARKER)
@@ -295,7 +304,8 @@ def prune(args: argparse.Namespace) -> dict[str, Any]:
             if now_left != left:
                 left, t_last = now_left, time.perf_counter()
         end = proc_status(pid)
-    deleted = eligible - left
+        cpu_s = process.cpu_seconds()
+    deleted = total_before - count_workflows()
     result: dict[str, Any] = {
         "finished_days": args.finished_days,
         "interval_s": args.interval,
@@ -306,6 +316,9 @@ def prune(args: argparse.Namespace) -> dict[str, Any]:
         "timed_out": left > 0,
         "elapsed_s": t_last - t0,
         "wf_per_s": deleted / (t_last - t0) if deleted else 0.0,
+        # The worker process's own CPU from its start (its share of the database's not counted).
+        "worker_cpu_s": cpu_s,
+        "worker_cpu_ms_per_wf": 1000 * cpu_s / deleted if cpu_s is not None and deleted else None,
         "rss_mb": {
             "ready": rss_mb(ready),
             "end": rss_mb(end),
@@ -360,6 +373,7 @@ def queue_run(
             retention = stack.enter_context(retention_worker(args, log_name, interval))
             retention.wait_ready(STARTED_MARKER)
         backlog_before = count_finished_before(cutoff)
+        cpu0 = retention.cpu_seconds() if retention is not None else None
         t0 = time.perf_counter()
         queue_worker = stack.enter_context(
             worker(
@@ -377,7 +391,10 @@ def queue_run(
             round=round_, retention_interval_s=interval, log_file=str(queue_worker.log_path)
         )
         if retention is not None:
+            cpu1 = retention.cpu_seconds()
             result["retention"] = {
+                # Its share of one CPU meanwhile (its database backend's not counted).
+                "cpu_share": (cpu1 - cpu0) / elapsed if cpu0 is not None and cpu1 else None,
                 "backlog_before": backlog_before,
                 "backlog_after": backlog_after,
                 "deleted": backlog_before - backlog_after,

@@ -15,7 +15,8 @@ connection settings) per phase, in this order:
    ``--interval`` (so that it works continuously: a batch of 500 per turn); then the same with
    ``FINISHED_DAYS`` 42 and ``ARCHIVE_STORAGE`` a ``FileSystemStorage`` in a temporary directory.
    Workflows deleted per second, from the worker's start (ready) to the last count of what is
-   left that changed; the archive's files, size and records (which must equal the deletes).
+   left that changed; the worker's CPU per workflow (its database backend's not counted); the
+   archive's files, size and records (which must equal the deletes).
 3. idle: the archiving worker again, where nothing is old enough, for 10 s: its RSS, against
    the pruning workers' peak RSS (``VmHWM`` of /proc/<pid>/status). Then a check that no step
    row is left without its workflow.
@@ -296,7 +297,10 @@ def print_populate(p: dict[str, Any]) -> None:
 
 def print_prune(args: argparse.Namespace, prune: dict[str, Any], rss: dict[str, Any]) -> None:
     print(f"\nprune, each of a tenth of the workflows ({BAND_DAYS:g} days of ends):")
-    print(f"{'':44s}{'deleted':>10s}{'seconds':>10s}{'wf/s':>10s}{'peak RSS MB':>13s}")
+    print(
+        f"{'':44s}{'deleted':>10s}{'seconds':>10s}{'wf/s':>10s}{'peak RSS MB':>13s}"
+        f"{'CPU ms/wf':>11s}"
+    )
     rows = (
         ("DBOS.garbage_collect (side process)", prune["garbage_collect"]),
         (f"RETENTION worker, interval {args.interval:g} s", prune["retention"]),
@@ -305,9 +309,10 @@ def print_prune(args: argparse.Namespace, prune: dict[str, Any], rss: dict[str, 
     for label, r in rows:
         # The side process's own peak, or the worker's (read just before it was stopped).
         peak = r["rss_mb"]["VmHWM"] if "VmHWM" in r["rss_mb"] else r["rss_mb"]["end"]["VmHWM"]
+        cpu = r.get("worker_cpu_ms_per_wf")
         print(
             f"{label:44s}{r['deleted']:>10,}{r['elapsed_s']:>10.1f}{fmt(r['wf_per_s']):>10s}"
-            f"{fmt(peak):>13s}"
+            f"{fmt(peak):>13s}{'-' if cpu is None else fmt(cpu):>11s}"
         )
     archive = prune["retention_archive"]["archive_files"]
     print(
@@ -353,7 +358,8 @@ def print_queues(args: argparse.Namespace, q: dict[str, Any]) -> None:
         for r in w["retention"]:
             print(
                 f"    beside it: deleted {r['deleted']:,} ({fmt(r['wf_per_s'])} wf/s), backlog "
-                f"left {r['backlog_after']:,}, RSS {fmt(r['rss_mb']['VmRSS'])} MB"
+                f"left {r['backlog_after']:,}, RSS {fmt(r['rss_mb']['VmRSS'])} MB, "
+                f"{100 * (r['cpu_share'] or 0):.0f}% of a CPU"
             )
 
 
