@@ -36,13 +36,13 @@ Targets (issue 17): queue throughput with retention beside it at most 20% lower 
 
 Usage, from the repository root (any Python 3.11+; the side brings its own interpreter)::
 
-    python3 bench/retention.py --django-venv /work/main/.venv          # 1,000,000: ~15 min
-    python3 bench/retention.py --quick                                 # 20,000: about a minute
+    python3 bench/retention.py --django-venv /work/main/.venv          # 1,000,000: about 5 min
+    python3 bench/retention.py --quick                                 # 20,000: about 30 s
     python3 bench/retention.py --workflows 200000 --json-out /tmp/retention.json
 
 PostgreSQL must accept ``--user`` without a password on ``--host``:``--port``; the database
 ``bench_django_dbos_retention`` is dropped and recreated (at 1,000,000 workflows it takes about
-3 GB). Worker logs go to ``logs/`` next to ``--json-out``.
+2.5 GB). Worker logs go to ``logs/`` next to ``--json-out``.
 """
 
 from __future__ import annotations
