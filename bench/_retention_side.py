@@ -13,9 +13,9 @@ Run by ``retention.py`` with the ``.venv`` interpreter, ``DJANGO_SETTINGS_MODULE
   left (or ``--timeout``): workflows deleted per second, its RSS, the archive's size.
 - ``idle``: the same worker where nothing is old enough, for ``--seconds``: its RSS; then a
   check that no step row was left without its workflow.
-- ``queues``: ``_workers.queue_suite`` with one worker, without and with a retention worker
-  beside it (which dispatches no queue of the bench), ``--rounds`` rounds, in a rotated order
-  (``--beside-intervals``: one run with a retention worker of each INTERVAL_SECONDS).
+- ``queues``: ``_workers.queue_suite`` with one worker, without and with the retention policy
+  applied by that same worker (as in a project with RETENTION), ``--rounds`` rounds, in a
+  rotated order (``--beside-intervals``: one run with each INTERVAL_SECONDS).
 
 Each phase but ``populate`` starts with VACUUM ANALYZE of the two tables, which stands in for
 autovacuum (off on the server measured) after the previous phase's deletes.
@@ -359,26 +359,26 @@ def idle(args: argparse.Namespace) -> dict[str, Any]:
 def queue_run(
     args: argparse.Namespace, db_url: str, round_: int, interval: float | None
 ) -> dict[str, Any]:
-    """One queue_suite run with one fresh worker; with an `interval`, a retention worker with
-    that INTERVAL_SECONDS deletes the old workflows meanwhile (started first, so that it is at
-    work all along)."""
+    """One queue_suite run with one fresh worker; with an `interval`, that same worker applies
+    the retention policy with that INTERVAL_SECONDS meanwhile, as every worker of a project
+    with RETENTION does (its first turn comes as it starts, so it is at work all along).
+
+    A second worker beside the queue's, applying the policy alone, measures mostly a second
+    dispatcher: it is woken by every enqueue and every end, and claims from its own queues
+    each time (on this 2-vCPU machine, two workers already do worse than one).
+    """
     from _bench_app.workflows import run_queue_suite  # an app of _bench_settings only
 
     tag = "without" if interval is None else f"with-retention-{interval:g}s"
     cutoff = ended_before(args.finished_days)
+    env = worker_env() if interval is None else retention_env(args, interval)
     with ExitStack() as stack:
-        retention = None
-        if interval is not None:
-            log_name = f"retention-queues-{round_}-retention-{interval:g}s.log"
-            retention = stack.enter_context(retention_worker(args, log_name, interval))
-            retention.wait_ready(STARTED_MARKER)
         backlog_before = count_finished_before(cutoff)
-        cpu0 = retention.cpu_seconds() if retention is not None else None
         t0 = time.perf_counter()
         queue_worker = stack.enter_context(
             worker(
                 Path(args.log_dir) / f"retention-queues-{round_}-queue-worker-{tag}.log",
-                worker_env(),
+                env,
                 "--no-scheduler",
             )
         )
@@ -390,17 +390,13 @@ def queue_run(
         result.update(
             round=round_, retention_interval_s=interval, log_file=str(queue_worker.log_path)
         )
-        if retention is not None:
-            cpu1 = retention.cpu_seconds()
+        if interval is not None:
             result["retention"] = {
-                # Its share of one CPU meanwhile (its database backend's not counted).
-                "cpu_share": (cpu1 - cpu0) / elapsed if cpu0 is not None and cpu1 else None,
                 "backlog_before": backlog_before,
                 "backlog_after": backlog_after,
                 "deleted": backlog_before - backlog_after,
                 "wf_per_s": (backlog_before - backlog_after) / elapsed,
-                "rss_mb": rss_mb(proc_status(retention.proc.pid)),
-                "log_file": str(retention.log_path),
+                "rss_mb": rss_mb(proc_status(queue_worker.proc.pid)),
             }
     return result
 
