@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import tempfile
 from contextlib import ExitStack
 from importlib.metadata import version
@@ -33,11 +32,10 @@ from _common import (
 from _workers import (
     CRON,
     TABLE_SCHEDULE,
-    QueueSide,
-    WorkerProcess,
     WorkflowTable,
-    queue_suite,
     watch_ticks,
+    worker,
+    worker_env,
 )
 
 # Settings come from the environment (DJANGO_SETTINGS_MODULE, DATABASE_URL); django-dbos can
@@ -52,9 +50,6 @@ import django_dbos  # noqa: E402
 from django_dbos import DBOS  # noqa: E402
 from django_dbos import conf as dbos_conf  # noqa: E402
 
-BENCH_DIR = Path(__file__).resolve().parent
-MANAGE_PY = BENCH_DIR.parent / "manage.py"
-
 
 @DBOS.step()
 def trivial_step(i: int) -> int:
@@ -66,20 +61,9 @@ def wf_steps(n: int) -> int:
     return sum(trivial_step(i) for i in range(n))
 
 
-def worker_env() -> dict[str, str]:
-    """The environment of a ``rundbosworker`` subprocess: this one's, plus ``bench/`` on the
-    path (for ``_bench_settings`` and ``_bench_app``)."""
-    path = [p for p in (os.environ.get("PYTHONPATH"), str(BENCH_DIR)) if p]
-    return {**os.environ, "PYTHONPATH": os.pathsep.join(path)}
-
-
-def worker(log: Path, env: dict[str, str], *options: str) -> WorkerProcess:
-    return WorkerProcess([sys.executable, str(MANAGE_PY), "rundbosworker", *options], env, log)
-
-
 def queues(args: argparse.Namespace, db_url: str) -> dict[str, Any]:
     """Start the workers, then enqueue from this process (which never dispatches)."""
-    from _bench_app.workflows import BENCH_QUEUE, WORKFLOWS  # an app of _bench_settings only
+    from _bench_app.workflows import run_queue_suite  # an app of _bench_settings only
 
     with ExitStack() as stack:
         workers = [
@@ -94,15 +78,7 @@ def queues(args: argparse.Namespace, db_url: str) -> dict[str, Any]:
         ]
         table = WorkflowTable.django_dbos(db_url)
         stack.callback(table.close)
-        side = QueueSide(
-            enqueue_one=lambda i: BENCH_QUEUE.enqueue(WORKFLOWS.one_step, i),
-            enqueue_mark=lambda _queue: BENCH_QUEUE.enqueue(WORKFLOWS.mark_start),
-            result=lambda handle: handle.get_result(),
-            table=table,
-            workers=workers,
-        )
-        # Dispatch is woken by NOTIFY; POLL_SECONDS is the safety net, the phase to randomize.
-        result = queue_suite(side, args.queue_n, args.trials, float(dbos_conf.get("POLL_SECONDS")))
+        result = run_queue_suite(table, workers, args.queue_n, args.trials)
         result["log_files"] = [str(w.log_path) for w in workers]
     result["worker_exit_codes"] = [w.proc.returncode for w in workers]
     return result

@@ -248,14 +248,18 @@ def add_server_args(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--user", default="postgres", help="trusted role (default: %(default)s)")
 
 
-def add_venv_and_output_args(ap: argparse.ArgumentParser, json_name: str) -> None:
-    """The two venvs and --json-out, the same for every orchestrator."""
-    ap.add_argument(
-        "--dbos-venv",
-        type=Path,
-        default=ROOT / ".venv-dbos",
-        help="venv for dbos==3.4.0, created if missing (default: <repo>/.venv-dbos)",
-    )
+def add_venv_and_output_args(
+    ap: argparse.ArgumentParser, json_name: str, dbos: bool = True
+) -> None:
+    """The two venvs (without ``dbos``, only django-dbos's) and --json-out, the same for every
+    orchestrator."""
+    if dbos:
+        ap.add_argument(
+            "--dbos-venv",
+            type=Path,
+            default=ROOT / ".venv-dbos",
+            help="venv for dbos==3.4.0, created if missing (default: <repo>/.venv-dbos)",
+        )
     ap.add_argument(
         "--django-venv",
         type=Path,

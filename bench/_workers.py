@@ -21,6 +21,7 @@ import random
 import signal
 import statistics
 import subprocess
+import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -167,6 +168,22 @@ class WorkerProcess:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+BENCH_DIR = Path(__file__).resolve().parent
+MANAGE_PY = BENCH_DIR.parent / "manage.py"
+
+
+def worker_env() -> dict[str, str]:
+    """The environment of a ``rundbosworker`` subprocess of a django-dbos side: the side's,
+    plus ``bench/`` on the path (for ``_bench_settings`` and ``_bench_app``)."""
+    path = [p for p in (os.environ.get("PYTHONPATH"), str(BENCH_DIR)) if p]
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(path)}
+
+
+def worker(log: Path, env: dict[str, str], *options: str) -> WorkerProcess:
+    """A ``manage.py rundbosworker`` process of a django-dbos side, with these options."""
+    return WorkerProcess([sys.executable, str(MANAGE_PY), "rundbosworker", *options], env, log)
 
 
 # The workflow tables -----------------------------------------------------------------------
