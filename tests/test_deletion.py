@@ -81,6 +81,18 @@ def waits_after_its_child() -> object:
     return DBOS.recv("go", timeout_seconds=30)
 
 
+resumable = {"fails": True}
+
+
+@DBOS.workflow()
+def fails_after_its_child() -> str:
+    """Its child finishes; it fails (until told not to), so that it can be resumed."""
+    result = DBOS.start_workflow(child, "family").get_result()
+    if resumable["fails"]:
+        raise RuntimeError("not yet")
+    return result
+
+
 def rows_of(workflow_id: str) -> dict[str, int]:
     counts = {"status": WorkflowStatus.objects.filter(workflow_id=workflow_id).count()}
     for model, column in OWNED:
@@ -276,6 +288,44 @@ def test_families_with_an_active_member_are_kept():
     assert gone("lonely")
     assert DBOS.get_workflow_status("finished-parent").status == "SUCCESS"
     assert DBOS.get_workflow_status(done_child).status == "SUCCESS"
+    DBOS.send(handle.workflow_id, "go", topic="go")
+    assert handle.get_result(timeout=10) == "go"
+
+
+def test_a_child_goes_with_its_parent_or_after_it_never_before():
+    """A finished parent may be resumed and replay its child's outcome: its child stays."""
+    resumable["fails"] = True
+    with SetWorkflowID("resumable-parent"), pytest.raises(RuntimeError):
+        fails_after_its_child()
+    child_id = WorkflowStatus.objects.get(parent_workflow_id="resumable-parent").workflow_id
+    ended(child_id, days_ago=5)
+    ended("resumable-parent", days_ago=1)
+    cutoff = timezone.now() - datetime.timedelta(days=3)
+
+    assert DBOS.garbage_collect(cutoff=cutoff) == 0  # the child is old enough, its parent not
+    resumable["fails"] = False
+    assert DBOS.resume_workflow("resumable-parent").get_result(timeout=10) == "family"
+
+    ended("resumable-parent", days_ago=4)
+    assert DBOS.garbage_collect(cutoff=cutoff) == 2  # the parent, then in a second pass its child
+    assert gone("resumable-parent")
+    assert gone(child_id)
+    assert orphans() == []
+
+
+def test_a_child_of_a_running_workflow_cannot_be_deleted():
+    with SetWorkflowID("still-running"):
+        handle = DBOS.start_workflow(waits_after_its_child)
+    wait_until(
+        lambda: WorkflowStatus.objects.filter(
+            parent_workflow_id="still-running", status="SUCCESS"
+        ).exists()
+    )
+    done_child = WorkflowStatus.objects.get(parent_workflow_id="still-running").workflow_id
+
+    with pytest.raises(DBOSWorkflowActiveError, match="'still-running' is PENDING"):
+        DBOS.delete_workflow(done_child)
+    assert not gone(done_child)
     DBOS.send(handle.workflow_id, "go", topic="go")
     assert handle.get_result(timeout=10) == "go"
 

@@ -49,13 +49,24 @@ def garbage_collect(
     if bound is None:
         return 0
     deleted = 0
+    while True:
+        # A child goes after its parent, which ends later: once a pass has deleted parents,
+        # another one takes the children it had to keep.
+        in_pass = _one_pass(bound, status, dry_run)
+        deleted += in_pass
+        if not in_pass or dry_run:
+            return deleted
+
+
+def _one_pass(bound: system_db.Position, status: str | None, dry_run: bool) -> int:
+    deleted = 0
     after = None
     while batch := system_db.finished_before(bound, after=after, status=status, limit=BATCH_SIZE):
         # Past the last one seen, so that a kept workflow is not read again in each batch.
         after = (batch[-1][2], batch[-1][0])
         candidates = {workflow_id: parent_id for workflow_id, parent_id, _ in batch}
         if dry_run:
-            deleted += len(candidates) - len(system_db.with_active_family(candidates))
+            deleted += len(candidates) - len(system_db.kept_with_family(candidates))
         else:
             deleted += len(system_db.delete_batch(candidates))
     return deleted

@@ -118,7 +118,7 @@ class Retention:
         )
         self._after[kind] = (batch[-1][2], batch[-1][0]) if len(batch) == BATCH_SIZE else None
         candidates = {workflow_id: parent_id for workflow_id, parent_id, _ in batch}
-        kept = system_db.with_active_family(candidates)
+        kept = system_db.kept_with_family(candidates, scrubbing=kind == "expire")
         return {wid: parent for wid, parent in candidates.items() if wid not in kept}
 
     def _delete(self, cutoff: datetime.datetime, storage: str | None) -> tuple[int, str | None]:

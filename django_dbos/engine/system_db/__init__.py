@@ -34,8 +34,8 @@ from .deletion import (
     delete_batch,
     delete_finished,
     finished_before,
+    kept_with_family,
     nth_newest_finished,
-    with_active_family,
 )
 from .executors import (
     claim_pending,
@@ -127,7 +127,7 @@ __all__ = [
     "delete_finished",
     "finished_before",
     "nth_newest_finished",
-    "with_active_family",
+    "kept_with_family",
     # The retention policy
     "expire_payloads",
     "retention_turn",

@@ -66,6 +66,17 @@ def delete_finished(workflow_ids: Sequence[str], *, with_children: bool) -> dict
             workflow_ids = list(dict.fromkeys([*workflow_ids, *children]))
         statuses = _lock(workflow_ids, skip_locked=False)
         active = {wid: status for wid, status in statuses.items() if status not in FINISHED}
+        # A running ancestor may still read their outcome.
+        parents = dict(
+            WorkflowStatus.objects.using(alias())
+            .filter(workflow_id__in=list(statuses))
+            .values_list("workflow_id", "parent_workflow_id")
+        )
+        active |= {
+            ancestor: status
+            for _, ancestor, status in _ancestors(parents)
+            if status not in FINISHED and ancestor not in statuses
+        }
         if not active:
             _delete(list(statuses))
     return active
@@ -85,18 +96,31 @@ def delete_batch(
     with write_transaction():
         statuses = _lock(list(candidates), skip_locked=True, ended_before=ended_before)
         finished = {wid: candidates[wid] for wid, status in statuses.items() if status in FINISHED}
-        kept = with_active_family(finished)
+        kept = kept_with_family(finished)
         doomed = [wid for wid in finished if wid not in kept]
         _delete(doomed)
     return doomed
 
 
-def with_active_family(candidates: dict[str, str | None]) -> set[str]:
-    """Those of these workflows (id -> parent id) with an ancestor or a descendant that has not
-    finished: a running parent may still read their outcome, and a running child may still
-    report to them."""
+def kept_with_family(candidates: dict[str, str | None], *, scrubbing: bool = False) -> set[str]:
+    """Those of these finished workflows (id -> parent id) to keep for now.
+
+    Those with an ancestor or a descendant that has not finished: a running parent may still
+    read their outcome, and a running child may still report to them. And those whose parent
+    is still there and not among them: a finished parent may be resumed or forked, and then
+    replays its children's outcomes, so a child goes with its parent or after it (when
+    scrubbing, after the parent's payload expired).
+    """
     active = {root for root, _, status in _descendants(list(candidates)) if status not in FINISHED}
-    return active | {root for root, _, status in _ancestors(candidates) if status not in FINISHED}
+    active |= {root for root, _, status in _ancestors(candidates) if status not in FINISHED}
+    parents = [parent for parent in set(candidates.values()) if parent and parent not in candidates]
+    present: set[str] = set()
+    for chunk in chunks(parents):
+        rows = WorkflowStatus.objects.using(alias()).filter(workflow_id__in=chunk)
+        if scrubbing:
+            rows = rows.filter(payload_expired_at__isnull=True)
+        present.update(rows.values_list("workflow_id", flat=True))
+    return active | {wid for wid, parent in candidates.items() if parent in present}
 
 
 def finished_before(

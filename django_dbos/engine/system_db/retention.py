@@ -29,7 +29,7 @@ from .connection import (
     now,
     write_transaction,
 )
-from .deletion import chunks, placeholders, with_active_family
+from .deletion import chunks, kept_with_family, placeholders
 
 LEASE = Lease._meta.db_table
 # The retention policy's lease (SQLite) and advisory lock key (PostgreSQL: a 64-bit number
@@ -112,7 +112,7 @@ def expire_payloads(candidates: dict[str, str | None], ended_before: datetime.da
             .values_list("workflow_id", flat=True)
         )
         found = {workflow_id: candidates[workflow_id] for workflow_id in rows}
-        kept = with_active_family(found)
+        kept = kept_with_family(found, scrubbing=True)
         doomed = [workflow_id for workflow_id in found if workflow_id not in kept]
         moment = now()
         for chunk in chunks(doomed):
