@@ -16,7 +16,6 @@ from . import conf
 from .engine import deletion, registry, scheduler, system_db
 from .models import FINISHED as FINISHED_STATUSES
 from .models import Executor, Schedule, WorkflowStatus
-from .models import Queue as QueueRow
 from .validators import cron_error
 
 # The admin's querysets, on the system database (DBOS["DATABASE"]).
@@ -33,10 +32,6 @@ def workflow_rows() -> QuerySet[WorkflowStatus]:
 
 def schedule_rows() -> QuerySet[Schedule]:
     return system_db.schedule_rows()
-
-
-def queue_rows() -> QuerySet[QueueRow]:
-    return system_db.queue_rows()
 
 
 # The dashboard's figures.

@@ -188,7 +188,8 @@ def load_result(result_id: str) -> TaskResult:
     from .task_runner import TASK_WORKFLOW
 
     status = DBOS.get_workflow_status(result_id)
-    if status is None or status.name != TASK_WORKFLOW:
+    # A task whose payload expired (DBOS["RETENTION"]) has lost which task it ran, and how.
+    if status is None or status.name != TASK_WORKFLOW or status.payload_expired:
         raise TaskResultDoesNotExist(result_id)
     fields = _fields(status)
     # cast: get_workflow_status() loads the input, and a task's workflow always has one.

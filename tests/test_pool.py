@@ -11,7 +11,9 @@ from django.db import connections
 from django.db.backends.signals import connection_created
 
 from django_dbos import DBOS
-from django_dbos.engine import pool
+from django_dbos.engine import executor, pool
+
+from .conftest import wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -45,7 +47,8 @@ def opened_by_pool() -> Iterator[list[str]]:
 def run_one_after_another(count: int) -> None:
     for n in range(count):
         assert DBOS.start_workflow(short_workflow, n).get_result(timeout=10) == n + 1
-        time.sleep(0.05)  # the pool's thread goes idle between two workflows
+        # The pool's thread goes idle (and tidies) between two workflows.
+        wait_until(lambda: executor.current().pool.busy == 0, what="the pool to go idle")
 
 
 def test_a_workflow_thread_keeps_its_connection_between_workflows(

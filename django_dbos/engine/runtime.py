@@ -26,7 +26,8 @@ class Stoppable(Protocol):
     STOP_ORDER: int
 
     def stop(self, timeout: float) -> bool:
-        """Stop within `timeout` seconds; True if everything it ran had finished."""
+        """Stop within `timeout` seconds; False if workflows it ran were left unfinished (a
+        part that runs no workflows, such as the notifier, returns True)."""
 
 
 class Engine:

@@ -19,7 +19,11 @@ from django.db import connections
 from ..engine import registry, serialization, system_db, timers
 from ..engine.context import RecordedOperation, WorkflowContext, current_workflow, start_options
 from ..engine.workflows import Superseded
-from ..errors import DBOSNonExistentWorkflowError, DBOSWorkflowCancelledError
+from ..errors import (
+    DBOSNonExistentWorkflowError,
+    DBOSPayloadExpiredError,
+    DBOSWorkflowCancelledError,
+)
 from ..types import Status
 
 # The executor id a replay runs under: no workflow is owned by it, so every checkpoint write
@@ -116,6 +120,11 @@ def replay(workflow_id: str, *, timeout: float = 30.0) -> Replay:
     row = system_db.get_workflow(workflow_id)
     if row is None:
         raise DBOSNonExistentWorkflowError(f"There is no workflow with id {workflow_id!r}.")
+    if row.payload_expired_at is not None:
+        raise DBOSPayloadExpiredError(
+            f"Workflow {workflow_id!r} cannot be replayed: its payload expired (the retention "
+            "policy dropped its inputs and step outputs)."
+        )
     entry = registry.get_workflow(row.name)
     args, kwargs = serialization.loads_arguments(row.inputs)
     history = system_db.load_operations(workflow_id)

@@ -14,7 +14,6 @@ from .browsing import (
     finished_by_minute,
     live_executor_count,
     operation_rows,
-    queue_rows,
     schedule_rows,
     workflow_rows,
 )
@@ -172,7 +171,6 @@ __all__ = [
     "finished_by_minute",
     "live_executor_count",
     "operation_rows",
-    "queue_rows",
     "schedule_rows",
     "workflow_rows",
     # Schedules

@@ -39,10 +39,6 @@ def schedule_rows() -> QuerySet[Schedule]:
     return Schedule.objects.using(alias())
 
 
-def queue_rows() -> QuerySet[QueueRow]:
-    return QueueRow.objects.using(alias())
-
-
 def operation_rows() -> QuerySet[OperationOutput]:
     return OperationOutput.objects.using(alias())
 

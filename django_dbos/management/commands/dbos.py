@@ -99,6 +99,8 @@ def _lines_in(path: str) -> Iterator[Iterable[bytes]]:
 
 
 _AGE_UNITS = {"d": "days", "h": "hours", "m": "minutes", "s": "seconds"}
+# A bound on --older-than: now minus much more is before the first representable date.
+_OLDEST_AGE = datetime.timedelta(days=36_500)
 
 
 def _age(text: str) -> datetime.timedelta:
@@ -112,7 +114,10 @@ def _age(text: str) -> datetime.timedelta:
         raise argparse.ArgumentTypeError(
             f"{text!r} is not an age: give a number and a unit, as 30d, 12h, 90m or 45s."
         )
-    return datetime.timedelta(**{_AGE_UNITS[unit]: amount})
+    age = datetime.timedelta(**{_AGE_UNITS[unit]: amount})
+    if age > _OLDEST_AGE:
+        raise argparse.ArgumentTypeError(f"{text!r} is more than a century: no workflow is older.")
+    return age
 
 
 def _count(n: int, which: str = "") -> str:
