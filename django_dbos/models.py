@@ -302,11 +302,8 @@ class StreamEntry(models.Model):
 
 
 class Lease(models.Model):
-    """A job that one worker at a time does (the retention policy), and who holds it until when.
-
-    Used on SQLite, where workers take turns through a guarded UPDATE of the job's row; on
-    PostgreSQL an advisory lock does it, and this table stays empty.
-    """
+    """A job that one worker at a time does (the retention policy), and who holds it until when:
+    workers take turns through a guarded UPDATE of the job's row."""
 
     name = models.CharField(max_length=255, primary_key=True)
     holder = models.CharField(max_length=255, blank=True, default="")

@@ -313,7 +313,7 @@ def test_a_payload_is_scrubbed_once_and_an_active_family_keeps_it():
 
 
 def test_a_worker_takes_no_turn_while_another_holds_it(processes: Processes):
-    """The test holds the turn (the advisory lock on PostgreSQL, the lease on SQLite) while a
+    """The test holds the turn (the lease) while a
     real worker process, whose policy would delete the old workflows, runs for many intervals:
     nothing is deleted until the test lets the turn go."""
     for workflow_id in ("old-1", "old-2"):

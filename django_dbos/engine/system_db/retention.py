@@ -1,10 +1,10 @@
 """The retention policy's share of the system tables: whose turn it is, and scrubbing payloads.
 
-One worker at a time applies the policy. On PostgreSQL the turn is a transaction-level advisory
-lock: the whole turn is one transaction, so the lock goes with it when it commits, rolls back,
-or its connection dies. On SQLite a turn cannot be one transaction (that would hold the
-database's only write lock while an archive is uploaded), so workers take turns on a row of
-dbos_lease instead: a guarded UPDATE takes it when it is free or its holder's time ran out.
+One worker at a time applies the policy: workers take turns on a row of dbos_lease, which a
+guarded UPDATE takes when it is free or its holder's time ran out. A turn is not one
+transaction: that would hold locks (on SQLite, the database's only write lock) while an archive
+is uploaded; each of its batches commits on its own instead. The lease needs no session either,
+so it works behind a pooler in transaction mode.
 """
 
 from __future__ import annotations
@@ -12,8 +12,6 @@ from __future__ import annotations
 import datetime
 from collections.abc import Iterator
 from contextlib import contextmanager
-
-from django.db import connections, transaction
 
 from ...models import FINISHED, Lease, WorkflowStatus
 from .. import serialization
@@ -32,12 +30,10 @@ from .connection import (
 from .deletion import chunks, kept_with_family, placeholders
 
 LEASE = Lease._meta.db_table
-# The retention policy's lease (SQLite) and advisory lock key (PostgreSQL: a 64-bit number
-# unlikely to be taken by other users of the database, the bytes b"dbosretn").
+# The retention policy's lease.
 TURN = "retention"
-ADVISORY_KEY = int.from_bytes(b"dbosretn", "big")
-# How long a SQLite lease lasts if its holder dies without giving it back: another worker takes
-# over after this. Far longer than a turn (a batch and its archive upload).
+# How long a lease lasts if its holder dies without giving it back: another worker takes over
+# after this. Far longer than a turn (a batch and its archive upload).
 LEASE_SECONDS = 300.0
 
 # Payload columns that cannot be null keep "" when scrubbed, which reads back as None.
@@ -53,12 +49,7 @@ _SCRUB = (
 @contextmanager
 def retention_turn(holder: str) -> Iterator[bool]:
     """Yield whether this process has the retention policy's turn (nobody else has it); it
-    keeps it until the block ends. On PostgreSQL the block is one transaction."""
-    if connections[alias()].vendor == "postgresql":
-        with transaction.atomic(using=alias()):
-            row = execute("SELECT pg_try_advisory_xact_lock(%s)", [ADVISORY_KEY]).fetchone()
-            yield bool(row and row[0])
-        return
+    keeps it until the block ends."""
     mine = _take_lease(holder)
     try:
         yield mine
