@@ -31,6 +31,7 @@ from django_dbos.models import (
 )
 
 from .conftest import Processes, wait_until
+from .families import child, everything
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -44,27 +45,6 @@ OWNED = (
     (WorkflowEventHistory, "workflow_id"),
     (StreamEntry, "workflow_id"),
 )
-
-
-@DBOS.step()
-def noted(value: str) -> str:
-    return value
-
-
-@DBOS.workflow()
-def child(value: str) -> str:
-    DBOS.set_event("child", value)
-    return noted(value)
-
-
-@DBOS.workflow()
-def everything(value: str) -> str:
-    """A workflow with a row in every table: steps, an event, a stream, a child, a message."""
-    noted(value)
-    DBOS.set_event("stage", value)
-    DBOS.write_stream("progress", value)
-    DBOS.close_stream("progress")
-    return DBOS.start_workflow(child, value).get_result()
 
 
 @DBOS.workflow()

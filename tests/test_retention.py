@@ -29,6 +29,7 @@ from django_dbos.engine import retention, system_db
 from django_dbos.models import Notification, WorkflowEvent, WorkflowStatus
 
 from .conftest import Processes, wait_until
+from .families import child, everything
 from .inprocess_worker import running_worker
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -38,29 +39,8 @@ INTERVAL = 0.2
 
 
 @DBOS.step()
-def noted(value: str) -> str:
-    return value
-
-
-@DBOS.step()
 def fails(value: str) -> str:
     raise ValueError(f"card {value} declined")
-
-
-@DBOS.workflow()
-def child(value: str) -> str:
-    DBOS.set_event("child", value)
-    return noted(value)
-
-
-@DBOS.workflow()
-def everything(value: str) -> str:
-    """A workflow with a payload in every table: steps, an event, a stream, a child."""
-    noted(value)
-    DBOS.set_event("stage", value)
-    DBOS.write_stream("progress", value)
-    DBOS.close_stream("progress")
-    return DBOS.start_workflow(child, value).get_result()
 
 
 @DBOS.workflow()
