@@ -67,6 +67,9 @@ class WorkflowStatus(models.Model):
     # When the retention policy (PAYLOAD_DAYS) dropped its inputs, output, error message and
     # the values of its steps, messages, events and streams; null while they are kept.
     payload_expired_at = models.DateTimeField(null=True, blank=True)
+    # The W3C trace context (traceparent, tracestate) of the span that started or enqueued it,
+    # as JSON, so that its trace continues wherever it runs; null when no tracing was active.
+    trace_context = models.TextField(null=True, blank=True)
 
     class Meta:
         db_table = "dbos_workflow_status"

@@ -67,6 +67,7 @@ from .schedules import (
     update_schedule,
 )
 from .snapshots import queue_status, step_info, workflow_schedule, workflow_status
+from .versions import live_worker_versions, stranded_counts
 from .wakeups import CHANNEL, QUEUE_ACTIVITY, announce, wake_key
 from .workflows import (
     RESUMABLE,
@@ -142,6 +143,9 @@ __all__ = [
     "live_executor_ids",
     "pending_executor_ids",
     "stale_executor_ids",
+    # Application versions
+    "live_worker_versions",
+    "stranded_counts",
     # Queues
     "QueueLoad",
     "claim_queued",
