@@ -18,16 +18,9 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from ...errors import DBOSInvalidArgumentError, DBOSWorkflowConflictIDError
-from ...models import (
-    Notification,
-    OperationOutput,
-    Status,
-    StreamEntry,
-    WorkflowEvent,
-    WorkflowEventHistory,
-    WorkflowStatus,
-)
+from ...models import Status, WorkflowStatus
 from .connection import alias, write_transaction
+from .owned import OWNED_TABLES
 from .wakeups import QUEUE_ACTIVITY, announce
 from .workflows import matching_workflows
 
@@ -36,16 +29,7 @@ VERSION = 1
 # Workflows read per batch: their rows and their children's stay in memory together.
 BATCH_SIZE = 500
 
-# What belongs to a workflow: (the record's key, the table, the column naming the workflow, the
-# order of the rows). Messages keep their order, which is the order they are consumed in.
-_CHILDREN: tuple[tuple[str, type[models.Model], str, tuple[str, ...]], ...] = (
-    ("steps", OperationOutput, "workflow_id", ("function_id",)),
-    ("events", WorkflowEvent, "workflow_id", ("key",)),
-    ("event_history", WorkflowEventHistory, "workflow_id", ("function_id", "key")),
-    ("streams", StreamEntry, "workflow_id", ("key", "position")),
-    ("messages", Notification, "destination_id", ("id",)),
-)
-_RECORD_KEYS = {"format", "version", "workflow", *(key for key, *_ in _CHILDREN)}
+_RECORD_KEYS = {"format", "version", "workflow", *(owned.key for owned in OWNED_TABLES)}
 
 
 def _columns(model: type[models.Model], owner: str | None = None) -> list[models.Field[Any, Any]]:
@@ -120,8 +104,8 @@ def _batches(
 def _records(batch: list[dict[str, Any]], database: str) -> Iterator[dict[str, Any]]:
     ids = [row["workflow_id"] for row in batch]
     children = {
-        key: _children_of(database, ids, model, owner, order)
-        for key, model, owner, order in _CHILDREN
+        owned.key: _children_of(database, ids, owned.model, owned.owner, owned.order)
+        for owned in OWNED_TABLES
     }
     for row in batch:
         workflow_id = row["workflow_id"]
@@ -223,13 +207,14 @@ def _read_record(record: Any) -> tuple[WorkflowStatus, list[list[models.Model]]]
         raise DBOSInvalidArgumentError(_keys_problem("The record", missing, unknown))
     workflow = WorkflowStatus(**_values(WorkflowStatus, record["workflow"], "workflow"))
     children = []
-    for key, model, owner, _order in _CHILDREN:
-        rows = record[key]
+    for owned in OWNED_TABLES:
+        rows = record[owned.key]
         if not isinstance(rows, list):
-            raise DBOSInvalidArgumentError(f'The record\'s "{key}" must be a list.')
+            raise DBOSInvalidArgumentError(f'The record\'s "{owned.key}" must be a list.')
+        model, owner = owned.model, owned.owner
         children.append(
             [
-                model(**{owner: workflow.pk}, **_values(model, row, f"{key}[{i}]", owner))
+                model(**{owner: workflow.pk}, **_values(model, row, f"{owned.key}[{i}]", owner))
                 for i, row in enumerate(rows)
             ]
         )

@@ -9,24 +9,21 @@ from __future__ import annotations
 
 import datetime
 
-from django.db.models import Count, Q, QuerySet
+from django.db.models import Count, Model, Q, QuerySet
 from django.db.models.functions import TruncMinute
 
 from ...models import (
     FINISHED,
     Executor,
     Lease,
-    Notification,
     OperationOutput,
     Schedule,
     Status,
-    StreamEntry,
-    WorkflowEvent,
-    WorkflowEventHistory,
     WorkflowStatus,
 )
 from ...models import Queue as QueueRow
 from .connection import alias, execute
+from .owned import OWNED_TABLES
 
 FAILED = [Status.ERROR, Status.MAX_RECOVERY_ATTEMPTS_EXCEEDED]
 
@@ -78,12 +75,8 @@ def live_executor_count(silent_since: datetime.datetime) -> int:
 
 
 # Children before parents, so that no delete cascades through the ORM.
-_EVERY_TABLE = (
-    OperationOutput,
-    Notification,
-    WorkflowEventHistory,
-    WorkflowEvent,
-    StreamEntry,
+_EVERY_TABLE: tuple[type[Model], ...] = (
+    *(owned.model for owned in OWNED_TABLES),
     WorkflowStatus,
     Executor,
     Schedule,
@@ -95,4 +88,4 @@ _EVERY_TABLE = (
 def empty_every_table() -> None:
     """Delete every row of every system table (the testing tools, between two tests)."""
     for model in _EVERY_TABLE:
-        model.objects.using(alias()).all().delete()
+        model._default_manager.using(alias()).all().delete()

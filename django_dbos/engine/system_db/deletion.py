@@ -15,27 +15,9 @@ from django.db import connections
 from django.db.models import Q
 
 from ...models import FINISHED, WorkflowStatus
-from .connection import (
-    EVENT,
-    EVENT_HISTORY,
-    MESSAGE,
-    OP,
-    STREAM,
-    WF,
-    alias,
-    execute,
-    storable,
-    write_transaction,
-)
+from .connection import WF, alias, execute, storable, write_transaction
+from .owned import OWNED_TABLES
 
-# What belongs to a workflow, by the column that names it.
-_OWNED = (
-    (OP, "workflow_id"),
-    (MESSAGE, "destination_id"),
-    (EVENT_HISTORY, "workflow_id"),
-    (EVENT, "workflow_id"),
-    (STREAM, "workflow_id"),
-)
 # Keeps every `IN (...)` list far below the databases' limits on parameters.
 _CHUNK = 500
 
@@ -191,8 +173,8 @@ def _delete(workflow_ids: Sequence[str]) -> None:
     """Delete these workflows' rows in every table, the tables that point to a workflow first."""
     for chunk in chunks(workflow_ids):
         marks = placeholders(chunk)
-        for table, column in _OWNED:
-            execute(f"DELETE FROM {table} WHERE {column} IN ({marks})", chunk)
+        for owned in OWNED_TABLES:
+            execute(f"DELETE FROM {owned.table} WHERE {owned.owner} IN ({marks})", chunk)
         execute(f"DELETE FROM {WF} WHERE workflow_id IN ({marks})", chunk)
 
 

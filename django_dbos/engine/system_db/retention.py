@@ -15,19 +15,9 @@ from contextlib import contextmanager
 
 from ...models import FINISHED, Lease, WorkflowStatus
 from .. import serialization
-from .connection import (
-    EVENT,
-    EVENT_HISTORY,
-    MESSAGE,
-    OP,
-    STREAM,
-    WF,
-    alias,
-    execute,
-    now,
-    write_transaction,
-)
+from .connection import OP, WF, alias, execute, now, write_transaction
 from .deletion import chunks, kept_with_family, placeholders
+from .owned import OWNED_TABLES
 
 LEASE = Lease._meta.db_table
 # The retention policy's lease.
@@ -35,15 +25,6 @@ TURN = "retention"
 # How long a lease lasts if its holder dies without giving it back: another worker takes over
 # after this. Far longer than a turn (a batch and its archive upload).
 LEASE_SECONDS = 300.0
-
-# Payload columns that cannot be null keep "" when scrubbed, which reads back as None.
-_SCRUB = (
-    f"UPDATE {OP} SET output = NULL WHERE workflow_id IN ({{}}) AND output IS NOT NULL",
-    f"UPDATE {MESSAGE} SET message = '' WHERE destination_id IN ({{}})",
-    f"UPDATE {EVENT} SET value = '' WHERE workflow_id IN ({{}})",
-    f"UPDATE {EVENT_HISTORY} SET value = '' WHERE workflow_id IN ({{}})",
-    f"UPDATE {STREAM} SET value = NULL WHERE workflow_id IN ({{}}) AND value IS NOT NULL",
-)
 
 
 @contextmanager
@@ -113,8 +94,8 @@ def expire_payloads(candidates: dict[str, str | None], ended_before: datetime.da
                 f"WHERE workflow_id IN ({marks})",
                 [moment, *chunk],
             )
-            for statement in _SCRUB:
-                execute(statement.format(marks), chunk)
+            for owned in OWNED_TABLES:
+                execute(owned.scrub_statement(marks), chunk)
             _scrub_errors(WF, "workflow_id", chunk)
             _scrub_errors(OP, "workflow_id, function_id", chunk)
     return len(doomed)
