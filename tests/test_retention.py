@@ -316,3 +316,19 @@ def test_a_worker_takes_no_turn_while_another_holds_it(processes: Processes):
     assert held == [True, True]
     wait_until(lambda: not exists("old-1") and not exists("old-2"), what="the worker's turn")
     assert "Retention: 2 finished workflows deleted" in log.read_text()
+
+
+def test_a_fork_that_races_a_scrub_is_refused_and_copies_nothing(monkeypatch):
+    """A retention turn scrubs the original between the fork's read of it and its copy: the
+    fork must not start from step outputs that are gone."""
+    run(charge, "failed", "4242")
+    fork_workflow = system_db.fork_workflow
+
+    def scrubbed_meanwhile(original_id: str, *args: Any) -> str:
+        assert system_db.expire_payloads({original_id: None}, timezone.now()) == 1
+        return fork_workflow(original_id, *args)
+
+    monkeypatch.setattr(system_db, "fork_workflow", scrubbed_meanwhile)
+    with pytest.raises(DBOSPayloadExpiredError, match="'failed' cannot be forked"):
+        DBOS.fork_workflow("failed", 1)
+    assert not WorkflowStatus.objects.filter(forked_from="failed").exists()

@@ -9,6 +9,7 @@ from concurrent.futures import Future
 from typing import Any
 
 from ..errors import (
+    DBOSException,
     DBOSInvalidArgumentError,
     DBOSNonExistentWorkflowError,
     DBOSNotRegisteredError,
@@ -120,7 +121,12 @@ def fork(
         authenticated_user=original.authenticated_user,
         forked_from=original.workflow_id,
     )
-    if not system_db.fork_workflow(original, row, start_step):
+    outcome = system_db.fork_workflow(original.workflow_id, row, start_step)
+    if outcome == "original_gone":
+        # Deleted or scrubbed since it was read: raise what reading it now says.
+        _replayable(_existing(workflow_id), "forked")
+        raise DBOSException(f"Workflow {workflow_id!r} changed while it was forked; fork it again.")
+    if outcome == "id_taken":
         raise DBOSWorkflowConflictIDError(
             f"Cannot fork into workflow id {new_id!r}: a workflow with that id exists."
         )

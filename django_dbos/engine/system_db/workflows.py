@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 from collections.abc import Callable, Sequence
-from typing import Any, cast
+from typing import Any, Literal, cast
 
 from django.db import connections
 from django.db.models import QuerySet
@@ -34,6 +34,9 @@ INSERT INTO {WF} ({", ".join(_NEW_WORKFLOW_COLUMNS)}, recovery_attempts, created
 VALUES ({", ".join(["%s"] * len(_NEW_WORKFLOW_COLUMNS))}, 0, %s, %s, %s)
 ON CONFLICT DO NOTHING
 """
+
+# What fork_workflow did.
+ForkOutcome = Literal["forked", "id_taken", "original_gone"]
 
 
 def insert_workflow(row: NewWorkflow, *, wake_key: str = "") -> bool:
@@ -224,15 +227,26 @@ def resume_workflow(
     return ClaimedWorkflow(workflow_id, name, inputs, 0, deadline, execution=execution)
 
 
-def fork_workflow(original: WorkflowStatus, row: NewWorkflow, start_step: int) -> bool:
-    """Write a new workflow that starts as a copy of `original` before operation `start_step`:
-    its recorded operations, the values its events had then, and its stream entries. False
-    (and nothing written) when the new workflow's id is taken."""
-    copy = [row.workflow_id, original.workflow_id, start_step]
+def fork_workflow(original_id: str, row: NewWorkflow, start_step: int) -> ForkOutcome:
+    """Write a new workflow that starts as a copy of workflow `original_id` before operation
+    `start_step`: its recorded operations, the values its events had then, and its stream entries.
+
+    Nothing is written when the new workflow's id is taken, or when the original is gone or its
+    payload expired since the caller read it: the original's row is locked (shared) first, so
+    that a retention turn cannot scrub it while it is copied.
+    """
+    copy = [row.workflow_id, original_id, start_step]
+    lock = " FOR SHARE" if connections[alias()].vendor == "postgresql" else ""
     with write_transaction():
+        kept = execute(
+            f"SELECT 1 FROM {WF} WHERE workflow_id = %s AND payload_expired_at IS NULL{lock}",
+            [original_id],
+        ).fetchone()
+        if kept is None:
+            return "original_gone"
         queued = row.status == Status.ENQUEUED
         if not insert_workflow(row, wake_key=QUEUE_ACTIVITY if queued else ""):
-            return False
+            return "id_taken"
         execute(
             f"""
             INSERT INTO {OP} (workflow_id, function_id, function_name, output, error,
@@ -270,7 +284,7 @@ def fork_workflow(original: WorkflowStatus, row: NewWorkflow, start_step: int) -
             """,
             copy,
         )
-    return True
+    return "forked"
 
 
 def matching_workflows(
