@@ -18,6 +18,7 @@ test: lint test-postgres test-sqlite test-django6 test-package
 
 test-postgres: $(VENV)/.installed
 	scripts/ensure-postgres.sh
+	scripts/install-pgbouncer.sh
 	DATABASE_URL=$(PG_TEST_URL) $(VENV)/bin/python -m pytest
 
 test-sqlite: $(VENV)/.installed

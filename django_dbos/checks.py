@@ -272,3 +272,81 @@ def check_atomic_requests(app_configs: Any = None, **kwargs: Any) -> list[Any]:
             id="django_dbos.W003",
         )
     ]
+
+
+@register(Tags.compatibility)
+def check_pooler(app_configs: Any = None, **kwargs: Any) -> list[Any]:
+    """Behind a transaction pooler, LISTEN needs a direct connection and prepared statements a
+    PgBouncer that keeps them (docs/deploying.md, "Connection poolers")."""
+    from .queries import through_transaction_pooler
+
+    database, target = conf.get("DATABASE"), conf.get("LISTEN_DATABASE")
+    if database not in settings.DATABASES or "postgresql" not in _engine(database):
+        return []
+    problems: list[Any] = []
+    if target is not None and target is not False and not _is_listen_target(target):
+        problems.append(
+            Error(
+                f'DBOS["LISTEN_DATABASE"] must be None, False, a PostgreSQL alias of DATABASES '
+                f"or a libpq connection string, not {target!r}.",
+                hint='For example "listen" (an alias without a pooler) or '
+                '"postgresql://app@db.internal:5432/shop".',
+                id="django_dbos.E030",
+            )
+        )
+    pooled = through_transaction_pooler(database)
+    if pooled and target is None:
+        problems.append(
+            Warning(
+                f"The DBOS database {database!r} goes through a transaction pooler "
+                "(DISABLE_SERVER_SIDE_CURSORS), where LISTEN receives no notifications: every "
+                'wait polls each DBOS["POLL_SECONDS"] instead of waking at once.',
+                hint='Set DBOS["LISTEN_DATABASE"] to an alias or connection string that reaches '
+                "PostgreSQL directly (one connection per process), or to False to poll knowingly.",
+                id="django_dbos.W030",
+            )
+        )
+    if (
+        isinstance(target, str)
+        and target in settings.DATABASES
+        and through_transaction_pooler(target)
+    ):
+        problems.append(
+            Warning(
+                f'DBOS["LISTEN_DATABASE"] names {target!r}, which goes through a transaction '
+                "pooler too (DISABLE_SERVER_SIDE_CURSORS): its LISTEN receives nothing.",
+                hint="Name an alias that reaches PostgreSQL directly.",
+                id="django_dbos.W031",
+            )
+        )
+    if pooled and conf.get("PREPARED_STATEMENTS") is True:
+        problems.append(
+            Warning(
+                f"The DBOS database {database!r} goes through a transaction pooler and "
+                'DBOS["PREPARED_STATEMENTS"] is on: PgBouncer keeps prepared statements in '
+                "transaction mode only from 1.21, with max_prepared_statements set.",
+                hint='Set DBOS["PREPARED_STATEMENTS"] = False for PgBouncer before 1.21 (or '
+                "without max_prepared_statements); silence this warning otherwise.",
+                id="django_dbos.W032",
+            )
+        )
+    return problems
+
+
+def _engine(alias: str) -> str:
+    return str(settings.DATABASES[alias].get("ENGINE", ""))
+
+
+def _is_listen_target(target: Any) -> bool:
+    """A PostgreSQL alias, or a string libpq parses as a connection string."""
+    if not isinstance(target, str) or not target:
+        return False
+    if target in settings.DATABASES:
+        return "postgresql" in _engine(target)
+    from psycopg.conninfo import conninfo_to_dict
+
+    try:
+        conninfo_to_dict(target)
+    except Exception:  # psycopg.ProgrammingError, whatever libpq says of it
+        return False
+    return True

@@ -30,6 +30,10 @@ DEFAULTS: dict[str, Any] = {
     # Prepare the engine's hot statements on PostgreSQL. Turn off behind a connection pooler
     # that cannot keep prepared statements (PgBouncer before 1.21 in transaction mode).
     "PREPARED_STATEMENTS": True,
+    # Where the PostgreSQL listener connects for LISTEN: None for the DBOS database's own
+    # server (but polling when that alias goes through a transaction pooler), a Django alias or
+    # a libpq connection string of a direct connection, or False to always poll.
+    "LISTEN_DATABASE": None,
     # What the workers delete, scrub and archive of finished workflows (docs/retention.md, "The
     # retention policy"); merged key by key with the project's dict.
     "RETENTION": {

@@ -13,12 +13,17 @@ from typing import Any, NoReturn
 from django.db.models import QuerySet
 
 from . import conf
-from .engine import deletion, registry, scheduler, system_db
+from .engine import deletion, listen_target, registry, scheduler, system_db
 from .models import FINISHED as FINISHED_STATUSES
 from .models import Executor, Schedule, WorkflowStatus
 from .validators import cron_error
 
 # The admin's querysets, on the system database (DBOS["DATABASE"]).
+
+
+def through_transaction_pooler(alias: str) -> bool:
+    """Whether a database alias says it goes through a transaction-mode pooler."""
+    return listen_target.through_transaction_pooler(alias)
 
 
 def database() -> str:

@@ -87,6 +87,19 @@ if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
 else:
     DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=0)
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = env.bool("CONN_HEALTH_CHECKS", default=False)
+    # Django's setting for a pooler in transaction mode (processes that tests/test_pgbouncer.py
+    # starts behind PgBouncer set it).
+    DATABASES["default"]["DISABLE_SERVER_SIDE_CURSORS"] = env.bool(
+        "DJANGO_TRANSACTION_POOLER", default=False
+    )
+    # The test database again, through the PgBouncer that tests/test_pgbouncer.py starts (it
+    # sets the port); unused otherwise.
+    DATABASES["pgbouncer"] = {
+        **copy.deepcopy(DATABASES["default"]),
+        "PORT": 6432,
+        "DISABLE_SERVER_SIDE_CURSORS": True,
+        "TEST": {"MIRROR": "default"},
+    }
 
 
 def _beside(name: str) -> str:
@@ -114,6 +127,9 @@ DBOS = {
     "HEARTBEAT_SECONDS": env.float("DBOS_HEARTBEAT_SECONDS", default=5),
     "EXECUTOR_TIMEOUT_SECONDS": env.float("DBOS_EXECUTOR_TIMEOUT_SECONDS", default=30),
     "WORKFLOW_THREADS": env.int("DBOS_WORKFLOW_THREADS", default=16),
+    "POLL_SECONDS": env.float("DBOS_POLL_SECONDS", default=1.0),
+    "PREPARED_STATEMENTS": env.bool("DBOS_PREPARED_STATEMENTS", default=True),
+    "LISTEN_DATABASE": env("DBOS_LISTEN_DATABASE", default=None),
     # Off unless set (the tests of tests/test_retention.py start workers with these).
     "RETENTION": {
         "FINISHED_DAYS": env.float("DBOS_RETENTION_FINISHED_DAYS", default=None),

@@ -23,7 +23,7 @@ import psycopg
 from django.db import connections
 
 from .. import conf
-from . import runtime, system_db
+from . import listen_target, runtime, system_db
 from .system_db import CHANNEL
 
 logger = logging.getLogger("django_dbos")
@@ -53,6 +53,8 @@ class Notifier:
         self._listener: threading.Thread | None = None
         self._stop = threading.Event()
         self.listening = threading.Event()
+        # No listener on PostgreSQL: the waits poll (DBOS["LISTEN_DATABASE"]).
+        self._polls = False
 
     @overload
     def subscribe(self, *wake_keys: str) -> AbstractContextManager[threading.Event]: ...
@@ -115,21 +117,32 @@ class Notifier:
             waiter.set()
 
     def _ensure_listening(self) -> None:
-        if self._listener is not None:
+        if self._listener is not None or self._polls:
             return
-        connection = connections[system_db.alias()]
-        if connection.vendor != "postgresql":
+        alias = system_db.alias()
+        if connections[alias].vendor != "postgresql":
             return
         with self._lock:
-            if self._listener is None:
-                params = connection.get_connection_params()
-                self._listener = threading.Thread(
-                    target=self._listen_forever, args=(params,), name="dbos-notifier", daemon=True
-                )
-                self._listener.start()
+            if self._listener is not None or self._polls:
+                return
+            params = listen_target.listen_parameters(alias)
+            if params is None:
+                self._polls = True
+                if conf.get("LISTEN_DATABASE") is None:
+                    logger.warning(
+                        "The DBOS database %r goes through a transaction pooler "
+                        "(DISABLE_SERVER_SIDE_CURSORS), where LISTEN receives nothing: waits "
+                        'poll every %s s. Set DBOS["LISTEN_DATABASE"] to a direct connection.',
+                        alias,
+                        conf.get("POLL_SECONDS"),
+                    )
+                return
+            self._listener = threading.Thread(
+                target=self._listen_forever, args=(params,), name="dbos-notifier", daemon=True
+            )
+            self._listener.start()
 
     def _listen_forever(self, params: dict) -> None:
-        params = {k: v for k, v in params.items() if k not in ("cursor_factory", "context")}
         backoff = 0.1
         while not self._stop.is_set():
             try:
