@@ -277,8 +277,9 @@ def check_atomic_requests(app_configs: Any = None, **kwargs: Any) -> list[Any]:
 @register(Tags.compatibility)
 def check_pooler(app_configs: Any = None, **kwargs: Any) -> list[Any]:
     """Behind a transaction pooler, LISTEN needs a direct connection and prepared statements a
-    PgBouncer that keeps them (docs/deploying.md, "Connection poolers")."""
-    from .queries import through_transaction_pooler
+    PgBouncer that keeps them (docs/deploying.md, "Connection poolers"); Django's own connection
+    pool must hold a worker's connections."""
+    from .queries import pool_room, through_transaction_pooler
 
     database, target = conf.get("DATABASE"), conf.get("LISTEN_DATABASE")
     if database not in settings.DATABASES or "postgresql" not in _engine(database):
@@ -317,6 +318,21 @@ def check_pooler(app_configs: Any = None, **kwargs: Any) -> list[Any]:
                 "pooler too (DISABLE_SERVER_SIDE_CURSORS): its LISTEN receives nothing.",
                 hint="Name an alias that reaches PostgreSQL directly.",
                 id="django_dbos.W031",
+            )
+        )
+    room = pool_room(database)
+    if room is not None and room[0] < room[1]:
+        size, needed = room
+        threads = conf.get("WORKFLOW_THREADS")
+        problems.append(
+            Warning(
+                f"Django's connection pool for {database!r} holds {size} connections at most, "
+                f"but a worker may hold {needed}: WORKFLOW_THREADS ({threads}) and "
+                f"{needed - threads} threads of the engine's own. Workers run fewer workflow "
+                "threads to fit; a web process's workflow threads may wait for a connection.",
+                hint=f'Set DATABASES[{database!r}]["OPTIONS"]["pool"]["max_size"] to {needed} '
+                "or more (with True, psycopg_pool opens 4), or lower WORKFLOW_THREADS.",
+                id="django_dbos.W033",
             )
         )
     if pooled and conf.get("PREPARED_STATEMENTS") is True:

@@ -10,10 +10,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
+from django.conf import settings
 from django.db.models import QuerySet
 
 from . import conf
-from .engine import deletion, listen_target, registry, scheduler, system_db
+from .engine import deletion, executor, listen_target, pool, registry, scheduler, system_db
 from .models import FINISHED as FINISHED_STATUSES
 from .models import Executor, Schedule, WorkflowStatus
 from .validators import cron_error
@@ -24,6 +25,15 @@ from .validators import cron_error
 def through_transaction_pooler(alias: str) -> bool:
     """Whether a database alias says it goes through a transaction-mode pooler."""
     return listen_target.through_transaction_pooler(alias)
+
+
+def pool_room(alias: str) -> tuple[int, int] | None:
+    """(connections Django's pool for the alias holds at most, connections a worker with
+    WORKFLOW_THREADS threads may hold), or None when the alias has no pool."""
+    size = pool.pool_max_size(settings.DATABASES[alias])
+    if size is None:
+        return None
+    return size, executor.connections_needed(int(conf.get("WORKFLOW_THREADS")))
 
 
 def database() -> str:

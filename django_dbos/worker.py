@@ -12,10 +12,11 @@ from django.db import connections
 from . import conf
 from .engine import executor, parking, registry, runtime, system_db
 from .engine.dispatcher import Dispatcher
-from .engine.pool import tidy_connections
+from .engine.pool import pool_max_size, tidy_connections
 from .engine.recovery import Recovery
 from .engine.retention import Policy, Retention
 from .engine.scheduler import Scheduler
+from .errors import DBOSConfigurationError
 
 logger = logging.getLogger("django_dbos.worker")
 
@@ -55,6 +56,7 @@ class Worker:
         process = executor.current()
         if self.concurrency is not None:
             process.max_threads = self.concurrency
+        _fit_to_connection_pool(process)
         process.ensure_started(role="worker")
         system_db.sync_queues(registry.queues())
         logger.info(
@@ -131,3 +133,33 @@ class Worker:
                 dispatcher.in_flight,
                 len(parking.current()),
             )
+
+
+def _fit_to_connection_pool(process: executor.ProcessExecutor) -> None:
+    """With Django's connection pool on the DBOS database, run no more workflow threads than the
+    pool has room for: a thread that waits for a connection longer than the pool's timeout fails
+    the statement it was about to run."""
+    alias = conf.get("DATABASE")
+    size = pool_max_size(connections[alias].settings_dict)
+    if size is None:
+        return
+    room = size - executor.connections_needed(0)
+    if room < 1:
+        raise DBOSConfigurationError(
+            f"DATABASES[{alias!r}]['OPTIONS']['pool'] holds {size} connections at most; a worker "
+            f"needs at least {executor.connections_needed(1)} (one workflow thread, "
+            f"{executor.DATABASE_THREADS} async database threads, "
+            f"{executor.WORKER_LOOP_THREADS} loops). Raise the pool's max_size "
+            '(docs/deploying.md, "Django\'s connection pool").'
+        )
+    if process.max_threads > room:
+        logger.warning(
+            "The connection pool of %r holds %d connections: this worker runs %d workflow "
+            "threads instead of %d, so that none waits for a connection (docs/deploying.md, "
+            '"Django\'s connection pool").',
+            alias,
+            size,
+            room,
+            process.max_threads,
+        )
+        process.max_threads = room

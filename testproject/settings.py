@@ -92,6 +92,13 @@ else:
     DATABASES["default"]["DISABLE_SERVER_SIDE_CURSORS"] = env.bool(
         "DJANGO_TRANSACTION_POOLER", default=False
     )
+    # Django's connection pool, for the processes tests/test_connection_pool.py starts.
+    if env("DJANGO_DB_POOL_MAX_SIZE", default=""):
+        DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
+            "min_size": 1,
+            "max_size": env.int("DJANGO_DB_POOL_MAX_SIZE"),
+            "timeout": env.float("DJANGO_DB_POOL_TIMEOUT", default=30),
+        }
     # The test database again, through the PgBouncer that tests/test_pgbouncer.py starts (it
     # sets the port); unused otherwise.
     DATABASES["pgbouncer"] = {

@@ -12,7 +12,7 @@ from django.core.checks import run_checks
 from django.db import connections
 from django.test import override_settings
 
-from django_dbos.checks import check_settings
+from django_dbos.checks import check_pooler, check_settings
 
 
 def dbos_messages() -> list[checks.CheckMessage]:
@@ -346,3 +346,24 @@ def test_payloads_kept_as_long_as_the_workflows_are_a_warning():
     )
 
     assert "workflows are deleted before their payload would expire" in warning.msg
+
+
+POOLED_PG = {"ENGINE": "django.db.backends.postgresql", "NAME": "shop", "HOST": "db"}
+
+
+@pytest.mark.parametrize(
+    ("pool", "size"), [(True, 4), ({"max_size": 20}, 20), ({"min_size": 8}, 8)]
+)
+def test_a_connection_pool_smaller_than_a_worker_needs_is_a_warning(settings, pool, size):
+    add_database(settings, "pooled", {**POOLED_PG, "OPTIONS": {"pool": pool}})
+    with override_settings(DBOS={"DATABASE": "pooled", "WORKFLOW_THREADS": 16}):
+        (warning,) = [m for m in check_pooler() if m.id == "django_dbos.W033"]
+    needed = 16 + 8 + 7  # the workflow threads, the async database threads, the worker's loops
+    assert f"holds {size} connections at most, but a worker may hold {needed}" in warning.msg
+    assert f'["max_size"] to {needed} or more' in warning.hint
+
+
+def test_a_connection_pool_that_holds_a_worker_passes(settings):
+    add_database(settings, "pooled", {**POOLED_PG, "OPTIONS": {"pool": {"max_size": 31}}})
+    with override_settings(DBOS={"DATABASE": "pooled", "WORKFLOW_THREADS": 16}):
+        assert check_pooler() == []

@@ -26,6 +26,14 @@ logger = logging.getLogger("django_dbos")
 EXIT_TIMEOUT_SECONDS = 5.0
 # Threads that run the checkpoints of async workflows, each with its own connection.
 DATABASE_THREADS = 8
+# A worker's other threads that use a database connection, at most: its watch loop (recovery),
+# the heartbeat, and the dispatcher, scheduler, retention, alert and upgrade loops.
+WORKER_LOOP_THREADS = 7
+
+
+def connections_needed(workflow_threads: int) -> int:
+    """How many connections to the DBOS database one worker may hold at once."""
+    return workflow_threads + DATABASE_THREADS + WORKER_LOOP_THREADS
 
 
 class ProcessExecutor:

@@ -21,9 +21,28 @@ Work = tuple[Future[Any], Callable[..., Any], tuple[Any, ...]]
 IDLE_SECONDS_BEFORE_CLOSING = 60.0
 
 
+# What psycopg_pool opens at most when Django's OPTIONS["pool"] gives no size (its min_size).
+PSYCOPG_POOL_DEFAULT_SIZE = 4
+
+
+def pool_max_size(settings_dict: dict[str, Any]) -> int | None:
+    """The most connections Django's connection pool opens for an alias (OPTIONS["pool"],
+    PostgreSQL, Django 5.1+); None when the alias has no pool."""
+    options = settings_dict.get("OPTIONS", {}).get("pool")
+    if not options:
+        return None
+    if not isinstance(options, dict):
+        options = {}
+    min_size = options.get("min_size", PSYCOPG_POOL_DEFAULT_SIZE)
+    return int(options.get("max_size") or min_size)
+
+
 def tidy_connections() -> None:
     """Close this engine thread's connections that are broken or past a positive CONN_MAX_AGE,
     as Django does after a request, but keep them when CONN_MAX_AGE is 0. Never raise.
+
+    A connection from Django's connection pool goes back to the pool instead: keeping it costs
+    a slot that another thread may be waiting for, and taking it again is cheap.
 
     CONN_MAX_AGE = 0 (Django's default) means one connection per request. The engine's threads
     serve no requests and live as long as the process: closing there would make every workflow
@@ -33,6 +52,9 @@ def tidy_connections() -> None:
     """
     for connection in connections.all(initialized_only=True):
         try:
+            if pool_max_size(connection.settings_dict) is not None:
+                connection.close()
+                continue
             if not connection.settings_dict["CONN_MAX_AGE"]:
                 connection.close_at = None  # "obsolete" only ever means too old
             connection.close_if_unusable_or_obsolete()

@@ -81,6 +81,8 @@ def checkout(order_id: int, payment_timeout_seconds: float = 300) -> str:
 # A fleet of small jobs on a queue that at most four run at once, across all workers.
 
 fleet = Queue("fleet", concurrency=4)
+# No limits: as many workflows at once as a worker has threads (tests/test_connection_pool.py).
+bulk = Queue("bulk")
 
 
 @DBOS.step()

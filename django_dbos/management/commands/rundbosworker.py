@@ -2,8 +2,9 @@ import logging
 import signal
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandParser
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from django_dbos.errors import DBOSConfigurationError
 from django_dbos.worker import Worker
 
 
@@ -56,4 +57,7 @@ class Command(BaseCommand):
         )
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: worker.stop())
-        worker.run()
+        try:
+            worker.run()
+        except DBOSConfigurationError as exc:
+            raise CommandError(str(exc)) from None
