@@ -25,7 +25,7 @@ from django.contrib.auth.base_user import AbstractBaseUser
 from django.core.exceptions import RequestDataTooBig
 from django.core.handlers.asgi import ASGIRequest
 from django.core.serializers.json import DjangoJSONEncoder
-from django.db import DatabaseError
+from django.db import DatabaseError, connections
 from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.http.response import HttpResponseBase
 from django.middleware.csrf import CsrfViewMiddleware
@@ -464,33 +464,63 @@ def read_stream(request: HttpRequest, workflow_id: str, key: str) -> StreamingHt
     """Send a stream's values as Server-Sent Events until it is closed or the workflow ends."""
     _existing(workflow_id)
     events: Iterator[str] | AsyncIterator[str]
-    events = _server_sent_events(DBOS.read_stream(workflow_id, _key(key)))
     if isinstance(request, ASGIRequest):
-        events = _one_at_a_time(events)
+        # On the event loop: a reader waiting for the next value holds no thread.
+        events = _server_sent_events_async(DBOS.read_stream_async(workflow_id, _key(key)))
+    else:
+        events = _server_sent_events(DBOS.read_stream(workflow_id, _key(key)))
     response = StreamingHttpResponse(events, content_type="text/event-stream")
     response["Cache-Control"] = "no-cache"
     response["X-Accel-Buffering"] = "no"  # nginx: pass each event on at once
     return response
 
 
+def _close_connections() -> None:
+    """Close this thread's database connections, but for those in a transaction."""
+    for connection in connections.all(initialized_only=True):
+        if not connection.in_atomic_block:
+            connection.close()
+
+
+# Server-Sent Events: one `data:` event per value, then an `end` event (or an `error` event).
+_END_EVENT = "event: end\ndata: null\n\n"
+
+
+def _data_event(value: Any) -> str:
+    return f"data: {json.dumps(_plain(value), cls=DjangoJSONEncoder)}\n\n"
+
+
+def _error_event(exc: DBOSException) -> str:
+    error = {"error": str(exc), "detail": {"type": type(exc).__name__}}
+    return f"event: error\ndata: {json.dumps(error)}\n\n"
+
+
 def _server_sent_events(values: Iterator[Any]) -> Iterator[str]:
-    """One `data:` event per value, then an `end` event (or an `error` event)."""
     try:
         for value in values:
-            yield f"data: {json.dumps(_plain(value), cls=DjangoJSONEncoder)}\n\n"
+            yield _data_event(value)
     except DBOSException as exc:
-        error = {"error": str(exc), "detail": {"type": type(exc).__name__}}
-        yield f"event: error\ndata: {json.dumps(error)}\n\n"
+        yield _error_event(exc)
         return
-    yield "event: end\ndata: null\n\n"
+    yield _END_EVENT
 
 
-async def _one_at_a_time(events: Iterator[str]) -> AsyncIterator[str]:
-    """Under ASGI, pass each event on as it comes (Django would read a plain iterator to its end
-    first), reading them on the request's thread, where its database connection lives."""
-    next_event = sync_to_async(lambda: next(events, None), thread_sensitive=True)
-    while (event := await next_event()) is not None:
-        yield event
+async def _server_sent_events_async(values: AsyncIterator[Any]) -> AsyncIterator[str]:
+    """The same events under ASGI, each passed on as it comes (Django would read a plain
+    iterator to its end before sending anything).
+
+    The values are read on the engine's database threads. The request's own thread, where
+    Django ran the middleware and this view, gives its connections back first: Django would
+    keep them open until the response ends, one per reader, for as long as the stream lasts.
+    """
+    await sync_to_async(_close_connections, thread_sensitive=True)()
+    try:
+        async for value in values:
+            yield _data_event(value)
+    except DBOSException as exc:
+        yield _error_event(exc)
+        return
+    yield _END_EVENT
 
 
 # Managing workflows ---------------------------------------------------------------------------

@@ -17,6 +17,7 @@ urlpatterns = [
     path("pay/<str:workflow_id>/", views.payment_page, name="pay"),
     path("webhooks/payment/", views.payment_webhook, name="payment-webhook"),
     path("orders/<int:order_id>/", views.order_detail, name="order"),
+    path("quote/<int:amount>/", views.price_quote, name="quote"),
     path("admin/", admin.site.urls),
     path("dbos/", include("django_dbos.urls")),
 ]

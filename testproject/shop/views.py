@@ -12,7 +12,7 @@ from django.views.decorators.http import require_http_methods, require_POST
 from django_dbos import DBOS, DBOSNonExistentWorkflowError, SetWorkflowID
 
 from .models import Order
-from .workflows import PAYMENT_STATUS, PAYMENT_URL, checkout, ten_step_journal
+from .workflows import PAYMENT_STATUS, PAYMENT_URL, checkout, quote, ten_step_journal
 
 JOURNALS = Path(tempfile.gettempdir()) / "django-dbos-demo"
 
@@ -77,3 +77,10 @@ def order_detail(request: HttpRequest, order_id: int) -> JsonResponse:
             "result": status.output if status else None,
         }
     )
+
+
+async def price_quote(request: HttpRequest, amount: int) -> HttpResponse:
+    """An async view: start a workflow and wait for it on the event loop (under ASGI, no thread
+    is held while it runs)."""
+    handle = await DBOS.start_workflow_async(quote, amount)
+    return JsonResponse({"workflow_id": handle.workflow_id, **await handle.get_result_async()})

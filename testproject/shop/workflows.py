@@ -157,3 +157,17 @@ def fanout_work(number: int) -> int:
 @DBOS.workflow()
 def fanout_job(number: int) -> int:
     return fanout_work(number)
+
+
+# An async workflow for the async view of tests/test_asgi.py (served by uvicorn).
+
+
+@DBOS.step()
+async def tax(amount: int) -> int:
+    return amount // 5
+
+
+@DBOS.workflow()
+async def quote(amount: int) -> dict:
+    """A price with its tax, computed by an async step."""
+    return {"amount": amount, "tax": await tax(amount)}
