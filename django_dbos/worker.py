@@ -10,7 +10,7 @@ import time
 from django.db import connections
 
 from . import conf
-from .engine import executor, parking, registry, runtime, system_db
+from .engine import executor, parking, registry, runtime, system_db, validation
 from .engine.dispatcher import Dispatcher
 from .engine.pool import pool_max_size, tidy_connections
 from .engine.recovery import Recovery
@@ -35,9 +35,15 @@ class Worker:
         recovery: bool = True,
         scheduler: bool = True,
         shutdown_timeout: float = 30.0,
+        executor_id: str | None = None,
+        max_workflows: int | None = None,
     ):
         self.queues = queues
         self.concurrency = concurrency
+        if executor_id is not None:
+            validation.name(executor_id, "executor id", allow_empty=False)
+        self.executor_id = executor_id
+        self.max_workflows = max_workflows
         self.recovery_enabled = recovery
         self.scheduler: Scheduler | None = Scheduler() if scheduler else None
         self.shutdown_timeout = shutdown_timeout
@@ -56,6 +62,8 @@ class Worker:
         process = executor.current()
         if self.concurrency is not None:
             process.max_threads = self.concurrency
+        if self.executor_id is not None:
+            process.executor_id = self.executor_id
         _fit_to_connection_pool(process)
         process.ensure_started(role="worker")
         system_db.sync_queues(registry.queues())
@@ -75,7 +83,7 @@ class Worker:
             recovered = recovery.recover_own()
             if recovered:
                 logger.info("Recovering %d workflows left by this executor.", recovered)
-        self.dispatcher = Dispatcher(process, self.queues)
+        self.dispatcher = Dispatcher(process, self.queues, self.max_workflows)
         # The retention policy in a thread of its own, not on the watch loop: a turn may take
         # seconds (an archive upload), which must not delay the detection of dead executors.
         retention = Retention(process.executor_id) if Policy.current().applies else None
@@ -112,6 +120,11 @@ class Worker:
         interval = min(float(conf.get("HEARTBEAT_SECONDS")), 1.0)
         next_summary = time.monotonic() + SUMMARY_SECONDS
         while not self._stop.wait(interval):
+            if self.dispatcher is not None and self.dispatcher.done:
+                logger.info(
+                    "DBOS worker ran its %d workflows (--max-workflows).", self.max_workflows
+                )
+                return
             if self.recovery_enabled:
                 try:
                     recovery.check()

@@ -27,9 +27,17 @@ class Dispatcher:
 
     LIMITS_REFRESH_SECONDS = 2.0
 
-    def __init__(self, process: ProcessExecutor, queue_names: list[str] | None = None):
+    def __init__(
+        self,
+        process: ProcessExecutor,
+        queue_names: list[str] | None = None,
+        max_workflows: int | None = None,
+    ):
         self.process = process
         self.only = set(queue_names) if queue_names else None
+        # Start no more than this many workflows, then claim nothing (rundbosworker
+        # --max-workflows); None: no end.
+        self.max_workflows = max_workflows
         self._lock = threading.Lock()
         self._running: Counter[str] = Counter()
         self._in_flight = 0
@@ -43,6 +51,14 @@ class Dispatcher:
     @property
     def in_flight(self) -> int:
         return self._in_flight
+
+    @property
+    def done(self) -> bool:
+        """Whether it started its last workflow (max_workflows) and none of them still runs."""
+        with self._lock:
+            return self.max_workflows is not None and (
+                self.started >= self.max_workflows and self._in_flight == 0
+            )
 
     def run(self, stop: threading.Event) -> None:
         """Dispatch until `stop` is set (call `wake()` after setting it)."""
@@ -72,6 +88,8 @@ class Dispatcher:
         for queue in self._queue_limits():
             with self._lock:
                 want = self.process.pool.max_threads - self._in_flight
+                if self.max_workflows is not None:
+                    want = min(want, self.max_workflows - self.started)
                 if queue.worker_concurrency is not None:
                     want = min(want, queue.worker_concurrency - self._running[queue.name])
             if want <= 0:

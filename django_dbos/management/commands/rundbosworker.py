@@ -1,15 +1,35 @@
 import logging
+import os
 import signal
+import sys
+import threading
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.utils import autoreload
 
-from django_dbos.errors import DBOSConfigurationError
+from django_dbos.errors import DBOSConfigurationError, DBOSInvalidArgumentError
 from django_dbos.worker import Worker
+
+# The logger this command's verbosity sets, with its children (Django's -v: 0 warnings only,
+# 1 the project's LOGGING level or else info, 2 and 3 debug).
+LOGGER = "django_dbos"
+LEVELS = {0: logging.WARNING, 2: logging.DEBUG, 3: logging.DEBUG}
+
+
+def _positive(value: str) -> int:
+    number = int(value)
+    if number < 1:
+        raise ValueError(value)
+    return number
 
 
 class Command(BaseCommand):
-    help = "Run a DBOS worker: queue dispatch, cron schedules, heartbeat, and recovery."
+    help = (
+        "Run a DBOS worker: queue dispatch, cron schedules, heartbeat, and recovery. SIGTERM or "
+        "SIGINT stops it taking work and lets running workflows finish (--shutdown-timeout); a "
+        "second one exits at once (what it ran is recovered)."
+    )
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument(
@@ -21,8 +41,9 @@ class Command(BaseCommand):
         )
         parser.add_argument(
             "--concurrency",
-            type=int,
+            type=_positive,
             default=None,
+            metavar="N",
             help="Workflow threads in this process (default: DBOS['WORKFLOW_THREADS']).",
         )
         parser.add_argument(
@@ -39,25 +60,84 @@ class Command(BaseCommand):
             "--shutdown-timeout",
             type=float,
             default=30.0,
+            metavar="S",
             help="Seconds to let running workflows finish after SIGTERM/SIGINT (default 30).",
+        )
+        parser.add_argument(
+            "--executor-id",
+            default=None,
+            metavar="ID",
+            help="This worker's executor id, stable across restarts so that it recovers its own "
+            "workflows at once (default: DBOS['EXECUTOR_ID'], else host-pid-random).",
+        )
+        parser.add_argument(
+            "--max-workflows",
+            type=_positive,
+            default=None,
+            metavar="N",
+            help="Start N queued workflows, let them finish, and exit 0 (for a supervisor to "
+            "restart a worker whose code leaks; default: run until stopped).",
+        )
+        parser.add_argument(
+            "--reload",
+            action="store_true",
+            help="Restart when Python code changes, as runserver does (for development).",
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
-        if not logging.getLogger("django_dbos").handlers and not logging.getLogger().handlers:
-            logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-        if options["concurrency"] is not None and options["concurrency"] < 1:
-            self.stderr.write("--concurrency must be at least 1.")
-            raise SystemExit(2)
-        worker = Worker(
-            queues=options["queues"],
-            concurrency=options["concurrency"],
-            recovery=not options["no_recovery"],
-            scheduler=not options["no_scheduler"],
-            shutdown_timeout=options["shutdown_timeout"],
-        )
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(sig, lambda *_: worker.stop())
+        _configure_logging(options["verbosity"])
+        if options["reload"]:
+            autoreload.run_with_reloader(self._run, **options)
+        else:
+            self._run(**options)
+
+    def _run(self, **options: Any) -> None:
+        try:
+            worker = Worker(
+                queues=options["queues"],
+                concurrency=options["concurrency"],
+                recovery=not options["no_recovery"],
+                scheduler=not options["no_scheduler"],
+                shutdown_timeout=options["shutdown_timeout"],
+                executor_id=options["executor_id"],
+                max_workflows=options["max_workflows"],
+            )
+        except DBOSInvalidArgumentError as exc:
+            raise CommandError(str(exc)) from None
+        stopping = False
+
+        def stop(signum: int, frame: Any) -> None:
+            nonlocal stopping
+            if stopping:
+                # Second signal: leave now; the running workflows are recovered from their
+                # last step, by this executor id when it comes back or by another worker.
+                sys.stderr.write("DBOS worker: second signal, exiting at once.\n")
+                sys.stderr.flush()
+                os._exit(1)
+            stopping = True
+            worker.stop()
+
+        if threading.current_thread() is threading.main_thread():
+            # Not under --reload, where Django's reloader owns the main thread and the signals,
+            # and restarts the process on a change (what ran is recovered from its last step).
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                signal.signal(sig, stop)
         try:
             worker.run()
         except DBOSConfigurationError as exc:
             raise CommandError(str(exc)) from None
+
+
+def _configure_logging(verbosity: int) -> None:
+    """Set django-dbos's logger to the verbosity. Without any logging configured (no handler on
+    it or on the root logger), give it a handler of its own; the root logger is left alone, so
+    that other libraries log as the project says."""
+    logger = logging.getLogger(LOGGER)
+    if verbosity in LEVELS:
+        logger.setLevel(LEVELS[verbosity])
+    elif logger.level == logging.NOTSET:
+        logger.setLevel(logging.INFO)
+    if not logger.handlers and not logging.getLogger().handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        logger.addHandler(handler)
