@@ -114,7 +114,8 @@ def _failures() -> Case:
         "threshold": 3,
         "window_seconds": 600,
     }
-    return rule, fire, resolve, ["3 workflows tests.test_alerts.checkout failed", "600 s", "threshold of 3"]
+    named = ["3 workflows tests.test_alerts.checkout failed", "600 s", "threshold of 3"]
+    return rule, fire, resolve, named
 
 
 def _queue_age() -> Case:
