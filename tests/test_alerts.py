@@ -251,6 +251,28 @@ def test_a_transition_recorded_but_not_delivered_is_delivered_by_the_next_checke
     assert len(mail.outbox) == 1
 
 
+def test_a_failing_receiver_is_logged_and_the_mail_still_goes(received, caplog):
+    def broken(sender: str, alert: Alert, **kwargs: Any) -> None:
+        raise ConnectionError("the webhook is down")
+
+    rule = {"name": "gave-up", "kind": "max_recovery_attempts"}
+    gave_up("crashed-1")
+    alert_raised.connect(broken, weak=False)
+    try:
+        with override_settings(DBOS=alerts_setting(rule)):
+            Alerts("worker-a").check()
+            assert Alerts("worker-a").check() == []  # not retried
+    finally:
+        alert_raised.disconnect(broken)
+
+    assert [change for change, _ in received] == ["raised"]
+    # Django logs the receiver's error (logger django.dispatch, which mails the admins too).
+    assert "the webhook is down" in caplog.text
+    assert [m.subject for m in mail.outbox if "alert" in m.subject] == [
+        "[Django] [shop] alert gave-up raised"
+    ]
+
+
 class Died(BaseException):
     """A worker killed between delivering an alert and marking it delivered."""
 
@@ -360,10 +382,11 @@ def test_the_admin_lists_the_alert_rows_read_only(admin_client):
 
 
 def mails(folder: Path) -> list[str]:
-    """The subjects of the messages the file mail backend wrote to `folder`."""
+    """The subjects of the messages the file mail backend wrote to `folder`, oldest first (a
+    file's name has the second it was written, then a random number)."""
     return [
         line.removeprefix("Subject: ")
-        for path in sorted(folder.glob("*.log"))
+        for path in sorted(folder.glob("*.log"), key=lambda path: path.stat().st_mtime_ns)
         for line in path.read_text().splitlines()
         if line.startswith("Subject: ")
     ]
