@@ -144,8 +144,6 @@ def schedule_errors() -> dict[str, str]:
 
 # The alert rules as written, for the checks.
 
-ALERT_KINDS = list(alert_rules.KINDS)
-
 
 def alert_rule_problems(index: int, rule: Any) -> list[str]:
     """What is wrong with the rule at this position of DBOS["ALERTS"]["RULES"], in sentences."""
