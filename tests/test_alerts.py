@@ -143,7 +143,12 @@ def _no_worker() -> Case:
 
 def _gave_up() -> Case:
     rule = {"name": "gave-up", "kind": "max_recovery_attempts"}
-    return rule, lambda: gave_up("crashed-1"), DBOS.delete_workflow, ["1 workflows", "crashed-1"]
+    return (
+        rule,
+        lambda: gave_up("crashed-1"),
+        DBOS.delete_workflow,
+        ["1 workflow gave up", "crashed-1"],
+    )
 
 
 def _stranded() -> Case:
@@ -239,7 +244,7 @@ def test_a_transition_recorded_but_not_delivered_is_delivered_by_the_next_checke
     gave_up("crashed-1")
     # A worker recorded the change, then died before it delivered it.
     system_db.record_check(
-        "gave-up", "max_recovery_attempts", True, "1 workflows gave up", timezone.now()
+        "gave-up", "max_recovery_attempts", True, "1 workflow gave up", timezone.now()
     )
 
     with override_settings(DBOS=alerts_setting(rule)):

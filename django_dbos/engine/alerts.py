@@ -84,7 +84,7 @@ def _workflow_failures(rule: WorkflowFailures, findings: Findings) -> str | None
     if failed < rule.threshold:
         return None
     return (
-        f"{failed} workflows {rule.workflow_name} failed (ended in ERROR) in the last "
+        f"{_workflows(failed)} {rule.workflow_name} failed (ended in ERROR) in the last "
         f"{rule.window_seconds:g} s, at or above the threshold of {rule.threshold}: look at the "
         f"ERROR workflows named {rule.workflow_name} in the admin for their errors."
     )
@@ -122,7 +122,7 @@ def _max_recovery_attempts(rule: MaxRecoveryAttempts, findings: Findings) -> str
     if not count:
         return None
     return (
-        f"{count} workflows gave up after too many recoveries (MAX_RECOVERY_ATTEMPTS_EXCEEDED), "
+        f"{_workflows(count)} gave up after too many recoveries (MAX_RECOVERY_ATTEMPTS_EXCEEDED), "
         f"e.g. {', '.join(examples)}: find what kills their workers, then resume or delete them."
     )
 
@@ -147,6 +147,10 @@ CONDITIONS: dict[type[Rule], Condition] = {
     MaxRecoveryAttempts: _max_recovery_attempts,
     StrandedWorkflows: _stranded_workflows,
 }
+
+
+def _workflows(count: int) -> str:
+    return f"{count} workflow" if count == 1 else f"{count} workflows"
 
 
 def _resolved(rule: Rule, was: str) -> str:
