@@ -55,7 +55,7 @@ def fill(rows: int) -> None:
     now = datetime.datetime.now(datetime.UTC)
     columns = (
         "workflow_id, name, status, inputs, output, executor_id, application_version, queue_name, "
-        "priority, recovery_attempts, detached, created_at, updated_at, started_at"
+        "priority, recovery_attempts, execution, detached, created_at, updated_at, started_at"
     )
     url = f"postgresql://postgres@127.0.0.1:5432/{DATABASE}"
     with psycopg.connect(url) as connection, connection.cursor() as cursor:
@@ -74,6 +74,7 @@ def fill(rows: int) -> None:
                         f"queue-{n % 4}" if n % 2 else None,
                         0,
                         0,
+                        1,
                         False,
                         created,
                         created + datetime.timedelta(milliseconds=40),

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from .api import DBOS, Queue, SetEnqueueOptions, SetWorkflowID, SetWorkflowTimeout
     from .client import DBOSClient
     from .types import (
+        Alert,
         QueueStatus,
         StepInfo,
         WorkflowHandle,
@@ -45,6 +46,7 @@ _LAZY = {
     "SetWorkflowID": "api",
     "SetWorkflowTimeout": "api",
     "DBOSClient": "client",
+    "Alert": "types",
     "QueueStatus": "types",
     "StepInfo": "types",
     "WorkflowHandle": "types",
@@ -72,6 +74,7 @@ __all__ = [
     # From outside the application
     "DBOSClient",
     # Value types
+    "Alert",
     "QueueStatus",
     "StepInfo",
     "WorkflowSchedule",

@@ -1,5 +1,5 @@
 """The Django admin: workflows (read-only, with their steps, events, messages and streams),
-actions to cancel, resume and fork them, a dashboard, schedules and queue limits.
+actions to cancel, resume and fork them, a dashboard, schedules, queue limits and alerts.
 
 Schedules and queue limits are configuration: the admin edits their rows directly (with the
 model's validators). Every action on a workflow goes through the public API and is logged.
@@ -28,12 +28,15 @@ from django.utils.safestring import SafeString
 from . import queries
 from .api import DBOS
 from .errors import DBOSException
+from .models import AlertState, AlertTransition, Schedule, WorkflowStatus
 from .models import Queue as QueueModel
-from .models import Schedule, WorkflowStatus
 from .types import Status
 
 # What the admin shows instead of a payload the retention policy dropped (PAYLOAD_DAYS).
 PAYLOAD_EXPIRED = "payload expired"
+
+# How many of the alert rules' latest transitions the dashboard shows.
+ALERT_HISTORY = 20
 
 STATUS_COLOURS: dict[str, str] = {
     Status.PENDING: "#2f6fb0",
@@ -398,6 +401,8 @@ class WorkflowStatusAdmin(SystemTablesAdmin):
             "hour_total": sum(minute.finished for minute in minutes),
             "hour_failed": sum(minute.failed for minute in minutes),
             "executors": queries.executors(),
+            "firing_alerts": queries.firing_alerts(),
+            "alert_history": queries.alert_history(ALERT_HISTORY),
             "now": timezone.now(),
         }
         return TemplateResponse(request, "admin/django_dbos/dashboard.html", context)
@@ -585,3 +590,33 @@ class QueueAdmin(SystemTablesAdmin):
     def save_model(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None:
         obj.updated_at = timezone.now()
         super().save_model(request, obj, form, change)
+
+
+class ReadOnlyAdmin(SystemTablesAdmin):
+    """Rows the workers write and people only read."""
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(AlertState)
+class AlertStateAdmin(ReadOnlyAdmin):
+    """Where each alert rule of DBOS["ALERTS"] stands (docs/monitoring-alerts.md)."""
+
+    list_display = ("name", "kind", "firing", "since", "message", "checked_at")
+    list_filter = ("firing", "kind")
+
+
+@admin.register(AlertTransition)
+class AlertTransitionAdmin(ReadOnlyAdmin):
+    """When each alert rule began and stopped firing, and whether that was delivered."""
+
+    list_display = ("at", "name", "kind", "change", "message", "delivered_at")
+    list_filter = ("change", "kind", "name")
+    date_hierarchy = "at"

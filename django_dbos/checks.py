@@ -160,6 +160,7 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Any]:
             Error('DBOS["PREPARED_STATEMENTS"] must be True or False.', id="django_dbos.E008")
         )
     errors.extend(_retention_errors(raw.get("RETENTION", {})))
+    errors.extend(_alert_errors(raw.get("ALERTS", {})))
     return [error for error in errors if error is not None]
 
 
@@ -232,6 +233,76 @@ def _retention_errors(policy: Any) -> list[Any]:
                 "would expire.",
                 hint="Make PAYLOAD_DAYS shorter than FINISHED_DAYS, or set it to None.",
                 id="django_dbos.W005",
+            )
+        )
+    return errors
+
+
+def _alert_errors(block: Any) -> list[Any]:
+    """DBOS["ALERTS"]: a dict of known keys, a positive interval, and valid rules, each named
+    once (a rule's state is kept under its name)."""
+    from .queries import alert_duplicate_names, alert_rule_problems
+
+    if not isinstance(block, dict):
+        return [
+            Error(
+                f'DBOS["ALERTS"] must be a dict, not {type(block).__name__}.',
+                hint='Write it as DBOS["ALERTS"] = {"RULES": [{"name": "gave-up", "kind": '
+                '"max_recovery_attempts"}]}.',
+                id="django_dbos.E014",
+            )
+        ]
+    known = conf.DEFAULTS["ALERTS"]
+    errors: list[Any] = []
+    unknown = sorted(str(key) for key in set(block) - set(known))
+    if unknown:
+        errors.append(
+            Warning(
+                f'Unknown keys in DBOS["ALERTS"]: {", ".join(unknown)}.',
+                hint=f"Known keys are {', '.join(known)}.",
+                id="django_dbos.W006",
+            )
+        )
+    block = {**known, **block}
+    interval = block["CHECK_SECONDS"]
+    if not (_is_number(interval) and 0 < interval < math.inf):
+        errors.append(
+            Error(
+                f'DBOS["ALERTS"]["CHECK_SECONDS"] must be a positive number, not {interval!r}.',
+                hint=f"A worker checks the rules this often (default {known['CHECK_SECONDS']} s).",
+                id="django_dbos.E014",
+            )
+        )
+    if not isinstance(block["MAIL_ADMINS"], bool):
+        errors.append(
+            Error(
+                'DBOS["ALERTS"]["MAIL_ADMINS"] must be True or False.',
+                hint="True (the default) mails each alert's changes to ADMINS.",
+                id="django_dbos.E014",
+            )
+        )
+    rules = block["RULES"]
+    if not isinstance(rules, list):
+        errors.append(
+            Error(
+                f'DBOS["ALERTS"]["RULES"] must be a list of dicts, not {type(rules).__name__}.',
+                hint='Write it as "RULES": [{"name": "gave-up", "kind": "max_recovery_attempts"}].',
+                id="django_dbos.E014",
+            )
+        )
+        return errors
+    hint = "See the rule kinds and their keys in docs/monitoring-alerts.md."
+    for index, rule in enumerate(rules):
+        errors.extend(
+            Error(problem, hint=hint, id="django_dbos.E015")
+            for problem in alert_rule_problems(index, rule)
+        )
+    for name in alert_duplicate_names(rules):
+        errors.append(
+            Error(
+                f'More than one rule of DBOS["ALERTS"]["RULES"] is named {name!r}.',
+                hint="Give each rule a name of its own: its state and history are kept under it.",
+                id="django_dbos.E016",
             )
         )
     return errors

@@ -42,6 +42,12 @@ DEFAULTS: dict[str, Any] = {
         "ARCHIVE_STORAGE": None,
         "INTERVAL_SECONDS": 60,
     },
+    # Alert rules, checked by one worker at a time (docs/monitoring-alerts.md); merged key by key.
+    "ALERTS": {
+        "CHECK_SECONDS": 30,
+        "MAIL_ADMINS": True,
+        "RULES": [],
+    },
 }
 
 

@@ -383,3 +383,57 @@ class Schedule(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+
+class AlertState(models.Model):
+    """Where one alert rule of DBOS["ALERTS"] stands: firing or not, since when, and why; the
+    worker that checks the rules compares against it, so a restart repeats no transition."""
+
+    name = models.CharField(max_length=255, primary_key=True)
+    kind = models.CharField(max_length=40)
+    firing = models.BooleanField(default=False)
+    # When it last began firing (or resolved, while not firing).
+    since = models.DateTimeField()
+    message = models.TextField(blank=True, default="")
+    checked_at = models.DateTimeField()
+
+    class Meta:
+        db_table = "dbos_alert_state"
+        verbose_name = "alert"
+        verbose_name_plural = "alerts"
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class AlertTransition(models.Model):
+    """An alert rule that began firing (raised) or stopped (resolved), recorded with its state's
+    change in one transaction; delivered_at is set once its signals and mail went out."""
+
+    class Change(models.TextChoices):
+        RAISED = "raised"
+        RESOLVED = "resolved"
+
+    name = models.CharField(max_length=255)
+    kind = models.CharField(max_length=40)
+    change = models.CharField(max_length=10, choices=Change.choices)
+    message = models.TextField()
+    at = models.DateTimeField()
+    delivered_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        db_table = "dbos_alert_transition"
+        ordering = ["-at", "-id"]
+        indexes = [
+            models.Index(fields=["at"], name="dbos_alert_at_idx"),
+            # The transitions left to deliver (few: delivery follows the recording).
+            models.Index(
+                fields=["id"],
+                name="dbos_alert_undelivered_idx",
+                condition=Q(delivered_at__isnull=True),
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} {self.change}"

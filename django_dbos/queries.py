@@ -14,9 +14,19 @@ from django.conf import settings
 from django.db.models import QuerySet
 
 from . import conf
-from .engine import deletion, executor, listen_target, pool, registry, scheduler, system_db
+from .engine import (
+    alert_rules,
+    deletion,
+    executor,
+    listen_target,
+    pool,
+    registry,
+    scheduler,
+    system_db,
+)
 from .models import FINISHED as FINISHED_STATUSES
 from .models import Executor, Schedule, WorkflowStatus
+from .types import Alert, FiringAlert
 from .validators import cron_error
 
 # The admin's querysets, on the system database (DBOS["DATABASE"]).
@@ -103,6 +113,16 @@ def live_executor_count() -> int:
     return system_db.live_executor_count(system_db.now() - _executor_timeout())
 
 
+def firing_alerts() -> list[FiringAlert]:
+    """The alert rules of DBOS["ALERTS"] that fire now, longest firing first."""
+    return system_db.firing_alerts()
+
+
+def alert_history(limit: int = 20) -> list[Alert]:
+    """The last `limit` times an alert rule began or stopped firing, newest first."""
+    return system_db.recent_transitions(limit)
+
+
 def _executor_timeout() -> datetime.timedelta:
     return datetime.timedelta(seconds=float(conf.get("EXECUTOR_TIMEOUT_SECONDS")))
 
@@ -144,6 +164,19 @@ def schedule_errors() -> dict[str, str]:
         for name, cron in registry.schedules().items()
         if (error := cron_error(cron)) is not None
     }
+
+
+# The alert rules as written, for the checks.
+
+
+def alert_rule_problems(index: int, rule: Any) -> list[str]:
+    """What is wrong with the rule at this position of DBOS["ALERTS"]["RULES"], in sentences."""
+    return alert_rules.rule_problems(index, rule)
+
+
+def alert_duplicate_names(rules: list[Any]) -> list[str]:
+    """The names that more than one alert rule has."""
+    return alert_rules.duplicate_names(rules)
 
 
 def sqlite_begins_deferred(settings_dict: dict[str, Any]) -> bool:

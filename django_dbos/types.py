@@ -113,6 +113,34 @@ class QueueStatus:
         )
 
 
+@dataclass(frozen=True, kw_only=True)
+class Alert:
+    """A change of an alert rule of DBOS["ALERTS"]: it began firing ("raised") or stopped
+    ("resolved"). Sent as the `alert` of the alert_raised / alert_resolved signals."""
+
+    id: int  # the transition's id: the same on a repeated delivery, a key to deduplicate on
+    name: str  # the rule's name
+    kind: str  # the rule's kind, e.g. "workflow_failures"
+    change: str  # "raised" or "resolved"
+    message: str  # what is wrong (or that it no longer is) and what to look at
+    at: datetime.datetime  # when the worker that checks the rules saw the change
+    delivered: bool  # whether its signals and mail went out
+
+    @property
+    def firing(self) -> bool:
+        return self.change == "raised"
+
+
+@dataclass(frozen=True, kw_only=True)
+class FiringAlert:
+    """An alert rule that fires now, as the admin dashboard shows it."""
+
+    name: str
+    kind: str
+    since: datetime.datetime
+    message: str
+
+
 class WorkflowWaiter(Protocol):
     """What a handle needs to wait for a workflow: the engine of this process, or the system
     database of a DBOSClient."""

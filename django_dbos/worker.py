@@ -1,5 +1,5 @@
 """The long-running worker process: heartbeat, queue dispatch, cron schedules, recovery of
-dead executors, and the retention policy."""
+dead executors, the retention policy and the alert rules."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import time
 from django.db import connections
 
 from . import conf
-from .engine import executor, parking, registry, runtime, system_db, validation
+from .engine import alerts, executor, parking, registry, runtime, system_db, validation
 from .engine.dispatcher import Dispatcher
 from .engine.pool import pool_max_size, tidy_connections
 from .engine.recovery import Recovery
@@ -87,10 +87,13 @@ class Worker:
         # The retention policy in a thread of its own, not on the watch loop: a turn may take
         # seconds (an archive upload), which must not delay the detection of dead executors.
         retention = Retention(process.executor_id) if Policy.current().applies else None
+        # The alert rules in theirs, for the same reason (a turn mails the admins).
+        checker = alerts.Alerts(process.executor_id) if alerts.Settings.current().rules else None
         parts = {
             "dbos-dispatcher": self.dispatcher,
             "dbos-scheduler": self.scheduler,
             "dbos-retention": retention,
+            "dbos-alerts": checker,
         }
         threads = [
             threading.Thread(target=self._loop, args=(part,), name=name, daemon=True)
@@ -109,7 +112,7 @@ class Worker:
         logger.info("DBOS worker stopped%s.", "" if finished else " (some workflows left PENDING)")
         return finished
 
-    def _loop(self, part: Dispatcher | Scheduler | Retention) -> None:
+    def _loop(self, part: Dispatcher | Scheduler | Retention | alerts.Alerts) -> None:
         try:
             part.run(self._stop)
         finally:

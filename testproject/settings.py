@@ -142,7 +142,18 @@ DBOS = {
         "FINISHED_DAYS": env.float("DBOS_RETENTION_FINISHED_DAYS", default=None),
         "INTERVAL_SECONDS": env.float("DBOS_RETENTION_INTERVAL_SECONDS", default=60),
     },
+    # No rules unless set: DBOS_ALERTS_RULES is the JSON list of rules (tests/test_alerts.py).
+    "ALERTS": {
+        "CHECK_SECONDS": env.float("DBOS_ALERTS_CHECK_SECONDS", default=30),
+        "RULES": env.json("DBOS_ALERTS_RULES", default=[]),
+    },
 }
+
+# Who gets the alerts' mail, and how it is sent: to the console unless EMAIL_BACKEND says
+# otherwise (the tests' workers write files: the file backend and EMAIL_FILE_PATH).
+ADMINS = [("Operations", "ops@example.com")]
+EMAIL_BACKEND = env("EMAIL_BACKEND", default="django.core.mail.backends.console.EmailBackend")
+EMAIL_FILE_PATH = env("EMAIL_FILE_PATH", default=None)
 
 # Django's Tasks framework, run by DBOS workers (docs/tasks.md).
 TASKS = {

@@ -367,3 +367,118 @@ def test_a_connection_pool_that_holds_a_worker_passes(settings):
     add_database(settings, "pooled", {**POOLED_PG, "OPTIONS": {"pool": {"max_size": 31}}})
     with override_settings(DBOS={"DATABASE": "pooled", "WORKFLOW_THREADS": 16}):
         assert check_pooler() == []
+
+
+# DBOS["ALERTS"] -------------------------------------------------------------------------------
+
+EVERY_KIND = [
+    {
+        "name": "checkout-failing",
+        "kind": "workflow_failures",
+        "workflow_name": "shop.workflows.checkout",
+        "threshold": 5,
+        "window_seconds": 600,
+    },
+    {
+        "name": "payments-late",
+        "kind": "queue_oldest_enqueued",
+        "queue": "pay",
+        "threshold_seconds": 0,
+    },
+    {"name": "no-worker", "kind": "no_live_executor"},
+    {"name": "gave-up", "kind": "max_recovery_attempts"},
+    {"name": "stranded", "kind": "stranded_workflows"},
+]
+
+
+def test_a_rule_of_every_kind_passes():
+    assert (
+        check({"ALERTS": {"CHECK_SECONDS": 0.5, "MAIL_ADMINS": False, "RULES": EVERY_KIND}}) == []
+    )
+
+
+@pytest.mark.parametrize(
+    ("alerts", "message"),
+    [
+        ([], 'DBOS["ALERTS"] must be a dict, not list.'),
+        ({"CHECK_SECONDS": 0}, 'DBOS["ALERTS"]["CHECK_SECONDS"] must be a positive number, not 0.'),
+        ({"MAIL_ADMINS": "yes"}, 'DBOS["ALERTS"]["MAIL_ADMINS"] must be True or False.'),
+        ({"RULES": {"name": "x"}}, 'DBOS["ALERTS"]["RULES"] must be a list of dicts, not dict.'),
+    ],
+    ids=["not-a-dict", "check-seconds", "mail-admins", "rules-not-a-list"],
+)
+def test_a_malformed_alerts_block_is_an_error(alerts, message):
+    assert only(check({"ALERTS": alerts}), "django_dbos.E014").msg == message
+
+
+def test_an_unknown_alerts_key_is_a_warning():
+    warning = only(check({"ALERTS": {"RULE": []}}), "django_dbos.W006")
+
+    assert warning.msg == 'Unknown keys in DBOS["ALERTS"]: RULE.'
+    assert warning.hint == "Known keys are CHECK_SECONDS, MAIL_ADMINS, RULES."
+
+
+@pytest.mark.parametrize(
+    ("rule", "message"),
+    [
+        ("gave-up", 'DBOS["ALERTS"]["RULES"][0] must be a dict, not str.'),
+        (
+            {"name": "x", "kind": "queue_depth"},
+            'DBOS["ALERTS"]["RULES"][0] has kind \'queue_depth\'; write one of: '
+            "workflow_failures, queue_oldest_enqueued, no_live_executor, max_recovery_attempts, "
+            "stranded_workflows.",
+        ),
+        (
+            {"name": "x", "kind": "queue_oldest_enqueued", "queue": "pay"},
+            'DBOS["ALERTS"]["RULES"][0] (kind \'queue_oldest_enqueued\') lacks '
+            "threshold_seconds; a queue_oldest_enqueued rule has the keys kind, name, queue, "
+            "threshold_seconds.",
+        ),
+        (
+            {"name": "x", "kind": "max_recovery_attempts", "threshold": 3},
+            'DBOS["ALERTS"]["RULES"][0] (kind \'max_recovery_attempts\') has unknown keys '
+            "threshold; a max_recovery_attempts rule has the keys kind, name.",
+        ),
+        (
+            {**EVERY_KIND[0], "threshold": "5"},
+            'DBOS["ALERTS"]["RULES"][0]["threshold"] must be an integer >= 1, not \'5\'.',
+        ),
+        (
+            {**EVERY_KIND[0], "window_seconds": -60},
+            'DBOS["ALERTS"]["RULES"][0]["window_seconds"] must be a number of seconds > 0, '
+            "not -60.",
+        ),
+        (
+            {**EVERY_KIND[1], "threshold_seconds": -1},
+            'DBOS["ALERTS"]["RULES"][0]["threshold_seconds"] must be a number of seconds '
+            ">= 0, not -1.",
+        ),
+        (
+            {"name": "", "kind": "stranded_workflows"},
+            'DBOS["ALERTS"]["RULES"][0]["name"] must be a non-empty string, not \'\'.',
+        ),
+    ],
+    ids=[
+        "not-a-dict",
+        "unknown-kind",
+        "missing",
+        "extra",
+        "mistyped",
+        "negative",
+        "negative-age",
+        "no-name",
+    ],
+)
+def test_a_bad_rule_is_an_error_that_says_what_to_write(rule, message):
+    error = only(check({"ALERTS": {"RULES": [rule]}}), "django_dbos.E015")
+
+    assert error.msg == message
+    assert "docs/monitoring-alerts.md" in error.hint
+
+
+def test_two_rules_of_one_name_are_an_error():
+    rules = [{"name": "gave-up", "kind": "max_recovery_attempts"}] * 2
+
+    error = only(check({"ALERTS": {"RULES": rules}}), "django_dbos.E016")
+
+    assert error.msg == 'More than one rule of DBOS["ALERTS"]["RULES"] is named \'gave-up\'.'

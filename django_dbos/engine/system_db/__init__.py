@@ -6,6 +6,18 @@ reads go through the ORM, which converts types for both PostgreSQL and SQLite. O
 table family; this package's namespace is the layer's interface.
 """
 
+from .alerts import (
+    alert_turn,
+    failed_count,
+    firing_alerts,
+    firing_states,
+    forget_rules,
+    gave_up,
+    mark_delivered,
+    recent_transitions,
+    record_check,
+    undelivered_transitions,
+)
 from .archive import export_workflows, import_workflow
 from .browsing import (
     counts_by_status,
@@ -131,6 +143,17 @@ __all__ = [
     # The retention policy
     "expire_payloads",
     "retention_turn",
+    # Alert rules
+    "alert_turn",
+    "failed_count",
+    "firing_alerts",
+    "firing_states",
+    "forget_rules",
+    "gave_up",
+    "mark_delivered",
+    "recent_transitions",
+    "record_check",
+    "undelivered_transitions",
     # Operations
     "list_operations",
     "load_operations",

@@ -14,6 +14,8 @@ from django.db.models.functions import TruncMinute
 
 from ...models import (
     FINISHED,
+    AlertState,
+    AlertTransition,
     Executor,
     Lease,
     OperationOutput,
@@ -82,6 +84,8 @@ _EVERY_TABLE: tuple[type[Model], ...] = (
     Schedule,
     QueueRow,
     Lease,
+    AlertTransition,
+    AlertState,
 )
 
 

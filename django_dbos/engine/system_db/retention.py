@@ -1,25 +1,22 @@
 """The retention policy's share of the system tables: whose turn it is, and scrubbing payloads.
 
-One worker at a time applies the policy: workers take turns on a row of dbos_lease, which a
-guarded UPDATE takes when it is free or its holder's time ran out. A turn is not one
-transaction: that would hold locks (on SQLite, the database's only write lock) while an archive
-is uploaded; each of its batches commits on its own instead. The lease needs no session either,
-so it works behind a pooler in transaction mode.
+One worker at a time applies the policy: workers take turns on a lease (leases.py). A turn is
+not one transaction: that would hold locks (on SQLite, the database's only write lock) while an
+archive is uploaded; each of its batches commits on its own instead.
 """
 
 from __future__ import annotations
 
 import datetime
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 
-from ...models import FINISHED, Lease, WorkflowStatus
+from ...models import FINISHED, WorkflowStatus
 from .. import serialization
+from . import leases
 from .connection import OP, WF, alias, execute, now, write_transaction
 from .deletion import chunks, kept_with_family, placeholders
 from .owned import OWNED_TABLES
 
-LEASE = Lease._meta.db_table
 # The retention policy's lease.
 TURN = "retention"
 # How long a lease lasts if its holder dies without giving it back: another worker takes over
@@ -27,38 +24,10 @@ TURN = "retention"
 LEASE_SECONDS = 300.0
 
 
-@contextmanager
-def retention_turn(holder: str) -> Iterator[bool]:
+def retention_turn(holder: str) -> AbstractContextManager[bool]:
     """Yield whether this process has the retention policy's turn (nobody else has it); it
     keeps it until the block ends."""
-    mine = _take_lease(holder)
-    try:
-        yield mine
-    finally:
-        if mine:
-            execute(
-                f"UPDATE {LEASE} SET holder = '', expires_at = %s WHERE name = %s AND holder = %s",
-                [now(), TURN, holder],
-            )
-
-
-def _take_lease(holder: str) -> bool:
-    """Take the lease if it is free, expired, or already ours: one guarded UPDATE, so that of
-    two workers trying at once, one changes the row and the other finds it taken."""
-    moment = now()
-    execute(
-        f"INSERT INTO {LEASE} (name, holder, expires_at) VALUES (%s, '', %s) "
-        "ON CONFLICT (name) DO NOTHING",
-        [TURN, moment],
-    )
-    cursor = execute(
-        f"""
-        UPDATE {LEASE} SET holder = %s, expires_at = %s
-        WHERE name = %s AND (holder = '' OR holder = %s OR expires_at < %s)
-        """,
-        [holder, moment + datetime.timedelta(seconds=LEASE_SECONDS), TURN, holder, moment],
-    )
-    return cursor.rowcount == 1
+    return leases.turn(TURN, holder, LEASE_SECONDS)
 
 
 def expire_payloads(candidates: dict[str, str | None], ended_before: datetime.datetime) -> int:
