@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 PG_TEST_URL ?= postgres://postgres@127.0.0.1:5432/dbos_tests
 
-.PHONY: demo test test-postgres test-sqlite test-django6 test-package lint format
+.PHONY: demo test test-postgres test-sqlite test-matrix test-package lint format
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
@@ -14,7 +14,7 @@ $(VENV)/.installed: pyproject.toml
 demo: $(VENV)/.installed
 	$(VENV)/bin/python manage.py rundemo
 
-test: lint test-postgres test-sqlite test-django6 test-package
+test: lint test-postgres test-sqlite test-matrix test-package
 
 test-postgres: $(VENV)/.installed
 	scripts/ensure-postgres.sh
@@ -24,9 +24,9 @@ test-postgres: $(VENV)/.installed
 test-sqlite: $(VENV)/.installed
 	env -u DATABASE_URL $(VENV)/bin/python -m pytest
 
-# The Django Tasks backend's tests again under Django 6 (Python 3.12+ from pyenv).
-test-django6:
-	scripts/test-django6.sh -q
+# The whole suite again under Django 6: Python 3.12 on PostgreSQL, Python 3.13 on SQLite.
+test-matrix:
+	scripts/test-matrix.sh -q
 
 # The built wheel and sdist: twine's checks, then the wheel in a fresh venv and a new project.
 test-package: $(VENV)/.installed
@@ -37,6 +37,7 @@ lint: $(VENV)/.installed
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
+	$(VENV)/bin/python manage.py makemigrations --check --dry-run django_dbos
 
 format: $(VENV)/.installed
 	$(VENV)/bin/ruff check --fix .
