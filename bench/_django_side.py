@@ -129,7 +129,9 @@ def main() -> None:
     ap.add_argument("--kind", choices=("create_schedule", "scheduled"), default="create_schedule")
     args = ap.parse_args()
 
-    db_url = os.environ["DATABASE_URL"]
+    # The harness's own connections (resetting the database, reading the workflow table) go
+    # straight to PostgreSQL, also when the side's run through a pooler (queues.py --pgbouncer).
+    db_url = os.environ.get("BENCH_DIRECT_URL", os.environ["DATABASE_URL"])
     reset_database(db_url)
     call_command("migrate", verbosity=0)
 

@@ -11,6 +11,11 @@ worker process and with two (``--workers``), in an order rotated by one each rep
                         workers have Django's default connection settings (``CONN_MAX_AGE=0``).
 * ``django-dbos-tuned/N`` the same with ``CONN_MAX_AGE=600`` (on the same database, recreated;
                         ``--no-tuned`` leaves it out).
+* ``django-dbos-pgbouncer/N`` (with ``--pgbouncer``) the django-dbos side again with every Django
+                        connection through PgBouncer in transaction mode (Debian's 1.18, started
+                        here on a free port; ``DISABLE_SERVER_SIDE_CURSORS``, prepared statements
+                        off) and the listener on its direct connection
+                        (``DBOS["LISTEN_DATABASE"]``), on the same database, recreated.
 * ``dbos-client/N``     DBOS Transact for Python, ``dbos==3.4.0`` (``bench_dbos_queues``; the
                         ``.venv-dbos`` interpreter), in the same shape: the side process enqueues
                         with a ``DBOSClient``; N processes that launch DBOS
@@ -43,6 +48,7 @@ Usage, from the repository root (any Python 3.11+; the sides bring their own int
     python3 bench/queues.py                # 3 repetitions of 1 and 2 workers: about 9 minutes
     python3 bench/queues.py --quick        # 1 repetition, 100 workflows, 5 trials: under a minute
     python3 bench/queues.py --workers 2 --repeats 1 --json-out /tmp/queues.json
+    python3 bench/queues.py --workers 1 --repeats 1 --pgbouncer --no-tuned --dbos ""
 
 PostgreSQL must accept ``--user`` without a password on ``--host``:``--port``; the databases
 ``bench_dbos_queues`` and ``bench_django_dbos_queues`` are dropped and recreated. Worker logs go
@@ -55,10 +61,12 @@ import argparse
 import statistics
 import sys
 import time
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(1, str(Path(__file__).resolve().parent.parent))  # tests.pgbouncer
 
 from _orchestrate import (
     BENCH_DIR,
@@ -89,6 +97,8 @@ from _orchestrate import (
     write_json,
 )
 
+from tests.pgbouncer import pgbouncer
+
 DEFAULTS = {"repeats": 3, "n": 1000, "trials": 20}
 QUICK = {"repeats": 1, "n": 100, "trials": 5}
 # The issue's targets, and DBOS's figures measured by /work/shared/bench/dbos_anchor.py
@@ -96,19 +106,21 @@ QUICK = {"repeats": 1, "n": 100, "trials": 5}
 TARGET_THROUGHPUT_RATIO = 3.0
 TARGET_DISPATCH_P50_MS = 20.0
 DBOS_ANCHOR = {"wf_per_s": 98, "dispatch_p50_ms": 534}
+PGBOUNCER_SIDE = "django-dbos-pgbouncer"
 # Side kinds -> (table label, the DBOS side's --enqueue); the DBOS kinds are --dbos's choices.
 KINDS = {
     "dbos-in-process": ("DBOS in-process", "in-process"),
     "dbos-client": ("DBOS client", "client"),
     "django-dbos": ("django-dbos", None),
     TUNED_SIDE: (TUNED_LABEL, None),
+    PGBOUNCER_SIDE: ("django-dbos via PgBouncer", None),
 }
 DBOS_KINDS = [kind for kind, (_label, enqueue) in KINDS.items() if enqueue]
 
 
 def measured_sides(args: argparse.Namespace, n: int | None = None) -> list[str]:
     """``<kind>/<worker processes>``, for one worker count or all; without the tuned twins."""
-    kinds = [*args.dbos, "django-dbos"]
+    kinds = [*args.dbos, "django-dbos", *([PGBOUNCER_SIDE] if args.pgbouncer else [])]
     return [f"{kind}/{w}" for w in args.workers if n in (None, w) for kind in kinds]
 
 
@@ -122,7 +134,7 @@ def label(side: str) -> str:
 
 
 def side_commands(
-    args: argparse.Namespace, dbos_python: Path, django_python: Path
+    args: argparse.Namespace, dbos_python: Path, django_python: Path, bouncer_port: int | None
 ) -> dict[str, Command]:
     logs = str(args.json_out.parent / "logs")
     dbos = [str(dbos_python), str(BENCH_DIR / "_dbos_side.py")]
@@ -136,12 +148,29 @@ def side_commands(
             *("--trials", str(args.trials), "--log-dir", logs),
         ]
         enqueue = KINDS[kind][1]
-        if enqueue is None:
+        if kind == PGBOUNCER_SIDE:
+            commands[side] = ([*django, *suite], pooled_env(args, django_side_env, bouncer_port))
+        elif enqueue is None:
             commands[side] = ([*django, *suite], django_side_env)
         else:
             db = db_url(args, "bench_dbos_queues")
             commands[side] = ([*dbos, "--db", db, *suite, "--enqueue", enqueue], base_env())
     return add_tuned_commands(commands)
+
+
+def pooled_env(args: argparse.Namespace, env: dict[str, str], port: int | None) -> dict[str, str]:
+    """A django-dbos side's environment with its connections through PgBouncer on ``port``,
+    as docs/deploying.md ("Connection poolers") configures them."""
+    assert port is not None, "--pgbouncer starts PgBouncer before the sides"
+    direct = env["DATABASE_URL"]
+    return {
+        **env,
+        "DATABASE_URL": direct.replace(f":{args.port}/", f":{port}/"),
+        "DJANGO_TRANSACTION_POOLER": "1",
+        "DBOS_PREPARED_STATEMENTS": "0",
+        "DBOS_LISTEN_DATABASE": direct.replace("postgres://", "postgresql://", 1),
+        "BENCH_DIRECT_URL": direct,
+    }
 
 
 def parse_args() -> argparse.Namespace:
@@ -168,6 +197,12 @@ def parse_args() -> argparse.Namespace:
         help="DBOS shapes to measure, comma-separated, possibly none: dbos-in-process (the "
         "process that enqueues runs workflows too, and counts as a worker) and dbos-client "
         "(a DBOSClient enqueues; only the worker processes run workflows) (default: both)",
+    )
+    ap.add_argument(
+        "--pgbouncer",
+        action="store_true",
+        help="also run the django-dbos side through PgBouncer in transaction mode (Debian's "
+        "pgbouncer package), with its listener on a direct connection",
     )
     add_tuned_arg(ap)
     add_venv_and_output_args(ap, "queues.json")
@@ -248,6 +283,12 @@ def ratios(figures: dict[str, dict[str, float]], args: argparse.Namespace) -> di
             out[f"dispatch_p50_{n}w_{kind}_over_django_dbos"] = (
                 dbos["dispatch_p50_ms"] / dj["dispatch_p50_ms"]
             )
+        if args.pgbouncer:
+            pooled = figures[f"{PGBOUNCER_SIDE}/{n}"]
+            out[f"throughput_{n}w_pgbouncer_over_direct"] = pooled["wf_per_s"] / dj["wf_per_s"]
+            out[f"dispatch_p50_{n}w_pgbouncer_over_direct"] = (
+                pooled["dispatch_p50_ms"] / dj["dispatch_p50_ms"]
+            )
     return out
 
 
@@ -327,7 +368,12 @@ def main() -> None:
     load_start, git_start = loadavg(), git_state()
     dbos_python, django_python = ensure_venvs(args)
     sides = sides_of(args)
-    runs = run_all(sides, args.repeats, side_commands(args, dbos_python, django_python))
+    with ExitStack() as stack:
+        port = None
+        if args.pgbouncer:
+            port = stack.enter_context(pgbouncer(args.host, args.port, args.user)).port
+        commands = side_commands(args, dbos_python, django_python, port)
+        runs = run_all(sides, args.repeats, commands)
     summary = summarize_runs(args, runs)
     print_report(args, summary)
 

@@ -1,5 +1,6 @@
-"""A real PgBouncer (Debian's `pgbouncer`, 1.18 here) in transaction mode in front of the test
-database, started and stopped by the tests that need it."""
+"""A real PgBouncer (Debian's `pgbouncer`, 1.18 here) in transaction mode in front of a
+PostgreSQL server, started and stopped by the tests that need it (and by bench/queues.py
+--pgbouncer: stdlib only, but for psycopg in `Bouncer.transactions`)."""
 
 from __future__ import annotations
 
@@ -13,9 +14,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-
-import psycopg
-import pytest
 
 _CONFIG = """\
 [databases]
@@ -46,6 +44,8 @@ class Bouncer:
 
     def transactions(self, database: str) -> int:
         """Transactions PgBouncer has passed to `database` (its admin console's SHOW STATS)."""
+        import psycopg
+
         with psycopg.connect(
             host="127.0.0.1", port=self.port, user=self.user, dbname="pgbouncer", autocommit=True
         ) as admin:
@@ -66,7 +66,7 @@ def pgbouncer(server_host: str, server_port: int, user: str) -> Iterator[Bouncer
     """Run PgBouncer in transaction mode in front of that server until the block ends."""
     binary = shutil.which("pgbouncer") or "/usr/sbin/pgbouncer"
     if not os.path.exists(binary):
-        pytest.fail("PgBouncer is not installed: apt-get install pgbouncer (.ci/run does).")
+        raise RuntimeError("PgBouncer is not installed: apt-get install pgbouncer (.ci/run does).")
     # Readable by the postgres user: PgBouncer refuses to run as root and drops to it (-u).
     directory = Path(tempfile.mkdtemp(prefix="dbos-pgbouncer-"))
     directory.chmod(0o777)
@@ -102,9 +102,9 @@ def _wait_for_port(port: int, process: subprocess.Popen[bytes], log: Path) -> No
     while time.monotonic() < deadline:
         if process.poll() is not None:
             text = log.read_text() if log.exists() else ""
-            pytest.fail(f"PgBouncer exited with {process.returncode}: {text}")
+            raise RuntimeError(f"PgBouncer exited with {process.returncode}: {text}")
         with socket.socket() as probe:
             if probe.connect_ex(("127.0.0.1", port)) == 0:
                 return
         time.sleep(0.05)
-    pytest.fail("PgBouncer did not start listening within 10 s")
+    raise RuntimeError("PgBouncer did not start listening within 10 s")
