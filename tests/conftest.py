@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -76,8 +77,14 @@ class Processes:
 
     def _start(self, args: list[str], name: str, **env: str) -> subprocess.Popen[bytes]:
         log = open(self.tmp_path / f"{name}-{len(self.started)}.log", "wb")  # noqa: SIM115
+        # A session of its own: kill_all ends the process's children too (--reload's worker).
         process = subprocess.Popen(
-            args, cwd=ROOT, env=self.env(**env), stdout=log, stderr=subprocess.STDOUT
+            args,
+            cwd=ROOT,
+            env=self.env(**env),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
         process.log_path = log.name  # type: ignore[attr-defined]
         self.started.append(process)
@@ -96,9 +103,9 @@ class Processes:
 
     def kill_all(self) -> None:
         for process in self.started:
-            if process.poll() is None:
-                process.send_signal(signal.SIGKILL)
-                process.wait(10)
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait(10)
 
 
 @pytest.fixture
