@@ -30,6 +30,12 @@ DEFAULTS: dict[str, Any] = {
     # Prepare the engine's hot statements on PostgreSQL. Turn off behind a connection pooler
     # that cannot keep prepared statements (PgBouncer before 1.21 in transaction mode).
     "PREPARED_STATEMENTS": True,
+    # The bearer token that Prometheus sends to GET <prefix>metrics/ (None: only logged-in users
+    # with the view permission may read it).
+    "METRICS_TOKEN": None,
+    # How old the counts of finished workflows that the metrics endpoint shows may grow before
+    # it recounts them in the background (0: count them at every scrape; docs/monitoring.md).
+    "METRICS_FINISHED_COUNTS_SECONDS": 30,
     # What the workers delete, scrub and archive of finished workflows (docs/retention.md, "The
     # retention policy"); merged key by key with the project's dict.
     "RETENTION": {

@@ -9,6 +9,7 @@ table family; this package's namespace is the layer's interface.
 from .archive import export_workflows, import_workflow
 from .browsing import (
     counts_by_status,
+    counts_by_status_and_name,
     empty_every_table,
     executor_rows,
     finished_by_minute,
@@ -170,6 +171,7 @@ __all__ = [
     "import_workflow",
     # For people: the admin and the dashboard
     "counts_by_status",
+    "counts_by_status_and_name",
     "empty_every_table",
     "executor_rows",
     "finished_by_minute",
