@@ -4,6 +4,8 @@ may read them."""
 from __future__ import annotations
 
 import datetime
+import json
+import re
 import subprocess
 import sys
 
@@ -272,3 +274,45 @@ def test_without_prometheus_client_the_endpoint_says_how_to_install_it(processes
     assert error == (
         "The metrics endpoint needs prometheus_client: pip install 'django-dbos[metrics]'"
     )
+
+
+# The docs ---------------------------------------------------------------------------------------
+
+# What the workers export on rundbosworker --metrics-port (API.md, "Observability").
+WORKER_SERIES = {
+    "dbos_workflows_finished_total",
+    "dbos_step_duration_seconds_bucket",
+    "dbos_dispatch_latency_seconds_bucket",
+}
+
+
+def exported_series(client: Client) -> set[str]:
+    return {name for name, _ in scrape(client)}
+
+
+def test_the_grafana_dashboard_queries_only_exported_series(client, metrics_settings):
+    make_known_work()  # every series has a sample, the stranded one too
+    exported = exported_series(client) | WORKER_SERIES
+    dashboard = json.loads((ROOT / "docs" / "grafana-dashboard.json").read_text())
+
+    queried = set()
+    for panel in dashboard["panels"]:
+        names = {
+            name
+            for target in panel["targets"]
+            for name in re.findall(r"\bdbos_\w+", target["expr"])
+        }
+        assert names, f"panel {panel['title']!r} queries no dbos series"
+        assert names <= exported, f"panel {panel['title']!r}: {names - exported}"
+        queried |= names
+
+    assert {"dbos_queue_depth", "dbos_workflows", "dbos_executors_alive"} <= queried
+
+
+def test_the_monitoring_page_documents_every_series(client, metrics_settings):
+    make_known_work()
+    page = (ROOT / "docs" / "monitoring.md").read_text()
+
+    undocumented = {name for name in exported_series(client) if f"`{name}`" not in page}
+
+    assert not undocumented
