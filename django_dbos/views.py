@@ -624,7 +624,8 @@ def health(request: HttpRequest) -> HttpResponse:
     """200 when the system database answers, with the number of live executors; else 503.
     With ?worker=true, also 503 when a queue has ENQUEUED work that no live worker serves.
 
-    Public, like any probe a load balancer calls; it tells nothing about the workflows.
+    Public, like any probe a load balancer calls; it tells nothing about the workflows (with
+    ?worker=true, the names of the queues whose work waits, and how many wait).
     """
     worker = _bool_param(request, "worker")
     try:

@@ -231,6 +231,13 @@ def test_the_right_bearer_token_needs_no_user(client, metrics_settings):
     assert response["Content-Type"] == CONTENT_TYPE_LATEST
 
 
+def test_an_unreachable_database_is_503(client, metrics_settings, unreachable_system_database):
+    response = client.get(URL, headers={"authorization": f"Bearer {TOKEN}"})
+
+    assert response.status_code == 503
+    assert response.json()["error"] == "The system database is unreachable."
+
+
 def test_only_get_is_allowed(client, metrics_settings):
     response = client.post(URL, headers={"authorization": f"Bearer {TOKEN}"})
 
