@@ -45,19 +45,20 @@ PAGES = {
 STATUSES = ["SUCCESS"] * 8 + ["ERROR", "CANCELLED"]
 
 
-def recreate_database() -> None:
+def recreate_database(database: str = DATABASE) -> None:
     with psycopg.connect("postgresql://postgres@127.0.0.1:5432/postgres", autocommit=True) as c:
-        c.execute(f'DROP DATABASE IF EXISTS "{DATABASE}" WITH (FORCE)')
-        c.execute(f'CREATE DATABASE "{DATABASE}"')
+        c.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+        c.execute(f'CREATE DATABASE "{database}"')
 
 
-def fill(rows: int) -> None:
+def fill(rows: int, database: str = DATABASE) -> None:
+    """Write `rows` finished workflows with COPY, then ANALYZE (bench/metrics_endpoint.py too)."""
     now = datetime.datetime.now(datetime.UTC)
     columns = (
         "workflow_id, name, status, inputs, output, executor_id, application_version, queue_name, "
         "priority, recovery_attempts, execution, detached, created_at, updated_at, started_at"
     )
-    url = f"postgresql://postgres@127.0.0.1:5432/{DATABASE}"
+    url = f"postgresql://postgres@127.0.0.1:5432/{database}"
     with psycopg.connect(url) as connection, connection.cursor() as cursor:
         with cursor.copy(f"COPY dbos_workflow_status ({columns}) FROM STDIN") as copy:
             for n in range(rows):

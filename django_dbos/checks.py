@@ -161,11 +161,40 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Any]:
         )
     errors.extend(_retention_errors(raw.get("RETENTION", {})))
     errors.extend(_alert_errors(raw.get("ALERTS", {})))
+    errors.extend(_metrics_errors())
     return [error for error in errors if error is not None]
 
 
 def _is_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _metrics_errors() -> list[Any]:
+    """DBOS["METRICS_TOKEN"] and DBOS["METRICS_FINISHED_COUNTS_SECONDS"] (docs/monitoring.md)."""
+    errors: list[Any] = []
+    token = conf.get("METRICS_TOKEN")
+    if token is not None and (not isinstance(token, str) or not token.strip()):
+        errors.append(
+            Error(
+                f'DBOS["METRICS_TOKEN"] must be a non-empty string or None, not {token!r}.',
+                hint="Set it to a long random string (python -c 'import secrets; "
+                "print(secrets.token_urlsafe(32))') and give Prometheus the same as its "
+                "bearer token, or remove it.",
+                id="django_dbos.E017",
+            )
+        )
+    refresh = conf.get("METRICS_FINISHED_COUNTS_SECONDS")
+    if not (_is_number(refresh) and 0 <= refresh < math.inf):
+        errors.append(
+            Error(
+                f'DBOS["METRICS_FINISHED_COUNTS_SECONDS"] must be a number of seconds (0 or '
+                f"more), not {refresh!r}.",
+                hint="The metrics endpoint recounts the finished workflows in the background "
+                "once its counts are older than this; 0 counts them at every scrape.",
+                id="django_dbos.E018",
+            )
+        )
+    return errors
 
 
 def _retention_errors(policy: Any) -> list[Any]:

@@ -34,6 +34,12 @@ DEFAULTS: dict[str, Any] = {
     # server (but polling when that alias goes through a transaction pooler), a Django alias or
     # a libpq connection string of a direct connection, or False to always poll.
     "LISTEN_DATABASE": None,
+    # The bearer token that Prometheus sends to GET <prefix>metrics/ (None: only logged-in users
+    # with the view permission may read it).
+    "METRICS_TOKEN": None,
+    # How old the counts of finished workflows that the metrics endpoint shows may grow before
+    # it recounts them in the background (0: count them at every scrape; docs/monitoring.md).
+    "METRICS_FINISHED_COUNTS_SECONDS": 30,
     # What the workers delete, scrub and archive of finished workflows (docs/retention.md, "The
     # retention policy"); merged key by key with the project's dict.
     "RETENTION": {

@@ -240,6 +240,12 @@ SCHEMAS: dict[str, Any] = {
                 "type": "integer",
                 "description": "Processes whose heartbeat is recent.",
             },
+            "unserved_queues": {
+                "type": "object",
+                "additionalProperties": {"type": "integer"},
+                "description": "With ?worker=true only: always empty in a 200 answer (the 503 "
+                "answer names the queues with ENQUEUED work that no live worker serves).",
+            },
         },
     },
     "StartRequest": {
@@ -302,6 +308,7 @@ RESPONSES: dict[str, Any] = {
         "The workflow id or deduplication id is taken, or the workflow to delete has not finished."
     ),
     "413": _error("The request body is too large."),
+    "501": _error("A package this route needs is not installed: the error says which."),
     "503": _error("The system database is unreachable."),
 }
 
@@ -503,8 +510,39 @@ PATHS: dict[str, Any] = {
         "get": {
             "operationId": "health",
             "summary": "Check the system database and count live executors",
+            "description": (
+                "For probes. With worker=true, also 503 when a queue has ENQUEUED work and no "
+                "live worker serves it."
+            ),
             "security": [],
-            "responses": {**_ok("Healthy.", "Health"), **_errors("503")},
+            "parameters": [
+                _query(
+                    "worker",
+                    {"type": "boolean", "default": False},
+                    "Also require a live worker for every queue with ENQUEUED work.",
+                )
+            ],
+            "responses": {**_ok("Healthy.", "Health"), **_errors("400", "503")},
+        }
+    },
+    "/metrics/": {
+        "get": {
+            "operationId": "metrics",
+            "summary": "Prometheus metrics computed from the system tables",
+            "description": (
+                "Prometheus text exposition (docs/monitoring.md). Needs "
+                "django_dbos.view_workflowstatus, or `Authorization: Bearer <token>` with the "
+                'token of DBOS["METRICS_TOKEN"]. 501 when prometheus_client is not installed '
+                "(pip install 'django-dbos[metrics]')."
+            ),
+            "security": [{"basicAuth": []}, {"cookieAuth": []}, {"bearerAuth": []}],
+            "responses": {
+                "200": {
+                    "description": "The metrics.",
+                    "content": {"text/plain": {"schema": {"type": "string"}}},
+                },
+                **_errors("401", "403", "501", "503"),
+            },
         }
     },
     "/openapi.json": {
@@ -545,6 +583,7 @@ DOCUMENT: dict[str, Any] = {
         "securitySchemes": {
             "basicAuth": {"type": "http", "scheme": "basic"},
             "cookieAuth": {"type": "apiKey", "in": "cookie", "name": "sessionid"},
+            "bearerAuth": {"type": "http", "scheme": "bearer"},
         },
     },
 }

@@ -25,7 +25,7 @@ from .engine import (
     system_db,
 )
 from .models import FINISHED as FINISHED_STATUSES
-from .models import Executor, Schedule, WorkflowStatus
+from .models import Executor, Schedule, Status, WorkflowStatus
 from .types import Alert, FiringAlert
 from .validators import cron_error
 
@@ -125,6 +125,51 @@ def alert_history(limit: int = 20) -> list[Alert]:
 
 def _executor_timeout() -> datetime.timedelta:
     return datetime.timedelta(seconds=float(conf.get("EXECUTOR_TIMEOUT_SECONDS")))
+
+
+# Monitoring: the metrics endpoint and the health probes (docs/monitoring.md).
+
+# The statuses of a workflow that waits or runs: few rows, read through the status index.
+ACTIVE = [str(Status.PENDING), str(Status.ENQUEUED)]
+
+
+def workflow_counts(statuses: list[str]) -> dict[tuple[str, str], int]:
+    """How many workflows of each (status, name) there are, for these statuses only."""
+    return system_db.counts_by_status_and_name(statuses)
+
+
+def stranded_counts() -> dict[str, int]:
+    """PENDING or ENQUEUED workflows by application version, of versions no live worker runs."""
+    return system_db.stranded_counts(system_db.now() - _executor_timeout())
+
+
+@dataclass(frozen=True)
+class Health:
+    """What the probes report: the database answered, and who serves the queued work."""
+
+    live_executors: int
+    # Queues with ENQUEUED workflows that no live worker serves: name -> how many wait.
+    unserved_queues: dict[str, int]
+
+    def worker_problem(self) -> str | None:
+        """Why the queued work is not being served, or None when it is."""
+        if not self.unserved_queues:
+            return None
+        waiting = ", ".join(f"{name} ({n} enqueued)" for name, n in self.unserved_queues.items())
+        return f"No live worker serves these queues: {waiting}."
+
+
+def health(*, worker: bool = False) -> Health:
+    """Ask the system database (and, with `worker`, which queued work no live worker serves);
+    raises DatabaseError if it does not answer."""
+    live_since = system_db.now() - _executor_timeout()
+    live = system_db.live_executor_count(live_since)
+    unserved = {
+        load.name: load.enqueued
+        for load in (system_db.queue_statuses([], live_since) if worker else [])
+        if load.enqueued and not load.live_workers
+    }
+    return Health(live_executors=live, unserved_queues=unserved)
 
 
 # Pruning, for `manage.py dbos workflow prune`.

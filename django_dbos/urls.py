@@ -20,5 +20,6 @@ urlpatterns = [
     path("workflows/<str:workflow_id>/streams/<str:key>/", views.read_stream, name="stream"),
     path("queues/", views.list_queues, name="queues"),
     path("health/", views.health, name="health"),
+    path("metrics/", views.metrics, name="metrics"),
     path("openapi.json", views.openapi_schema, name="openapi"),
 ]

@@ -11,6 +11,7 @@ import base64
 import binascii
 import dataclasses
 import functools
+import hmac
 import json
 import logging
 import math
@@ -31,7 +32,7 @@ from django.http.response import HttpResponseBase
 from django.middleware.csrf import CsrfViewMiddleware
 from django.views.decorators.csrf import csrf_exempt
 
-from . import openapi, queries
+from . import conf, openapi, queries, table_metrics
 from .api import DBOS, Queue, SetWorkflowID, StepInfo, WorkflowStatus
 from .errors import (
     DBOSException,
@@ -651,15 +652,58 @@ def list_queues(request: HttpRequest) -> HttpResponse:
 @api_view("GET", None)
 def health(request: HttpRequest) -> HttpResponse:
     """200 when the system database answers, with the number of live executors; else 503.
+    With ?worker=true, also 503 when a queue has ENQUEUED work that no live worker serves.
 
-    Public, like any probe a load balancer calls; it tells nothing about the workflows.
+    Public, like any probe a load balancer calls; it tells nothing about the workflows (with
+    ?worker=true, the names of the queues whose work waits, and how many wait).
     """
+    worker = _bool_param(request, "worker")
     try:
-        live = queries.live_executor_count()
+        state = queries.health(worker=worker)
     except DatabaseError:
         logger.exception("Health check: the system database %r did not answer.", queries.database())
         raise APIError(503, "The system database is unreachable.") from None
-    return _json({"status": "ok", "database": "reachable", "live_executors": live})
+    body: dict[str, Any] = {
+        "status": "ok",
+        "database": "reachable",
+        "live_executors": state.live_executors,
+    }
+    if worker:
+        problem = state.worker_problem()
+        if problem is not None:
+            raise APIError(503, problem, detail={"unserved_queues": state.unserved_queues})
+        body["unserved_queues"] = {}
+    return _json(body)
+
+
+# Metrics --------------------------------------------------------------------------------------
+
+
+def _authorize_metrics(request: HttpRequest) -> None:
+    """A bearer token equal to DBOS["METRICS_TOKEN"] (Prometheus), or a user allowed to view."""
+    header = request.META.get("HTTP_AUTHORIZATION", "")
+    if header[:7].lower() != "bearer ":
+        _authorize(request, VIEW)
+        return
+    token = conf.get("METRICS_TOKEN")
+    if token is None:
+        raise _unauthorized('Bearer tokens are not accepted: DBOS["METRICS_TOKEN"] is not set.')
+    if not hmac.compare_digest(header[7:].strip().encode(), token.encode()):
+        raise _unauthorized("Invalid bearer token.")
+
+
+@api_view("GET", None)
+def metrics(request: HttpRequest) -> HttpResponse:
+    """The Prometheus text exposition of the tables' gauges (docs/monitoring.md)."""
+    _authorize_metrics(request)
+    try:
+        body, content_type = table_metrics.exposition()
+    except table_metrics.MetricsUnavailable as exc:
+        raise APIError(501, str(exc)) from None
+    except DatabaseError:
+        logger.exception("Metrics: the system database %r did not answer.", queries.database())
+        raise APIError(503, "The system database is unreachable.") from None
+    return HttpResponse(body, content_type=content_type)
 
 
 @api_view("GET", None)

@@ -115,6 +115,20 @@ def processes(tmp_path: Path) -> Iterator[Processes]:
     started.kill_all()
 
 
+@pytest.fixture
+def unreachable_system_database(monkeypatch) -> Iterator[None]:
+    """The system database cannot be reached: its SQLite file is in a directory that does not
+    exist, or its PostgreSQL port has nothing listening (the next query reconnects, and fails)."""
+    connection = connections["default"]
+    if connection.vendor == "sqlite":
+        monkeypatch.setitem(connection.settings_dict, "NAME", "/nonexistent-directory/x.sqlite3")
+    else:
+        monkeypatch.setitem(connection.settings_dict, "PORT", 1)
+    connection.close()
+    yield
+    connection.close()  # reconnects to the real database once the settings are restored
+
+
 def wait_until(condition: Callable[[], object], timeout: float = 30, what: str = "") -> object:
     """Poll `condition` until it returns something truthy; fail the test after `timeout`."""
     deadline = time.monotonic() + timeout

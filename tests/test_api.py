@@ -7,14 +7,12 @@ import json
 import re
 import time
 from collections import Counter, defaultdict
-from collections.abc import Iterator
 
 import pytest
 import schemathesis
 from asgiref.sync import async_to_sync, sync_to_async
 from django.contrib.auth.models import Permission
 from django.contrib.contenttypes.models import ContentType
-from django.db import connections
 from django.test import Client
 from django.urls import URLPattern
 from hypothesis import HealthCheck, given, settings
@@ -425,20 +423,6 @@ def test_health_reports_the_database_and_live_executors(client):
     assert response.json() == {"status": "ok", "database": "reachable", "live_executors": 1}
 
 
-@pytest.fixture
-def unreachable_system_database(monkeypatch) -> Iterator[None]:
-    """The system database cannot be reached: its SQLite file is in a directory that does not
-    exist, or its PostgreSQL port has nothing listening (the next query reconnects, and fails)."""
-    connection = connections["default"]
-    if connection.vendor == "sqlite":
-        monkeypatch.setitem(connection.settings_dict, "NAME", "/nonexistent-directory/x.sqlite3")
-    else:
-        monkeypatch.setitem(connection.settings_dict, "PORT", 1)
-    connection.close()
-    yield
-    connection.close()  # reconnects to the real database once the settings are restored
-
-
 def test_health_is_503_when_the_database_does_not_answer(client, unreachable_system_database):
     response = client.get(f"{API}/health/")
 
@@ -708,6 +692,16 @@ def fuzzing_plans(operation: schemathesis.APIOperation) -> dict[str, SearchStrat
 
 
 @pytest.mark.schemathesis
+def unserved_queues_answer(case: schemathesis.Case, response) -> bool:
+    """health/?worker=true answers 503 by design while queued work has no worker (a fork of the
+    fuzzing waits on the internal queue, which no worker serves here)."""
+    return (
+        case.operation.path == "/health/"
+        and response.status_code == 503
+        and response.json()["error"].startswith("No live worker serves these queues:")
+    )
+
+
 def test_no_request_makes_a_server_error(live_server, django_user_model):
     """Requests made from openapi.json, 20 per operation and plan, as a superuser."""
     django_user_model.objects.create_superuser("fuzzer", password=PASSWORD)
@@ -724,7 +718,9 @@ def test_no_request_makes_a_server_error(live_server, django_user_model):
         max_examples=20, deadline=None, database=None, suppress_health_check=list(HealthCheck)
     )
     def no_server_error(case: schemathesis.Case, plan: str) -> None:
-        response = case.call_and_validate(checks=[not_a_server_error])
+        response = case.call()
+        if not unserved_queues_answer(case, response):
+            case.validate_response(response, checks=[not_a_server_error])
         statuses[plan][response.status_code] += 1
 
     for result in schema.get_all_operations():

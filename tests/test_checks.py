@@ -482,3 +482,33 @@ def test_two_rules_of_one_name_are_an_error():
     error = only(check({"ALERTS": {"RULES": rules}}), "django_dbos.E016")
 
     assert error.msg == 'More than one rule of DBOS["ALERTS"]["RULES"] is named \'gave-up\'.'
+
+
+# The metrics endpoint ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "dbos", [{"METRICS_TOKEN": "a-long-random-string"}, {"METRICS_FINISHED_COUNTS_SECONDS": 0}]
+)
+def test_valid_metrics_settings_pass(dbos):
+    assert check(dbos) == []
+
+
+@pytest.mark.parametrize("token", ["", "   ", 12345, b"bytes"])
+def test_a_metrics_token_must_be_a_non_empty_string(token):
+    error = only(check({"METRICS_TOKEN": token}), "django_dbos.E017")
+
+    assert error.msg == (
+        f'DBOS["METRICS_TOKEN"] must be a non-empty string or None, not {token!r}.'
+    )
+    assert "secrets.token_urlsafe" in error.hint
+
+
+@pytest.mark.parametrize("seconds", [-1, "30", None, True, float("inf"), float("nan")])
+def test_the_finished_counts_age_must_be_a_number_of_seconds(seconds):
+    error = only(check({"METRICS_FINISHED_COUNTS_SECONDS": seconds}), "django_dbos.E018")
+
+    assert error.msg == (
+        'DBOS["METRICS_FINISHED_COUNTS_SECONDS"] must be a number of seconds (0 or more), '
+        f"not {seconds!r}."
+    )

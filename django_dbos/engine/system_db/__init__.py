@@ -21,6 +21,7 @@ from .alerts import (
 from .archive import export_workflows, import_workflow
 from .browsing import (
     counts_by_status,
+    counts_by_status_and_name,
     empty_every_table,
     executor_rows,
     finished_by_minute,
@@ -193,6 +194,7 @@ __all__ = [
     "import_workflow",
     # For people: the admin and the dashboard
     "counts_by_status",
+    "counts_by_status_and_name",
     "empty_every_table",
     "executor_rows",
     "finished_by_minute",

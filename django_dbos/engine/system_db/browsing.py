@@ -54,6 +54,22 @@ def counts_by_status() -> dict[str, int]:
     return counts
 
 
+def counts_by_status_and_name(statuses: list[str]) -> dict[tuple[str, str], int]:
+    """How many workflows of each (status, name) there are, for these statuses only.
+
+    For PENDING and ENQUEUED it reads only those rows (the status index); for the finished
+    statuses it reads the whole table, which the metrics endpoint does in the background.
+    """
+    rows = (
+        workflow_rows()
+        .filter(status__in=statuses)
+        .values("status", "name")
+        .annotate(n=Count("*"))
+        .order_by()
+    )
+    return {(row["status"], row["name"]): row["n"] for row in rows}
+
+
 def finished_by_minute(since: datetime.datetime) -> dict[datetime.datetime, tuple[int, int]]:
     """Workflows finished, and of those failed, in each minute since `since` that had any."""
     rows = (

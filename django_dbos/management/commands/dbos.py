@@ -15,6 +15,7 @@ from typing import Any, cast
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.core.serializers.json import DjangoJSONEncoder
+from django.db import DatabaseError
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
@@ -185,10 +186,12 @@ def _step_fields(step: StepInfo) -> dict[str, Any]:
 
 
 class Command(BaseCommand):
-    help = "List, inspect, cancel, resume, fork and delete workflows; list queues."
+    help = "List, inspect, cancel, resume, fork and delete workflows; list queues; check health."
 
     def add_arguments(self, parser: CommandParser) -> None:
-        groups = parser.add_subparsers(dest="group", required=True, metavar="{workflow,queue}")
+        groups = parser.add_subparsers(
+            dest="group", required=True, metavar="{workflow,queue,health}"
+        )
         workflow = groups.add_parser("workflow", help="Inspect and manage workflows.")
         verbs = workflow.add_subparsers(dest="verb", required=True)
 
@@ -265,7 +268,19 @@ class Command(BaseCommand):
         queue_list = queue_verbs.add_parser("list", help="List queues, their limits and load.")
         queue_list.set_defaults(handler=self.queue_list)
 
-        for verb in (listing, get, steps, fork, queue_list):
+        health = groups.add_parser(
+            "health",
+            help="Exit 0 when the system database answers, 1 with the reason otherwise: for "
+            "liveness and readiness probes.",
+        )
+        health.add_argument(
+            "--worker",
+            action="store_true",
+            help="Also exit 1 when a queue has ENQUEUED work that no live worker serves.",
+        )
+        health.set_defaults(handler=self.health)
+
+        for verb in (listing, get, steps, fork, queue_list, health):
             verb.add_argument("--json", action="store_true", help="Print JSON, not a table.")
 
     def _add_export_and_import(self, verbs: Any) -> None:
@@ -539,3 +554,35 @@ class Command(BaseCommand):
             self.stdout.write("")
             for warning in warnings:
                 self.stdout.write(warning)
+
+    # Health ---------------------------------------------------------------------------------
+
+    def health(self, options: dict[str, Any]) -> None:
+        """Report on stdout; exit 1 (CommandError, the reason on stderr) when unhealthy."""
+        report: dict[str, Any]
+        try:
+            state = queries.health(worker=options["worker"])
+        except DatabaseError as exc:
+            problem: str | None = " ".join(
+                f"The system database {queries.database()!r} did not answer: {exc}".split()
+            )
+            report = {"status": "unhealthy", "reason": problem, "database": "unreachable"}
+        else:
+            problem = state.worker_problem()
+            report = {
+                "status": "unhealthy" if problem else "ok",
+                "reason": problem,
+                "database": "reachable",
+                "live_executors": state.live_executors,
+            }
+            if options["worker"]:
+                report["unserved_queues"] = state.unserved_queues
+        if options["json"]:
+            self._print_json(report)
+        elif problem is None:
+            live = report["live_executors"]
+            self.stdout.write(
+                f"ok: the system database answers; {live} live executor{'' if live == 1 else 's'}."
+            )
+        if problem is not None:
+            raise CommandError(problem, returncode=1)
