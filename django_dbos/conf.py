@@ -30,6 +30,9 @@ DEFAULTS: dict[str, Any] = {
     # Prepare the engine's hot statements on PostgreSQL. Turn off behind a connection pooler
     # that cannot keep prepared statements (PgBouncer before 1.21 in transaction mode).
     "PREPARED_STATEMENTS": True,
+    # Workers replay the stranded workflows of versions no live worker runs on their own code,
+    # every HEARTBEAT_SECONDS, and take over those it continues (docs/deploying.md).
+    "AUTO_UPGRADE": False,
     # What the workers delete, scrub and archive of finished workflows (docs/retention.md, "The
     # retention policy"); merged key by key with the project's dict.
     "RETENTION": {

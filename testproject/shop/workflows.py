@@ -155,3 +155,7 @@ def fanout_work(number: int) -> int:
 @DBOS.workflow()
 def fanout_job(number: int) -> int:
     return fanout_work(number)
+
+
+# The workflows of the deploy tests, registered with the shop's.
+from . import deploys  # noqa: E402, F401

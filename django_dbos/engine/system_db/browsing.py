@@ -14,6 +14,7 @@ from django.db.models.functions import TruncMinute
 
 from ...models import (
     FINISHED,
+    ApplicationVersion,
     Executor,
     Lease,
     Notification,
@@ -89,6 +90,7 @@ _EVERY_TABLE = (
     Schedule,
     QueueRow,
     Lease,
+    ApplicationVersion,
 )
 
 
