@@ -382,6 +382,7 @@ def test_queue_list_shows_limits_load_and_the_queues_no_live_worker_serves():
         "oldest_enqueued_age_seconds": found["cli-orders"]["oldest_enqueued_age_seconds"],
         "live_workers": 1,
         "served": True,
+        "stranded": 0,
         "warning": None,
     }
     assert found["cli-orders"]["oldest_enqueued_age_seconds"] >= 0
