@@ -17,7 +17,7 @@ from .api import DBOS
 from .engine import deletion, registry, scheduler, system_db, upgrade
 from .models import FINISHED as FINISHED_STATUSES
 from .models import Executor, Schedule, WorkflowStatus
-from .types import Status, UpgradeCheck, VersionInfo
+from .types import Status, UpgradeBlock, UpgradeCheck, VersionInfo
 from .validators import cron_error
 
 # The admin's querysets, on the system database (DBOS["DATABASE"]).
@@ -131,6 +131,11 @@ def versions() -> list[VersionState]:
         )
         for name in names
     ]
+
+
+def upgrade_block(row: WorkflowStatus) -> UpgradeBlock | None:
+    """The divergence an upgrade recorded on a workflow's row (the admin's workflow page)."""
+    return system_db.upgrade_block(row.upgrade_blocked_at, row.upgrade_checked_version)
 
 
 def stranded_counts() -> dict[str, int]:
