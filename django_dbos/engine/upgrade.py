@@ -17,6 +17,7 @@ import datetime
 import json
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
@@ -32,6 +33,10 @@ logger = logging.getLogger("django_dbos.worker")
 BATCH_SIZE = 100
 # A replay that does not end by then (it waits for something the record lacks) blocks the move.
 REPLAY_TIMEOUT_SECONDS = 10.0
+# A worker's turn rests this many times as long as each batch took before the next: replays are
+# Python code, which would otherwise hold the interpreter lock that the worker's dispatch and its
+# workflows need (a third of the queue's throughput, measured with bench/upgrade.py).
+AUTO_UPGRADE_REST = 2.0
 
 
 @dataclass(frozen=True)
@@ -120,13 +125,18 @@ def live_since() -> datetime.datetime:
 
 
 def upgrade(
-    *, from_version: str | None = None, dry_run: bool = False, recheck: bool = True
+    *,
+    from_version: str | None = None,
+    dry_run: bool = False,
+    recheck: bool = True,
+    between_batches: Callable[[float], bool] | None = None,
 ) -> Upgrade:
     """Check every stranded workflow (of `from_version` only, if given) against the running code;
     move those it continues, record the divergence of the others, a batch per transaction.
 
     `dry_run` writes nothing. Without `recheck`, workflows already found blocked on the running
-    version are not replayed again (the workers' AUTO_UPGRADE turns).
+    version are not replayed again (the workers' AUTO_UPGRADE turns). `between_batches` is
+    called with each batch's duration in seconds; it returns False to stop there.
     """
     version = registry.application_version()
     since = live_since()
@@ -143,14 +153,17 @@ def upgrade(
         )
 
     for rows in _batches(read):
+        began = time.monotonic()
         found = list(_checked(rows, version))
         if dry_run:
             checked += [_outcome(row, block) for row, block in found]
-            continue
-        moves = [row for row, block in found if block is None]
-        blocks = [(row, _divergence(block)) for row, block in found if block is not None]
-        moved = {row.workflow_id for row in system_db.upgrade_batch(moves, blocks, version)}
-        checked += [_outcome(row, block, row.workflow_id in moved) for row, block in found]
+        else:
+            moves = [row for row, block in found if block is None]
+            blocks = [(row, _divergence(block)) for row, block in found if block is not None]
+            moved = {row.workflow_id for row in system_db.upgrade_batch(moves, blocks, version)}
+            checked += [_outcome(row, block, row.workflow_id in moved) for row, block in found]
+        if between_batches is not None and not between_batches(time.monotonic() - began):
+            break
     return Upgrade(version, checked)
 
 
@@ -175,15 +188,23 @@ class AutoUpgrade:
     this version, every HEARTBEAT_SECONDS. Several workers may run it at once: each workflow is
     moved by one of them (the compare-and-set)."""
 
+    def __init__(self) -> None:
+        self._stop = threading.Event()
+
     def run(self, stop: threading.Event) -> None:
+        self._stop = stop
         while not stop.wait(float(conf.get("HEARTBEAT_SECONDS"))):
             try:
                 self.turn()
             except Exception:
                 logger.exception("The upgrade of stranded workflows failed; retrying.")
 
+    def _rest(self, spent: float) -> bool:
+        """Between two batches: give the worker's other threads their time; False to stop."""
+        return not self._stop.wait(spent * AUTO_UPGRADE_REST)
+
     def turn(self) -> Upgrade:
-        done = upgrade(recheck=False)
+        done = upgrade(recheck=False, between_batches=self._rest)
         if done.checked:
             logger.info(
                 "Upgrade to version %s: %d stranded workflows moved, %d cannot continue on it.",

@@ -156,14 +156,16 @@ def in_flight_workflows(*, after: str, limit: int) -> list[WorkflowStatus]:
 
 # Compare-and-set on what the upgrade read: a workflow that another worker moved, or that was
 # taken, cancelled or resumed since (its status or execution changed), is left alone.
-_READ_AS = "workflow_id = %s AND status = %s AND application_version = %s AND execution = %s"
+_READ_AS = "(workflow_id, status, application_version, execution)"
 _MOVE = f"""
 UPDATE {WF} SET application_version = %s, upgrade_blocked_at = NULL,
     upgrade_checked_version = NULL, updated_at = %s
-WHERE {_READ_AS}
+WHERE {_READ_AS} IN (VALUES {{rows}})
+RETURNING workflow_id
 """
 _BLOCK = f"""
-UPDATE {WF} SET upgrade_blocked_at = %s, upgrade_checked_version = %s WHERE {_READ_AS}
+UPDATE {WF} SET upgrade_blocked_at = %s, upgrade_checked_version = %s
+WHERE {_READ_AS} = (%s, %s, %s, %s)
 """
 
 
@@ -176,16 +178,18 @@ def upgrade_batch(
     blocks: Sequence[tuple[WorkflowStatus, str]],
     running_version: str,
 ) -> list[WorkflowStatus]:
-    """Move workflows to the running version and record the divergences of others (as JSON), in
-    one transaction; return the rows this call moved (each is moved by one caller only)."""
-    moved = []
+    """Move workflows to the running version (one statement) and record the divergences of
+    others (as JSON), in one transaction; return the rows this call moved (each workflow is
+    moved by one caller only)."""
+    moved_ids: set[str] = set()
     with write_transaction():
-        moment = now()
-        for row in moves:
-            if execute(_MOVE, [running_version, moment, *_read_as(row)]).rowcount == 1:
-                moved.append(row)
+        if moves:
+            rows = ", ".join(["(%s, %s, %s, %s)"] * len(moves))
+            params = [running_version, now(), *(v for row in moves for v in _read_as(row))]
+            moved_ids = {found for (found,) in execute(_MOVE.format(rows=rows), params).fetchall()}
         for row, divergence in blocks:
             execute(_BLOCK, [divergence, running_version, *_read_as(row)])
+        moved = [row for row in moves if row.workflow_id in moved_ids]
         if any(row.status == Status.ENQUEUED for row in moved):
             announce(QUEUE_ACTIVITY)  # the running version's dispatchers may take them now
     return moved
