@@ -271,3 +271,20 @@ def test_the_versions_page_needs_the_view_permission(client):
     User.objects.create_user("nobody", password="pw", is_staff=True)
     client.login(username="nobody", password="pw")
     assert client.get(VERSIONS).status_code == 403
+
+
+def test_the_json_api_gives_stranded_counts_and_divergences(admin_client, tmp_path):
+    strand("swapped", tmp_path / "log", [STAMP, PACK])
+    queries.upgrade_stranded()
+
+    queues = {q["name"]: q for q in admin_client.get("/dbos/queues/").json()["queues"]}
+    workflow = admin_client.get("/dbos/workflows/swapped/").json()
+
+    assert queues["deliveries"]["stranded"] == 1
+    assert workflow["upgrade_blocked_at"] == {
+        "version": registry.application_version(),
+        "function_id": 1,
+        "expected": STAMP,
+        "found": PACK,
+        "reason": f"operation 1 is {STAMP} in the record, but the code now calls {PACK} there.",
+    }
