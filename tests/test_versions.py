@@ -41,7 +41,13 @@ def dbos(*args: str) -> tuple[str, str]:
     return out.getvalue(), err.getvalue()
 
 
-def strand(workflow_id: str, path: Path, steps: list[str], status: str = "PENDING") -> None:
+def strand(
+    workflow_id: str,
+    path: Path,
+    steps: list[str],
+    status: str = "PENDING",
+    queue_name: str | None = "deliveries",
+) -> None:
     """Leave a `letter` that a dead worker of version GONE ran up to `steps`, waiting in recv."""
     system_db.insert_workflow(
         system_db.NewWorkflow(
@@ -51,7 +57,7 @@ def strand(workflow_id: str, path: Path, steps: list[str], status: str = "PENDIN
             inputs=serialization.dumps_arguments((str(path),), {}),
             executor_id="dead-worker" if status == "PENDING" else None,
             application_version=GONE,
-            queue_name="deliveries",
+            queue_name=queue_name,
         )
     )
     for function_id, name in enumerate(steps, start=1):
@@ -189,6 +195,31 @@ def test_upgrade_moves_what_replays_and_keeps_what_diverges(tmp_path):
         "queued ship",
         "queued stamp",
     ]
+
+
+def test_a_moved_workflow_parked_in_recv_waits_again_on_this_version(tmp_path):
+    log = tmp_path / "log"
+    strand("started", log, [PACK, STAMP], queue_name=None)  # started here, not queued
+    WorkflowStatus.objects.filter(workflow_id="started").update(
+        waiting="waiting for a message on topic 'go'"
+    )
+
+    assert [c.moved for c in queries.upgrade_stranded().checked] == [True]
+    process = executor.current()
+    process.ensure_started()
+    assert Recovery(process).recover_dead() == 1
+    wait_until(
+        lambda: (
+            WorkflowStatus.objects.filter(workflow_id="started", executor_id=process.executor_id)
+            .exclude(waiting="")
+            .exists()
+        ),
+        what="the workflow to park in recv again, on this executor",
+    )
+    DBOS.send("started", "go", topic="go")
+
+    assert DBOS.retrieve_workflow("started").get_result(10) == "posted"
+    assert log.read_text().splitlines() == ["started ship"]
 
 
 def test_an_unregistered_workflow_is_blocked_at_its_start(tmp_path):
