@@ -25,6 +25,7 @@ from .. import conf
 from ..errors import DBOSNotRegisteredError
 from ..types import Status, UpgradeBlock, UpgradeCheck
 from . import registry, system_db
+from .context import RecordedOperation
 from .replay import replay_recorded
 
 logger = logging.getLogger("django_dbos.worker")
@@ -55,7 +56,9 @@ class Upgrade:
         return [check for check in self.checked if check.blocked_at is not None]
 
 
-def check(row: system_db.WorkflowRow, history: dict, version: str) -> UpgradeBlock | None:
+def check(
+    row: system_db.WorkflowRow, history: dict[int, RecordedOperation], version: str
+) -> UpgradeBlock | None:
     """Replay one workflow's record on the running code: None when it continues it."""
     try:
         found = replay_recorded(row, history, timeout=REPLAY_TIMEOUT_SECONDS)
