@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime
 import io
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -19,11 +20,11 @@ from django_dbos import (
     WorkflowStatusString,
     queries,
 )
-from django_dbos.engine import executor, registry, serialization, system_db
+from django_dbos.engine import executor, registry, serialization, system_db, upgrade
 from django_dbos.engine.recovery import Recovery
 from django_dbos.engine.upgrade import AutoUpgrade
 from django_dbos.models import Executor, WorkflowStatus
-from testproject.shop.deploys import letter, pack, stamp
+from testproject.shop.deploys import bundle, letter, pack, stamp
 
 from .conftest import wait_until
 from .workers import running_worker
@@ -220,6 +221,30 @@ def test_a_moved_workflow_parked_in_recv_waits_again_on_this_version(tmp_path):
 
     assert DBOS.retrieve_workflow("started").get_result(10) == "posted"
     assert log.read_text().splitlines() == ["started ship"]
+
+
+def test_a_parent_waiting_for_its_unfinished_child_replays_up_to_that_wait(tmp_path):
+    log = tmp_path / "log"
+    strand("parcels", log, [])
+    strand("parcels-1", log, [PACK, STAMP])  # its child, waiting in recv
+    WorkflowStatus.objects.filter(workflow_id="parcels").update(name=bundle.__dbos__.name)
+    system_db.record_operation(
+        "parcels",
+        "dead-worker",
+        1,
+        letter.__dbos__.name,
+        child_workflow_id="parcels-1",
+        started_at=system_db.now(),
+    )
+
+    began = time.monotonic()
+    done = queries.upgrade_stranded()
+
+    assert [(c.workflow_id, c.moved) for c in done.checked] == [
+        ("parcels", True),
+        ("parcels-1", True),
+    ]
+    assert time.monotonic() - began < upgrade.REPLAY_TIMEOUT_SECONDS  # it did not wait
 
 
 def test_an_unregistered_workflow_is_blocked_at_its_start(tmp_path):

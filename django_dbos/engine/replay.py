@@ -44,6 +44,10 @@ class _ReplayContext(WorkflowContext):
         super().__init__(*args, **kwargs)
         self.looked_up: dict[int, str] = {}
 
+    def awaiting_unfinished(self, workflow_id: str) -> None:
+        # A workflow in flight waiting for its unfinished child: its record ends here.
+        raise _ReplayStop(self.function_id + 1)
+
     def recorded_operation(self, function_id: int, function_name: str) -> RecordedOperation | None:
         self.looked_up[function_id] = function_name
         operation = (self.recorded or {}).get(function_id)

@@ -66,3 +66,9 @@ def letter(path: str) -> str:
     DBOS.recv("go", timeout_seconds=120)
     ship(path)
     return "posted"
+
+
+@DBOS.workflow()
+def bundle(path: str) -> str:
+    """Starts a letter as its child, and waits for it."""
+    return DBOS.start_workflow(letter, path).get_result()
