@@ -172,6 +172,7 @@ class WorkflowStatusAdmin(SystemTablesAdmin):
                     "recovery_attempts",
                     ("created_at", "updated_at", "duration"),
                     "family",
+                    "upgrade",
                 )
             },
         ),
@@ -250,6 +251,24 @@ class WorkflowStatusAdmin(SystemTablesAdmin):
         )
 
     @admin.display(description="steps")
+    @admin.display(description="Upgrade")
+    def upgrade(self, obj: WorkflowStatus) -> SafeString | str:
+        """Where a newer version's code leaves this workflow's record (an upgrade kept it)."""
+        block = queries.upgrade_block(obj)
+        if block is None:
+            return "-"
+        if block.function_id is None:
+            return format_html("Cannot continue on version {}: {}", block.version, block.reason)
+        return format_html(
+            "Cannot continue on version {}: operation {} is <code>{}</code> in the record, but "
+            "that code calls <code>{}</code> there. Keep the old path with "
+            "<code>DBOS.patch()</code>, or let it finish on a worker of its own version.",
+            block.version,
+            block.function_id,
+            block.expected,
+            block.found,
+        )
+
     def timeline(self, obj: WorkflowStatus) -> SafeString:
         # The stored text, not deserialized values: a page must show whatever was recorded.
         steps = list(obj.operations.order_by("function_id"))
@@ -373,6 +392,11 @@ class WorkflowStatusAdmin(SystemTablesAdmin):
         dashboard_view = self.admin_site.admin_view(self.dashboard_view)
         return [
             path("dashboard/", dashboard_view, name="django_dbos_dashboard"),
+            path(
+                "versions/",
+                self.admin_site.admin_view(self.versions_view),
+                name="django_dbos_versions",
+            ),
             *super().get_urls(),
         ]
 
@@ -403,9 +427,23 @@ class WorkflowStatusAdmin(SystemTablesAdmin):
             "executors": queries.executors(),
             "firing_alerts": queries.firing_alerts(),
             "alert_history": queries.alert_history(ALERT_HISTORY),
+            "stranded": queries.stranded_counts(),
             "now": timezone.now(),
         }
         return TemplateResponse(request, "admin/django_dbos/dashboard.html", context)
+
+    def versions_view(self, request: HttpRequest) -> HttpResponse:
+        """Every application version: its live executors, its in-flight and stranded work."""
+        if not self.has_view_permission(request):
+            return HttpResponse(status=403)
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Application versions",
+            "opts": self.model._meta,
+            "versions": queries.versions(),
+            "running": queries.running_version(),
+        }
+        return TemplateResponse(request, "admin/django_dbos/versions.html", context)
 
 
 def _expired(obj: WorkflowStatus) -> SafeString | None:

@@ -34,6 +34,7 @@ from .engine import (
 from .engine.context import StartOptions, current_workflow, start_options
 from .errors import (
     DBOSConfigurationError,
+    DBOSException,
     DBOSInvalidArgumentError,
     DBOSNonExistentWorkflowError,
     DBOSNotRegisteredError,
@@ -42,6 +43,7 @@ from .types import (
     QueueStatus,
     Status,
     StepInfo,
+    VersionInfo,
     WorkflowHandle,
     WorkflowSchedule,
     WorkflowStatus,
@@ -435,6 +437,38 @@ class DBOS:
         specs[enqueue.INTERNAL_QUEUE] = registry.QueueSpec(enqueue.INTERNAL_QUEUE)
         # The stored limits win (they may have been edited in the admin), as in the dispatcher.
         return [system_db.queue_status(load, specs.get(load.name)) for load in loads]
+
+    # Application versions (docs/deploying.md) -----------------------------------------------
+
+    @staticmethod
+    def list_application_versions() -> list[VersionInfo]:
+        """Every version a worker recorded at its start, the latest (newest timestamp) first."""
+        rows = system_db.application_versions()
+        latest = rows[0].version_name if rows else None
+        return [system_db.version_info(row, latest) for row in rows]
+
+    @staticmethod
+    def get_latest_application_version() -> VersionInfo:
+        """The version with the newest timestamp: the last one recorded, unless
+        set_latest_application_version chose another since."""
+        versions = DBOS.list_application_versions()
+        if not versions:
+            raise DBOSException(
+                "No application version is recorded yet: each worker records its own when it "
+                "starts (manage.py rundbosworker)."
+            )
+        return versions[0]
+
+    @staticmethod
+    def set_latest_application_version(version_name: str) -> None:
+        """Make a recorded version the latest, by giving it the newest timestamp."""
+        name = validation.name(version_name, "version_name")
+        if not system_db.set_latest_version(name):
+            known = ", ".join(repr(v.version_name) for v in DBOS.list_application_versions())
+            raise DBOSInvalidArgumentError(
+                f"No application version {name!r} is recorded (a worker records its version "
+                f"when it starts). Recorded: {known or 'none'}."
+            )
 
     # Exporting and importing (docs/retention.md) --------------------------------------------
 

@@ -159,6 +159,15 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Any]:
         errors.append(
             Error('DBOS["PREPARED_STATEMENTS"] must be True or False.', id="django_dbos.E008")
         )
+    if not isinstance(conf.get("AUTO_UPGRADE"), bool):
+        errors.append(
+            Error(
+                'DBOS["AUTO_UPGRADE"] must be True or False.',
+                hint="True: workers move the stranded workflows their code continues to their "
+                "own version (docs/deploying.md).",
+                id="django_dbos.E019",
+            )
+        )
     errors.extend(_retention_errors(raw.get("RETENTION", {})))
     errors.extend(_alert_errors(raw.get("ALERTS", {})))
     errors.extend(_metrics_errors())

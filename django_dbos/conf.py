@@ -40,6 +40,9 @@ DEFAULTS: dict[str, Any] = {
     # How old the counts of finished workflows that the metrics endpoint shows may grow before
     # it recounts them in the background (0: count them at every scrape; docs/monitoring.md).
     "METRICS_FINISHED_COUNTS_SECONDS": 30,
+    # Workers replay the stranded workflows of versions no live worker runs on their own code,
+    # every HEARTBEAT_SECONDS, and take over those it continues (docs/deploying.md).
+    "AUTO_UPGRADE": False,
     # What the workers delete, scrub and archive of finished workflows (docs/retention.md, "The
     # retention policy"); merged key by key with the project's dict.
     "RETENTION": {

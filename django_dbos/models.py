@@ -70,6 +70,11 @@ class WorkflowStatus(models.Model):
     # The W3C trace context (traceparent, tracestate) of the span that started or enqueued it,
     # as JSON, so that its trace continues wherever it runs; null when no tracing was active.
     trace_context = models.TextField(null=True, blank=True)
+    # A replay-checked upgrade (`dbos workflow upgrade`, AUTO_UPGRADE) found that the code of
+    # `upgrade_checked_version` cannot continue it: its first diverging operation, as JSON
+    # ({"function_id", "expected", "found", "reason"}); null when it was never checked, or moved.
+    upgrade_blocked_at = models.TextField(null=True, blank=True)
+    upgrade_checked_version = models.CharField(max_length=255, null=True, blank=True)
 
     class Meta:
         db_table = "dbos_workflow_status"
@@ -339,6 +344,24 @@ class Executor(models.Model):
 
     def __str__(self) -> str:
         return self.executor_id
+
+
+class ApplicationVersion(models.Model):
+    """An application version some worker ran; the one with the newest `version_timestamp` is
+    the latest (a worker's start inserts its version once; set_latest_application_version bumps
+    the timestamp, as in DBOS Python)."""
+
+    version_name = models.CharField(max_length=255, primary_key=True)
+    version_timestamp = models.DateTimeField()
+    created_at = models.DateTimeField()
+
+    class Meta:
+        db_table = "dbos_application_version"
+        verbose_name = "application version"
+        ordering = ["-version_timestamp"]
+
+    def __str__(self) -> str:
+        return self.version_name
 
 
 class Schedule(models.Model):

@@ -84,6 +84,7 @@ SCHEMAS: dict[str, Any] = {
             "parent_workflow_id",
             "forked_from",
             "payload_expired",
+            "upgrade_blocked_at",
         ],
         "properties": {
             "workflow_id": STRING,
@@ -110,6 +111,24 @@ SCHEMAS: dict[str, Any] = {
                 "description": "The retention policy dropped its input, output and error "
                 "message (the error keeps its type): they read as null.",
             },
+            "upgrade_blocked_at": _nullable(_ref("UpgradeBlock")),
+        },
+    },
+    "UpgradeBlock": {
+        "type": "object",
+        "description": "Where a replay of the workflow's record on a newer version's code "
+        "diverged, so that an upgrade left it on its version (docs/deploying.md).",
+        "required": ["version", "function_id", "expected", "found", "reason"],
+        "properties": {
+            "version": {"type": "string", "description": "The version whose code was checked."},
+            "function_id": {
+                "type": ["integer", "null"],
+                "description": "The first diverging operation; null if the replay failed "
+                "before any.",
+            },
+            "expected": {**NULLABLE_STRING, "description": "The operation recorded there."},
+            "found": {**NULLABLE_STRING, "description": "What the checked code calls there."},
+            "reason": STRING,
         },
     },
     "WorkflowList": {
@@ -183,6 +202,7 @@ SCHEMAS: dict[str, Any] = {
             "oldest_enqueued_age_seconds",
             "live_workers",
             "served",
+            "stranded",
             "warning",
         ],
         "properties": {
@@ -219,6 +239,12 @@ SCHEMAS: dict[str, Any] = {
                 "description": "Workers with a recent heartbeat that dispatch this queue.",
             },
             "served": {"type": "boolean", "description": "Whether live_workers is above 0."},
+            "stranded": {
+                "type": "integer",
+                "description": "Workflows (ENQUEUED or PENDING) of an application version that "
+                "no live worker runs: they wait for a worker of that version, or for an upgrade "
+                "(docs/deploying.md).",
+            },
             "warning": {
                 "type": ["string", "null"],
                 "description": "Set when workflows wait and no live worker serves the queue.",

@@ -14,6 +14,7 @@ from django.conf import settings
 from django.db.models import QuerySet
 
 from . import conf
+from .api import DBOS
 from .engine import (
     alert_rules,
     deletion,
@@ -23,10 +24,11 @@ from .engine import (
     registry,
     scheduler,
     system_db,
+    upgrade,
 )
 from .models import FINISHED as FINISHED_STATUSES
-from .models import Executor, Schedule, Status, WorkflowStatus
-from .types import Alert, FiringAlert
+from .models import Executor, Schedule, WorkflowStatus
+from .types import Alert, FiringAlert, Status, UpgradeBlock, UpgradeCheck, VersionInfo
 from .validators import cron_error
 
 # The admin's querysets, on the system database (DBOS["DATABASE"]).
@@ -170,6 +172,68 @@ def health(*, worker: bool = False) -> Health:
         if load.enqueued and not load.live_workers
     }
     return Health(live_executors=live, unserved_queues=unserved)
+
+
+# Versions and upgrades (docs/deploying.md), for the admin and `manage.py dbos`.
+
+Upgrade = upgrade.Upgrade
+
+
+@dataclass(frozen=True)
+class VersionState:
+    """One application version as the admin's Versions page shows it."""
+
+    version_name: str
+    info: VersionInfo | None  # None: a version seen on workflows or executors, never recorded
+    live_executors: list[Executor]
+    pending: int
+    enqueued: int
+    stranded: int  # PENDING or ENQUEUED, and no live worker runs this version
+
+
+def versions() -> list[VersionState]:
+    """Every version recorded, run by a live executor or held by in-flight workflows: the
+    latest first, then the others newest first (those never recorded last, by name)."""
+    since = upgrade.live_since()
+    recorded = {info.version_name: info for info in DBOS.list_application_versions()}
+    executors = system_db.live_executors_by_version(since)
+    in_flight = system_db.in_flight_by_version()
+    stranded = system_db.stranded_counts(since)
+    names = [*recorded, *sorted({*executors, *(v for v in in_flight if v)} - set(recorded))]
+    return [
+        VersionState(
+            version_name=name,
+            info=recorded.get(name),
+            live_executors=executors.get(name, []),
+            pending=in_flight.get(name, {}).get(Status.PENDING, 0),
+            enqueued=in_flight.get(name, {}).get(Status.ENQUEUED, 0),
+            stranded=stranded.get(name, 0),
+        )
+        for name in names
+    ]
+
+
+def upgrade_block(row: WorkflowStatus) -> UpgradeBlock | None:
+    """The divergence an upgrade recorded on a workflow's row (the admin's workflow page)."""
+    return system_db.upgrade_block(row.upgrade_blocked_at, row.upgrade_checked_version)
+
+
+def running_version() -> str:
+    """The application version of this process's code."""
+    return registry.application_version()
+
+
+def upgrade_stranded(*, from_version: str | None = None, dry_run: bool = False) -> Upgrade:
+    """`dbos workflow upgrade`: replay every stranded workflow on this code; move those it
+    continues to this code's version (not with dry_run, which writes nothing)."""
+    return upgrade.upgrade(from_version=from_version, dry_run=dry_run)
+
+
+def check_deploy() -> list[UpgradeCheck]:
+    """`dbos check-deploy`: the in-flight workflows this code cannot continue. Every connection
+    to the system database is read-only meanwhile, so the check writes nothing."""
+    with system_db.read_only():
+        return upgrade.check_deploy()
 
 
 # Pruning, for `manage.py dbos workflow prune`.

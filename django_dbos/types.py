@@ -23,6 +23,30 @@ WorkflowStatusString = Status
 
 
 @dataclass(frozen=True, kw_only=True)
+class UpgradeBlock:
+    """Why the code of `version` cannot continue a workflow: the first operation where a replay
+    of its record on that code diverged (docs/deploying.md, "Deploying new workflow code")."""
+
+    version: str  # the application version whose code was checked
+    function_id: int | None  # the diverging operation; None when the replay failed elsewhere
+    expected: str | None  # the operation recorded there
+    found: str | None  # what the checked code calls there instead
+    reason: str  # the divergence, in a sentence
+
+
+@dataclass(frozen=True, kw_only=True)
+class UpgradeCheck:
+    """What a replay-checked upgrade (or `dbos check-deploy`) found of one in-flight workflow."""
+
+    workflow_id: str
+    name: str
+    status: Status
+    app_version: str | None  # the version it was on when checked
+    blocked_at: UpgradeBlock | None  # None: the checked code continues it
+    moved: bool = False  # an upgrade moved it to the running version
+
+
+@dataclass(frozen=True, kw_only=True)
 class WorkflowStatus:
     """What is known of one workflow (a snapshot, not the model)."""
 
@@ -46,6 +70,18 @@ class WorkflowStatus:
     # values of its steps, messages, events and streams: they read as None (the error keeps
     # its class).
     payload_expired: bool = False
+    # A replay-checked upgrade found that the code of a newer version cannot continue it.
+    upgrade_blocked_at: UpgradeBlock | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class VersionInfo:
+    """An application version some worker ran; the latest is the one with the newest timestamp."""
+
+    version_name: str
+    version_timestamp: datetime.datetime  # set when first recorded, bumped by set_latest
+    created_at: datetime.datetime
+    is_latest: bool
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -96,10 +132,19 @@ class QueueStatus:
     oldest_enqueued_age_seconds: float | None  # how long its oldest ENQUEUED workflow has waited
     live_workers: int  # executors with a recent heartbeat that dispatch this queue
     served: bool  # whether any live worker dispatches it: live_workers > 0
+    # ENQUEUED or PENDING on an application version that no live worker runs: nobody takes them
+    # until a worker of that version starts, or an upgrade moves them (docs/deploying.md).
+    stranded: int = 0
 
     @property
     def warning(self) -> str | None:
         """What to do about work that waits for nobody, in a sentence; None when all is well."""
+        if self.stranded and (self.served or not self.enqueued):
+            return (
+                f"{self.stranded} of its workflows belong to an application version that no "
+                "live worker runs: start a worker of that version, or move them to the running "
+                "one with `manage.py dbos workflow upgrade` (docs/deploying.md)."
+            )
         if not self.enqueued or self.served:
             return None
         if not self.declared:

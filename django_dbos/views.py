@@ -158,6 +158,11 @@ def _workflow_json(status: WorkflowStatus) -> dict[str, Any]:
         "parent_workflow_id": status.parent_workflow_id,
         "forked_from": status.forked_from,
         "payload_expired": status.payload_expired,
+        "upgrade_blocked_at": (
+            None
+            if status.upgrade_blocked_at is None
+            else dataclasses.asdict(status.upgrade_blocked_at)
+        ),
     }
 
 

@@ -1,5 +1,6 @@
 """The long-running worker process: heartbeat, queue dispatch, cron schedules, recovery of
-dead executors, the retention policy and the alert rules."""
+dead executors, the retention policy, the alert rules, and the upgrade of stranded workflows
+(AUTO_UPGRADE)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from .engine.pool import pool_max_size, tidy_connections
 from .engine.recovery import Recovery
 from .engine.retention import Policy, Retention
 from .engine.scheduler import Scheduler
+from .engine.upgrade import AutoUpgrade
 from .errors import DBOSConfigurationError
 
 logger = logging.getLogger("django_dbos.worker")
@@ -67,6 +69,7 @@ class Worker:
         _fit_to_connection_pool(process)
         process.ensure_started(role="worker")
         system_db.sync_queues(registry.queues())
+        self._record_version()
         logger.info(
             "DBOS worker %s started: app %s, application version %s, database %r (%s), "
             "%d workflow threads, queues: %s.",
@@ -89,11 +92,14 @@ class Worker:
         retention = Retention(process.executor_id) if Policy.current().applies else None
         # The alert rules in theirs, for the same reason (a turn mails the admins).
         checker = alerts.Alerts(process.executor_id) if alerts.Settings.current().rules else None
+        # Replays may take a while too (each up to a timeout): a thread of its own as well.
+        upgrades = AutoUpgrade() if conf.get("AUTO_UPGRADE") else None
         parts = {
             "dbos-dispatcher": self.dispatcher,
             "dbos-scheduler": self.scheduler,
             "dbos-retention": retention,
             "dbos-alerts": checker,
+            "dbos-upgrade": upgrades,
         }
         threads = [
             threading.Thread(target=self._loop, args=(part,), name=name, daemon=True)
@@ -112,7 +118,20 @@ class Worker:
         logger.info("DBOS worker stopped%s.", "" if finished else " (some workflows left PENDING)")
         return finished
 
-    def _loop(self, part: Dispatcher | Scheduler | Retention | alerts.Alerts) -> None:
+    def _record_version(self) -> None:
+        """Record this worker's version (once per version), and say if it is not the latest."""
+        version = registry.application_version()
+        system_db.record_version(version)
+        latest = system_db.application_versions()[0].version_name
+        if latest != version:
+            logger.warning(
+                "This worker runs application version %s, but the latest is %s "
+                "(DBOS.set_latest_application_version).",
+                version,
+                latest,
+            )
+
+    def _loop(self, part: Dispatcher | Scheduler | Retention | alerts.Alerts | AutoUpgrade) -> None:
         try:
             part.run(self._stop)
         finally:

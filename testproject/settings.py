@@ -137,6 +137,8 @@ DBOS = {
     "POLL_SECONDS": env.float("DBOS_POLL_SECONDS", default=1.0),
     "PREPARED_STATEMENTS": env.bool("DBOS_PREPARED_STATEMENTS", default=True),
     "LISTEN_DATABASE": env("DBOS_LISTEN_DATABASE", default=None),
+    # Off unless set (the workers of tests/test_upgrade.py turn it on).
+    "AUTO_UPGRADE": env.bool("DBOS_AUTO_UPGRADE", default=False),
     # Off unless set (the tests of tests/test_retention.py start workers with these).
     "RETENTION": {
         "FINISHED_DAYS": env.float("DBOS_RETENTION_FINISHED_DAYS", default=None),

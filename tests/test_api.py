@@ -112,6 +112,7 @@ WORKFLOW_FIELDS = {
     "parent_workflow_id",
     "forked_from",
     "payload_expired",
+    "upgrade_blocked_at",
 }
 QUADRUPLE = quadruple.__dbos__.name
 GREET = greet.__dbos__.name

@@ -241,6 +241,16 @@ def test_prepared_statements_must_be_a_boolean(value):
     assert error.msg == 'DBOS["PREPARED_STATEMENTS"] must be True or False.'
 
 
+@pytest.mark.parametrize("value", ["yes", 0, 1, None])
+def test_auto_upgrade_must_be_a_boolean(value):
+    error = only(check({"AUTO_UPGRADE": value}), "django_dbos.E019")
+
+    assert error.level == checks.ERROR
+    assert error.msg == 'DBOS["AUTO_UPGRADE"] must be True or False.'
+    assert "docs/deploying.md" in error.hint
+    assert not check({"AUTO_UPGRADE": True})
+
+
 def test_an_unknown_key_is_a_warning_naming_it_and_the_known_keys():
     with override_settings(DBOS={"APP_NAME": "shop", "HEARTBEAT": 5, "THREADS": 8}):
         warning = only(dbos_messages(), "django_dbos.W001")

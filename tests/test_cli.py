@@ -355,13 +355,13 @@ def test_queue_list_shows_limits_load_and_the_queues_no_live_worker_serves():
     rows = {row[0]: row for row in table(listing)}
     assert rows["NAME"] == [
         "NAME", "CONCURRENCY", "PER WORKER", "RATE LIMIT", "PRIORITY", "PARTITIONS",
-        "ENQUEUED", "PENDING", "OLDEST WAITING", "LIVE WORKERS",
+        "ENQUEUED", "PENDING", "OLDEST WAITING", "LIVE WORKERS", "STRANDED",
     ]  # fmt: skip
     assert rows["cli-orders"][:8] == ["cli-orders", "1", "1", "10 / 60 s", "yes", "no", "2", "1"]
     assert re.fullmatch(r"\d+ s", rows["cli-orders"][8])
     assert rows["cli-orders"][9] == "1"
     assert rows["cli-partitioned"] == [
-        "cli-partitioned", "-", "-", "-", "no", "yes", "0", "0", "-", "0",
+        "cli-partitioned", "-", "-", "-", "no", "yes", "0", "0", "-", "0", "0",
     ]  # fmt: skip
     assert [rows["cli-parked"][i] for i in (6, 7, 9)] == ["1", "0", "0"]
     # Only the queue with waiting work and no live worker is flagged, after the table.
@@ -382,6 +382,7 @@ def test_queue_list_shows_limits_load_and_the_queues_no_live_worker_serves():
         "oldest_enqueued_age_seconds": found["cli-orders"]["oldest_enqueued_age_seconds"],
         "live_workers": 1,
         "served": True,
+        "stranded": 0,
         "warning": None,
     }
     assert found["cli-orders"]["oldest_enqueued_age_seconds"] >= 0

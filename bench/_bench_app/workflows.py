@@ -35,3 +35,14 @@ def run_queue_suite(
 
 if cron := os.environ.get("BENCH_CODE_SCHEDULE"):
     DBOS.scheduled(cron)(WORKFLOWS.code_tick)
+
+
+# ``upgrade.py``'s stranded workflows: ten recorded steps each, replayed and moved, never run.
+@DBOS.step(name="bench_upgrade_step")
+def upgrade_step(i: int, n: int) -> int:
+    return i * 10 + n
+
+
+@DBOS.workflow(name="bench_upgrade_ten_steps")
+def upgrade_ten_steps(i: int) -> int:
+    return sum(upgrade_step(i, n) for n in range(1, 11))

@@ -135,8 +135,9 @@ def _stranded_workflows(rule: StrandedWorkflows, findings: Findings) -> str | No
     )
     return (
         f"PENDING or ENQUEUED workflows of application versions no live worker runs: "
-        f"{versions}. Start a worker of that version, or fork them onto the current one "
-        "(docs/versioning-and-recovery.md)."
+        f"{versions}. Start a worker of that version, or move them to the running code with "
+        '`manage.py dbos workflow upgrade` (or DBOS["AUTO_UPGRADE"]); `manage.py dbos '
+        "check-deploy` lists those it cannot continue (docs/deploying.md)."
     )
 
 

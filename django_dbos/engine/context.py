@@ -52,6 +52,10 @@ class WorkflowContext:
         self.function_id += 1
         return self.function_id
 
+    def awaiting_unfinished(self, workflow_id: str) -> None:
+        """This workflow's code waits for another that has not ended (a child, say): an
+        execution waits; a replay (engine/replay.py) stops, its record ending there."""
+
     def recorded_operation(self, function_id: int, function_name: str) -> RecordedOperation | None:
         """Return what was recorded at this position, checking that the code still agrees."""
         if not self.recorded:

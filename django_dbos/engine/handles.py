@@ -18,6 +18,7 @@ from ..errors import (
 )
 from ..types import Status, WorkflowHandle, WorkflowStatus
 from . import after_commit, aio, notifier, runtime, serialization, system_db
+from .context import current_workflow
 
 
 class RunningWorkflows:
@@ -87,11 +88,14 @@ def await_result(workflow_id: str, timeout: float | None) -> Any:
     after_commit.refuse_to_wait(workflow_id, "get_result()")
     waiting = _Awaiting(workflow_id, timeout)
     listener = notifier.current()
+    waiter = current_workflow.get()
     with listener.subscribe(notifier.key("w", workflow_id)) as event:
         while True:
             finished, remaining = waiting.check(system_db.get_outcome(workflow_id))
             if finished is not None:
                 return finished[0]
+            if waiter is not None:
+                waiter.awaiting_unfinished(workflow_id)
             listener.wait(event, remaining)
 
 

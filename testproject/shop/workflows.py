@@ -171,3 +171,7 @@ async def tax(amount: int) -> int:
 async def quote(amount: int) -> dict:
     """A price with its tax, computed by an async step."""
     return {"amount": amount, "tax": await tax(amount)}
+
+
+# The workflows of the deploy tests, registered with the shop's.
+from . import deploys  # noqa: E402, F401

@@ -36,6 +36,7 @@ from .connection import (
     begins_deferred,
     is_disconnect,
     now,
+    read_only,
     unavailable_if_disconnected,
     using,
     wait_until_reachable,
@@ -59,7 +60,7 @@ from .executors import (
     stale_executor_ids,
 )
 from .messages import consume_message, get_event, read_stream, send_message, set_event, write_stream
-from .operations import list_operations, load_operations, record_operation
+from .operations import list_operations, load_operations, load_operations_of, record_operation
 from .queues import (
     QueueLoad,
     claim_queued,
@@ -79,8 +80,27 @@ from .schedules import (
     schedule_fired,
     update_schedule,
 )
-from .snapshots import queue_status, step_info, workflow_schedule, workflow_status
-from .versions import live_worker_versions, stranded_counts
+from .snapshots import (
+    queue_status,
+    step_info,
+    upgrade_block,
+    version_info,
+    workflow_schedule,
+    workflow_status,
+)
+from .versions import (
+    application_versions,
+    in_flight_by_version,
+    in_flight_workflows,
+    live_executors_by_version,
+    live_worker_versions,
+    record_version,
+    set_latest_version,
+    stranded_by_queue,
+    stranded_counts,
+    stranded_workflows,
+    upgrade_batch,
+)
 from .wakeups import CHANNEL, QUEUE_ACTIVITY, announce, wake_key
 from .workflows import (
     RESUMABLE,
@@ -106,6 +126,7 @@ __all__ = [
     "begins_deferred",
     "is_disconnect",
     "now",
+    "read_only",
     "unavailable_if_disconnected",
     "using",
     "wait_until_reachable",
@@ -158,6 +179,7 @@ __all__ = [
     # Operations
     "list_operations",
     "load_operations",
+    "load_operations_of",
     "record_operation",
     # Executors
     "claim_pending",
@@ -168,8 +190,17 @@ __all__ = [
     "pending_executor_ids",
     "stale_executor_ids",
     # Application versions
+    "application_versions",
+    "in_flight_by_version",
+    "in_flight_workflows",
+    "live_executors_by_version",
     "live_worker_versions",
+    "record_version",
+    "set_latest_version",
+    "stranded_by_queue",
     "stranded_counts",
+    "stranded_workflows",
+    "upgrade_batch",
     # Queues
     "QueueLoad",
     "claim_queued",
@@ -187,6 +218,8 @@ __all__ = [
     # Rows as value types
     "queue_status",
     "step_info",
+    "upgrade_block",
+    "version_info",
     "workflow_schedule",
     "workflow_status",
     # Export and import

@@ -16,6 +16,7 @@ from ...models import (
     FINISHED,
     AlertState,
     AlertTransition,
+    ApplicationVersion,
     Executor,
     Lease,
     OperationOutput,
@@ -102,6 +103,7 @@ _EVERY_TABLE: tuple[type[Model], ...] = (
     Lease,
     AlertTransition,
     AlertState,
+    ApplicationVersion,
 )
 
 

@@ -13,6 +13,7 @@ from typing import Any, Protocol
 
 import psycopg
 from django.db import InterfaceError, OperationalError, connections, transaction
+from django.db.backends.signals import connection_created
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
@@ -115,6 +116,31 @@ def execute(sql: str, params: Sequence[Any]) -> Cursor:
     cursor = connection.cursor()
     cursor.execute(sql, params)
     return cursor
+
+
+@contextmanager
+def read_only() -> Iterator[None]:
+    """Inside the block, every connection to the system database, opened by any thread of this
+    process, refuses writes: the database itself enforces it (PostgreSQL's
+    default_transaction_read_only, SQLite's query_only), whatever code runs."""
+    database = alias()
+
+    def refuse_writes(*, connection: Any, **kwargs: Any) -> None:
+        if connection.alias != database:
+            return
+        with connection.cursor() as cursor:
+            if connection.vendor == "postgresql":
+                cursor.execute("SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY")
+            else:
+                cursor.execute("PRAGMA query_only = ON")
+
+    connections[database].close()  # this thread's, so that it reconnects read-only
+    connection_created.connect(refuse_writes, weak=False)
+    try:
+        yield
+    finally:
+        connection_created.disconnect(refuse_writes)
+        connections[database].close()
 
 
 # A write that changes nothing: as a transaction's first statement, it takes SQLite's write lock.

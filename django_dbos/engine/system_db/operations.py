@@ -67,3 +67,23 @@ def list_operations(workflow_id: str) -> list[OperationOutput]:
     if not storable(workflow_id):
         return []
     return list(OperationOutput.objects.using(alias()).filter(workflow_id=workflow_id))
+
+
+def load_operations_of(workflow_ids: list[str]) -> dict[str, dict[int, RecordedOperation]]:
+    """The recorded operations of several workflows at once (a replay-checked upgrade's batch)."""
+    found: dict[str, dict[int, RecordedOperation]] = {
+        workflow_id: {} for workflow_id in workflow_ids
+    }
+    rows = (
+        OperationOutput.objects.using(alias())
+        .filter(workflow_id__in=workflow_ids)
+        .values_list(
+            "workflow_id", "function_id", "function_name", "output", "error", "child_workflow_id"
+        )
+        .order_by()
+    )
+    for workflow_id, function_id, function_name, output, error, child_workflow_id in rows:
+        found[workflow_id][function_id] = RecordedOperation(
+            function_id, function_name, output, error, child_workflow_id
+        )
+    return found

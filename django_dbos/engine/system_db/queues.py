@@ -17,6 +17,7 @@ from .. import clock
 from ..registry import QUEUE_LIMITS, QueueSpec
 from .connection import QUEUE, WF, alias, execute, now, parse_time, write_transaction
 from .rows import ClaimedWorkflow
+from .versions import stranded_by_queue
 
 
 def sync_queues(specs: Iterable[QueueSpec]) -> None:
@@ -58,6 +59,7 @@ class QueueLoad:
     pending: int
     oldest_enqueued_at: datetime.datetime | None
     live_workers: int
+    stranded: int = 0  # ENQUEUED or PENDING on a version no live worker runs
 
 
 def queue_statuses(names: Iterable[str], live_since: datetime.datetime) -> list[QueueLoad]:
@@ -83,6 +85,7 @@ def queue_statuses(names: Iterable[str], live_since: datetime.datetime) -> list[
     ):
         serving.update(set(cast(list[str], served)))  # queues__isnull=False: a list of names
     limits = {queue.name: queue for queue in queue_limits()}
+    stranded = stranded_by_queue(live_since)
     loads = []
     for name in sorted({*names, *limits, *(name for name, _ in active)}):
         enqueued = active.get((name, Status.ENQUEUED), {})
@@ -95,6 +98,7 @@ def queue_statuses(names: Iterable[str], live_since: datetime.datetime) -> list[
                 pending=pending.get("count", 0),
                 oldest_enqueued_at=enqueued.get("oldest"),
                 live_workers=serving[name],
+                stranded=stranded.get(name, 0),
             )
         )
     return loads

@@ -2,9 +2,18 @@
 
 from __future__ import annotations
 
-from ...models import OperationOutput, Schedule, Status
+import json
+
+from ...models import ApplicationVersion, OperationOutput, Schedule, Status
 from ...models import WorkflowStatus as WorkflowRow
-from ...types import QueueStatus, StepInfo, WorkflowSchedule, WorkflowStatus
+from ...types import (
+    QueueStatus,
+    StepInfo,
+    UpgradeBlock,
+    VersionInfo,
+    WorkflowSchedule,
+    WorkflowStatus,
+)
 from .. import serialization
 from ..registry import QueueSpec
 from .connection import now
@@ -32,6 +41,21 @@ def workflow_status(
         parent_workflow_id=row.parent_workflow_id,
         forked_from=row.forked_from,
         payload_expired=row.payload_expired_at is not None,
+        upgrade_blocked_at=upgrade_block(row.upgrade_blocked_at, row.upgrade_checked_version),
+    )
+
+
+def upgrade_block(divergence: str | None, version: str | None) -> UpgradeBlock | None:
+    """The divergence an upgrade recorded (JSON), as the value type."""
+    if divergence is None or version is None:
+        return None
+    fields = json.loads(divergence)
+    return UpgradeBlock(
+        version=version,
+        function_id=fields.get("function_id"),
+        expected=fields.get("expected"),
+        found=fields.get("found"),
+        reason=fields.get("reason", ""),
     )
 
 
@@ -84,4 +108,14 @@ def queue_status(load: QueueLoad, spec: QueueSpec | None) -> QueueStatus:
         ),
         live_workers=load.live_workers,
         served=load.live_workers > 0,
+        stranded=load.stranded,
+    )
+
+
+def version_info(row: ApplicationVersion, latest: str | None) -> VersionInfo:
+    return VersionInfo(
+        version_name=row.version_name,
+        version_timestamp=row.version_timestamp,
+        created_at=row.created_at,
+        is_latest=row.version_name == latest,
     )

@@ -1,4 +1,5 @@
-"""`manage.py dbos`: list, inspect and manage workflows and queues (the DBOS CLI's verbs)."""
+"""`manage.py dbos`: list, inspect and manage workflows and queues (the DBOS CLI's verbs), move
+stranded workflows to this code's version, and check a deploy."""
 
 from __future__ import annotations
 
@@ -25,6 +26,8 @@ from django_dbos import (
     DBOSWorkflowConflictIDError,
     QueueStatus,
     StepInfo,
+    UpgradeBlock,
+    UpgradeCheck,
     WorkflowStatus,
     WorkflowStatusString,
     queries,
@@ -143,7 +146,28 @@ WORKFLOW_COLUMNS = ("ID", "NAME", "STATUS", "QUEUE", "CREATED", "UPDATED")
 STEP_COLUMNS = ("STEP", "NAME", "OUTPUT / ERROR", "CHILD", "STARTED", "DURATION")
 QUEUE_COLUMNS: tuple[str, ...]
 QUEUE_COLUMNS = ("NAME", "CONCURRENCY", "PER WORKER", "RATE LIMIT", "PRIORITY", "PARTITIONS")
-QUEUE_COLUMNS += ("ENQUEUED", "PENDING", "OLDEST WAITING", "LIVE WORKERS")
+QUEUE_COLUMNS += ("ENQUEUED", "PENDING", "OLDEST WAITING", "LIVE WORKERS", "STRANDED")
+CHECK_COLUMNS = ("ID", "NAME", "STATUS", "VERSION", "DIVERGES AT")
+
+
+def _divergence(block: UpgradeBlock) -> str:
+    """Where the checked code leaves the record, in a line."""
+    if block.function_id is None:
+        return block.reason
+    return (
+        f"operation {block.function_id}: recorded {block.expected}, "
+        f"the code of version {block.version} calls {block.found}"
+    )
+
+
+def _check_row(check: UpgradeCheck) -> list[Any]:
+    block = check.blocked_at
+    where = None if block is None else block.function_id or "start"
+    return [check.workflow_id, check.name, check.status, check.app_version, where]
+
+
+def _check_fields(check: UpgradeCheck) -> dict[str, Any]:
+    return {**_status_fields(check), "blocked_at": _field(check.blocked_at)}
 
 
 def _workflow_row(wf: WorkflowStatus) -> list[Any]:
@@ -164,15 +188,22 @@ def _queue_row(queue: QueueStatus) -> list[Any]:
     limits = [queue.concurrency, queue.worker_concurrency, rate, *flags]
     age = queue.oldest_enqueued_age_seconds
     load = [queue.enqueued, queue.pending, None if age is None else f"{age:.0f} s"]
-    return [queue.name, *limits, *load, queue.live_workers]
+    return [queue.name, *limits, *load, queue.live_workers, queue.stranded]
 
 
 def _yes_no(flag: bool | None) -> str | None:
     return None if flag is None else "yes" if flag else "no"
 
 
-def _status_fields(status: WorkflowStatus | QueueStatus) -> dict[str, Any]:
-    return {field.name: getattr(status, field.name) for field in dataclasses.fields(status)}
+def _status_fields(status: WorkflowStatus | QueueStatus | UpgradeCheck) -> dict[str, Any]:
+    return {field.name: _field(getattr(status, field.name)) for field in dataclasses.fields(status)}
+
+
+def _field(value: Any) -> Any:
+    """A value as JSON shows it: a nested value type (an UpgradeBlock) as its fields."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return dataclasses.asdict(value)
+    return value
 
 
 def _queue_fields(queue: QueueStatus) -> dict[str, Any]:
@@ -190,7 +221,7 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         groups = parser.add_subparsers(
-            dest="group", required=True, metavar="{workflow,queue,health}"
+            dest="group", required=True, metavar="{workflow,queue,health,check-deploy}"
         )
         workflow = groups.add_parser("workflow", help="Inspect and manage workflows.")
         verbs = workflow.add_subparsers(dest="verb", required=True)
@@ -280,7 +311,25 @@ class Command(BaseCommand):
         )
         health.set_defaults(handler=self.health)
 
-        for verb in (listing, get, steps, fork, queue_list, health):
+        upgrade = verbs.add_parser(
+            "upgrade",
+            help="Replay each stranded workflow (PENDING or ENQUEUED on a version no live worker "
+            "runs) on this code, without running any step; move those it continues to this "
+            "code's version, and record where the others diverge.",
+        )
+        upgrade.add_argument("--from-version", help="Only the workflows of this version.")
+        upgrade.add_argument(
+            "--dry-run", action="store_true", help="Replay and report; move and record nothing."
+        )
+        upgrade.set_defaults(handler=self.workflow_upgrade)
+        check_deploy = groups.add_parser(
+            "check-deploy",
+            help="Run with new code against the production database: list the in-flight "
+            "workflows this code cannot continue, and exit 1 if there are any. Read-only.",
+        )
+        check_deploy.set_defaults(handler=self.check_deploy)
+
+        for verb in (listing, get, steps, fork, queue_list, health, upgrade, check_deploy):
             verb.add_argument("--json", action="store_true", help="Print JSON, not a table.")
 
     def _add_export_and_import(self, verbs: Any) -> None:
@@ -371,11 +420,13 @@ class Command(BaseCommand):
             keep: tuple[str, ...]
             keep = ("workflow_id", "name", "status", "queue_name", "created_at", "updated_at")
             keep += ("executor_id", "app_version", "recovery_attempts", "parent_workflow_id")
-            self._print_json([{key: getattr(wf, key) for key in keep} for wf in found])
+            keep += ("upgrade_blocked_at",)
+            self._print_json([{key: _field(getattr(wf, key)) for key in keep} for wf in found])
             return
         self._print_table(
             WORKFLOW_COLUMNS, [_workflow_row(wf) for wf in found], "No workflows match."
         )
+        self._print_divergences([(wf.workflow_id, wf.upgrade_blocked_at) for wf in found])
 
     def workflow_get(self, options: dict[str, Any]) -> None:
         fields = _status_fields(self._existing(options["workflow_id"]))
@@ -390,6 +441,8 @@ class Command(BaseCommand):
                 text = _error(value) or "-"
             elif isinstance(value, datetime.datetime):
                 text = _when(value)
+            elif name == "upgrade_blocked_at" and value is not None:
+                text = _divergence(UpgradeBlock(**value))
             else:
                 text = "-" if value is None else str(value)
             self.stdout.write(f"{name.ljust(width)}  {text}")
@@ -536,6 +589,66 @@ class Command(BaseCommand):
         with contextlib.suppress(Exception):  # its outcome is in its status, shown by the caller
             handle.get_result()
         return self._existing(handle.workflow_id)
+
+    # Versions and deploys -------------------------------------------------------------------
+
+    def _print_divergences(self, blocks: list[tuple[str, UpgradeBlock | None]]) -> None:
+        """Under a table, where each blocked workflow leaves its record, in full."""
+        lines = [f"{workflow_id}: {_divergence(b)}." for workflow_id, b in blocks if b is not None]
+        if lines:
+            self.stdout.write("\n" + "\n".join(lines))
+
+    def workflow_upgrade(self, options: dict[str, Any]) -> None:
+        done = queries.upgrade_stranded(
+            from_version=options["from_version"], dry_run=options["dry_run"]
+        )
+        if options["json"]:
+            self._print_json([_check_fields(check) for check in done.checked])
+        else:
+            self._print_table(
+                (*CHECK_COLUMNS, "MOVED"),
+                [[*_check_row(check), _yes_no(check.moved)] for check in done.checked],
+                "No stranded workflows to upgrade.",
+            )
+            self._print_divergences(
+                [(check.workflow_id, check.blocked_at) for check in done.checked]
+            )
+        continues = [check for check in done.checked if check.blocked_at is None]
+        if options["dry_run"]:
+            self._note(
+                f"Dry run: {_count(len(continues))} would move to version {done.to_version}, "
+                f"{len(done.blocked)} cannot continue on it; nothing was written."
+            )
+            return
+        self._note(
+            f"{_count(len(done.moved))} moved to version {done.to_version}, "
+            f"{len(done.blocked)} cannot continue on it."
+        )
+        if done.moved and done.to_version not in {
+            version.version_name for version in queries.versions() if version.live_executors
+        }:
+            self._note(
+                f"No live worker runs version {done.to_version} yet: they continue when one starts."
+            )
+
+    def check_deploy(self, options: dict[str, Any]) -> None:
+        blocked = queries.check_deploy()
+        if options["json"]:
+            self._print_json([_check_fields(check) for check in blocked])
+        else:
+            self._print_table(
+                CHECK_COLUMNS,
+                [_check_row(check) for check in blocked],
+                f"Every in-flight workflow replays on this code (version "
+                f"{queries.running_version()}).",
+            )
+            self._print_divergences([(check.workflow_id, check.blocked_at) for check in blocked])
+        if blocked:
+            raise CommandError(
+                f"{_count(len(blocked))} in flight cannot continue on this code: keep the old "
+                "path with DBOS.patch(), or let them finish first (docs/deploying.md).",
+                returncode=1,
+            )
 
     # Queues ---------------------------------------------------------------------------------
 
