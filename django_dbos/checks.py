@@ -159,6 +159,15 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Any]:
         errors.append(
             Error('DBOS["PREPARED_STATEMENTS"] must be True or False.', id="django_dbos.E008")
         )
+    if not isinstance(conf.get("METRICS"), bool):
+        errors.append(
+            Error(
+                f'DBOS["METRICS"] must be True or False, not {conf.get("METRICS")!r}.',
+                hint="True (the default) keeps this process's Prometheus series when "
+                "prometheus_client is installed; False turns them off.",
+                id="django_dbos.E014",
+            )
+        )
     errors.extend(_retention_errors(raw.get("RETENTION", {})))
     return [error for error in errors if error is not None]
 

@@ -30,6 +30,9 @@ DEFAULTS: dict[str, Any] = {
     # Prepare the engine's hot statements on PostgreSQL. Turn off behind a connection pooler
     # that cannot keep prepared statements (PgBouncer before 1.21 in transaction mode).
     "PREPARED_STATEMENTS": True,
+    # This process's Prometheus series (docs/monitoring-instrumentation.md), when
+    # prometheus_client is installed; False turns them off.
+    "METRICS": True,
     # What the workers delete, scrub and archive of finished workflows (docs/retention.md, "The
     # retention policy"); merged key by key with the project's dict.
     "RETENTION": {

@@ -12,6 +12,7 @@ from django.db import connections
 from . import conf
 from .engine import executor, parking, registry, runtime, system_db
 from .engine.dispatcher import Dispatcher
+from .engine.metrics import MetricsServer
 from .engine.pool import tidy_connections
 from .engine.recovery import Recovery
 from .engine.retention import Policy, Retention
@@ -34,12 +35,16 @@ class Worker:
         recovery: bool = True,
         scheduler: bool = True,
         shutdown_timeout: float = 30.0,
+        metrics_port: int | None = None,
+        metrics_address: str = "0.0.0.0",
     ):
         self.queues = queues
         self.concurrency = concurrency
         self.recovery_enabled = recovery
         self.scheduler: Scheduler | None = Scheduler() if scheduler else None
         self.shutdown_timeout = shutdown_timeout
+        self.metrics_port = metrics_port
+        self.metrics_address = metrics_address
         self._stop = threading.Event()
         self.dispatcher: Dispatcher | None = None
 
@@ -52,6 +57,21 @@ class Worker:
 
     def run(self) -> bool:
         """Work until stop() is called; return True when every running workflow finished."""
+        metrics_server = None
+        if self.metrics_port is not None:
+            metrics_server = MetricsServer(self.metrics_port, self.metrics_address)
+            logger.info(
+                "Serving this worker's metrics on http://%s:%d/metrics.",
+                self.metrics_address,
+                metrics_server.port,
+            )
+        try:
+            return self._run()
+        finally:
+            if metrics_server is not None:
+                metrics_server.stop()
+
+    def _run(self) -> bool:
         process = executor.current()
         if self.concurrency is not None:
             process.max_threads = self.concurrency

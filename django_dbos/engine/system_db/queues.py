@@ -202,7 +202,7 @@ def _claim(
         FROM picked
         WHERE workflow_id = picked_id AND status = 'ENQUEUED'
         RETURNING workflow_id, name, inputs, recovery_attempts, deadline, timeout_ms, execution,
-            priority, created_at, queue_partition_key
+            priority, created_at, queue_partition_key, trace_context, updated_at, dispatch_after
     """
     params: list[Any] = [queue.name, *partition_params, moment, application_version, limit]
     params += [executor_id, moment, moment, application_version]
@@ -211,7 +211,8 @@ def _claim(
     rows.sort(key=lambda row: (row[7], parse_time(row[8])))
     claimed = []
     for row in rows:
-        workflow_id, name, inputs, attempts, deadline, timeout_ms, execution, priority, _, key = row
+        workflow_id, name, inputs, attempts, deadline, timeout_ms, execution, priority = row[:8]
+        key, trace_context, queued_at, dispatch_after = row[9:]
         deadline = parse_time(deadline)
         if deadline is None and timeout_ms is not None:
             # A queued workflow's timeout counts from its dequeue.
@@ -230,6 +231,20 @@ def _claim(
                 execution,
                 priority=priority,
                 queue_partition_key=key,
+                trace_context=trace_context,
+                waited_seconds=_waited(moment, queued_at, dispatch_after),
             )
         )
     return claimed
+
+
+def _waited(moment: datetime.datetime, queued_at: Any, dispatch_after: Any) -> float | None:
+    """Seconds from when a workflow could first run (it was last set ENQUEUED: enqueued,
+    requeued by a recovery or a resume; or its delay ended, if later) to its claim."""
+    eligible = parse_time(queued_at)
+    delay = parse_time(dispatch_after)
+    if eligible is None:
+        return None
+    if delay is not None and delay > eligible:
+        eligible = delay
+    return max(0.0, (moment - eligible).total_seconds())

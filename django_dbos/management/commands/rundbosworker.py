@@ -2,8 +2,9 @@ import logging
 import signal
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandParser
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from django_dbos.errors import DBOSConfigurationError
 from django_dbos.worker import Worker
 
 
@@ -40,6 +41,20 @@ class Command(BaseCommand):
             default=30.0,
             help="Seconds to let running workflows finish after SIGTERM/SIGINT (default 30).",
         )
+        parser.add_argument(
+            "--metrics-port",
+            type=int,
+            default=None,
+            metavar="N",
+            help="Serve this worker's Prometheus metrics over HTTP on this port (needs "
+            "django-dbos[metrics]; 0 picks a free port).",
+        )
+        parser.add_argument(
+            "--metrics-address",
+            default="0.0.0.0",
+            help="The address the metrics server listens on (default 0.0.0.0: every interface, "
+            "for a scraper on another host).",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         if not logging.getLogger("django_dbos").handlers and not logging.getLogger().handlers:
@@ -47,13 +62,21 @@ class Command(BaseCommand):
         if options["concurrency"] is not None and options["concurrency"] < 1:
             self.stderr.write("--concurrency must be at least 1.")
             raise SystemExit(2)
+        port = options["metrics_port"]
+        if port is not None and not 0 <= port <= 65535:
+            raise CommandError("--metrics-port must be a port number, from 0 to 65535.")
         worker = Worker(
             queues=options["queues"],
             concurrency=options["concurrency"],
             recovery=not options["no_recovery"],
             scheduler=not options["no_scheduler"],
             shutdown_timeout=options["shutdown_timeout"],
+            metrics_port=port,
+            metrics_address=options["metrics_address"],
         )
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: worker.stop())
-        worker.run()
+        try:
+            worker.run()
+        except DBOSConfigurationError as exc:
+            raise CommandError(str(exc)) from exc

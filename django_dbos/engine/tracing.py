@@ -1,0 +1,210 @@
+"""OpenTelemetry spans of workflow executions, steps, transactions, enqueues, sends and recvs
+(extra `django-dbos[otel]`), and the trace context a workflow's row carries.
+
+Spans are made only when the application has set a tracer provider of its own (the API's
+default is a proxy that records nothing). That is decided once per engine, on first use, so that
+a process without one pays an attribute read per operation. A workflow started or enqueued
+inside a span stores that span's W3C context (JSON of the propagator's fields) in its row; every
+execution of it, in whatever process, opens its span as a child of that context.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
+from typing import Any
+
+from . import registry, runtime
+
+try:
+    from opentelemetry import propagate, trace
+    from opentelemetry.trace import SpanKind, StatusCode
+except ImportError:  # the extra is not installed
+    trace = None  # type: ignore[assignment]
+
+# Attribute names: OpenTelemetry's semantic conventions where one fits, dbos.* for the rest.
+CODE_FUNCTION = "code.function.name"
+DB_SYSTEM = "db.system.name"
+DB_NAMESPACE = "db.namespace"
+MESSAGING_SYSTEM = "messaging.system"
+MESSAGING_OPERATION_TYPE = "messaging.operation.type"
+MESSAGING_OPERATION_NAME = "messaging.operation.name"
+MESSAGING_DESTINATION = "messaging.destination.name"
+MESSAGING_MESSAGE_ID = "messaging.message.id"
+WORKFLOW_ID = "dbos.workflow.id"
+WORKFLOW_NAME = "dbos.workflow.name"
+EXECUTION = "dbos.workflow.execution"
+RECOVERY_ATTEMPTS = "dbos.workflow.recovery_attempts"
+APPLICATION_VERSION = "dbos.application.version"
+EXECUTOR_ID = "dbos.executor.id"
+FUNCTION_ID = "dbos.function_id"
+STEP_ATTEMPT = "dbos.step.attempt"
+DESTINATION_WORKFLOW = "dbos.destination.workflow_id"
+
+_OFF: AbstractContextManager[Any] = nullcontext()
+
+
+class Tracing:
+    """The engine's tracer, or None when the application set no tracer provider."""
+
+    def __init__(self) -> None:
+        self.tracer: Any = None
+        if trace is None:
+            return
+        provider = trace.get_tracer_provider()
+        if not isinstance(provider, trace.ProxyTracerProvider | trace.NoOpTracerProvider):
+            self.tracer = provider.get_tracer("django_dbos")
+
+
+def tracer() -> Any:
+    return runtime.part(Tracing).tracer
+
+
+def carrier() -> str | None:
+    """The active span's context, as the JSON a new workflow's row keeps; None without one."""
+    if tracer() is None or not trace.get_current_span().get_span_context().is_valid:
+        return None
+    fields: dict[str, str] = {}
+    propagate.inject(fields)
+    return json.dumps(fields, sort_keys=True) if fields else None
+
+
+def _stored_context(stored: str | None) -> Any:
+    """The context a row's trace_context names (None: the caller's current context)."""
+    if not stored:
+        return None
+    try:
+        fields = json.loads(stored)
+    except ValueError:
+        return None
+    return propagate.extract(fields) if isinstance(fields, dict) else None
+
+
+@contextmanager
+def _span(name: str, kind: Any, attributes: dict[str, Any], context: Any = None) -> Iterator[Any]:
+    """A current span that records an Exception as its error; a BaseException (a park, a
+    cancellation, a superseded execution) ends it without one."""
+    with tracer().start_as_current_span(
+        name,
+        context=context,
+        kind=kind,
+        attributes=attributes,
+        record_exception=False,
+        set_status_on_exception=False,
+    ) as span:
+        try:
+            yield span
+        except Exception as exc:
+            span.record_exception(exc)
+            span.set_status(StatusCode.ERROR, f"{type(exc).__name__}: {exc}")
+            raise
+
+
+def workflow_span(
+    name: str,
+    workflow_id: str,
+    *,
+    executor_id: str,
+    execution: int,
+    recovery_attempts: int,
+    queue_name: str | None,
+    trace_context: str | None,
+) -> AbstractContextManager[Any]:
+    """The span of one execution of a workflow, a child of the context its row stored."""
+    if tracer() is None:
+        return _OFF
+    attributes: dict[str, Any] = {
+        CODE_FUNCTION: name,
+        WORKFLOW_ID: workflow_id,
+        WORKFLOW_NAME: name,
+        EXECUTION: execution,
+        RECOVERY_ATTEMPTS: recovery_attempts,
+        APPLICATION_VERSION: registry.application_version(),
+        EXECUTOR_ID: executor_id,
+    }
+    kind = SpanKind.INTERNAL
+    if queue_name is not None:
+        kind = SpanKind.CONSUMER
+        attributes.update(
+            {
+                MESSAGING_SYSTEM: "dbos",
+                MESSAGING_OPERATION_TYPE: "process",
+                MESSAGING_DESTINATION: queue_name,
+                MESSAGING_MESSAGE_ID: workflow_id,
+            }
+        )
+    return _span(name, kind, attributes, _stored_context(trace_context))
+
+
+def step_span(name: str, workflow_id: str, function_id: int) -> AbstractContextManager[Any]:
+    if tracer() is None:
+        return _OFF
+    attributes = {
+        CODE_FUNCTION: name,
+        WORKFLOW_ID: workflow_id,
+        FUNCTION_ID: function_id,
+        STEP_ATTEMPT: 1,
+    }
+    return _span(name, SpanKind.INTERNAL, attributes)
+
+
+def step_retrying(attempt: int, error: Exception) -> None:
+    """Note on the step's span that attempt `attempt` failed and the next one begins."""
+    if tracer() is None:
+        return
+    span = trace.get_current_span()
+    span.add_event("retry", {STEP_ATTEMPT: attempt, "exception.type": type(error).__name__})
+    span.set_attribute(STEP_ATTEMPT, attempt + 1)
+
+
+def transaction_span(
+    name: str, workflow_id: str, function_id: int, database: str, vendor: str
+) -> AbstractContextManager[Any]:
+    if tracer() is None:
+        return _OFF
+    attributes = {
+        CODE_FUNCTION: name,
+        WORKFLOW_ID: workflow_id,
+        FUNCTION_ID: function_id,
+        DB_SYSTEM: vendor,
+        DB_NAMESPACE: database,
+    }
+    return _span(name, SpanKind.CLIENT, attributes)
+
+
+def enqueue_span(name: str, workflow_id: str, queue_name: str) -> AbstractContextManager[Any]:
+    """The producer span of an enqueue (the workflow's own span is a sibling of it, a child of
+    the span that enqueued it)."""
+    if tracer() is None:
+        return _OFF
+    attributes = {
+        CODE_FUNCTION: name,
+        WORKFLOW_ID: workflow_id,
+        MESSAGING_SYSTEM: "dbos",
+        MESSAGING_OPERATION_TYPE: "send",
+        MESSAGING_OPERATION_NAME: "enqueue",
+        MESSAGING_DESTINATION: queue_name,
+        MESSAGING_MESSAGE_ID: workflow_id,
+    }
+    return _span(f"enqueue {queue_name}", SpanKind.PRODUCER, attributes)
+
+
+def message_span(
+    operation: str, topic: str, workflow_id: str, function_id: int | None
+) -> AbstractContextManager[Any]:
+    """The span of a send (to `workflow_id`) or a recv (by `workflow_id`) on a topic."""
+    if tracer() is None:
+        return _OFF
+    sending = operation == "send"
+    attributes: dict[str, Any] = {
+        MESSAGING_SYSTEM: "dbos",
+        MESSAGING_OPERATION_TYPE: "send" if sending else "receive",
+        MESSAGING_OPERATION_NAME: operation,
+        MESSAGING_DESTINATION: topic,
+        DESTINATION_WORKFLOW if sending else WORKFLOW_ID: workflow_id,
+    }
+    if function_id is not None:
+        attributes[FUNCTION_ID] = function_id
+    kind = SpanKind.PRODUCER if sending else SpanKind.CONSUMER
+    return _span(f"{operation} {topic}" if topic else operation, kind, attributes)
