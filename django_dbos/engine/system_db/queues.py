@@ -202,7 +202,7 @@ def _claim(
         FROM picked
         WHERE workflow_id = picked_id AND status = 'ENQUEUED'
         RETURNING workflow_id, name, inputs, recovery_attempts, deadline, timeout_ms, execution,
-            priority, created_at, queue_partition_key, trace_context, updated_at, dispatch_after
+            priority, created_at, queue_partition_key, trace_context, dispatch_after
     """
     params: list[Any] = [queue.name, *partition_params, moment, application_version, limit]
     params += [executor_id, moment, moment, application_version]
@@ -212,7 +212,7 @@ def _claim(
     claimed = []
     for row in rows:
         workflow_id, name, inputs, attempts, deadline, timeout_ms, execution, priority = row[:8]
-        key, trace_context, queued_at, dispatch_after = row[9:]
+        created_at, key, trace_context, dispatch_after = row[8:]
         deadline = parse_time(deadline)
         if deadline is None and timeout_ms is not None:
             # A queued workflow's timeout counts from its dequeue.
@@ -232,19 +232,27 @@ def _claim(
                 priority=priority,
                 queue_partition_key=key,
                 trace_context=trace_context,
-                waited_seconds=_waited(moment, queued_at, dispatch_after),
+                waited_seconds=_waited(moment, execution, created_at, dispatch_after),
             )
         )
     return claimed
 
 
-def _waited(moment: datetime.datetime, queued_at: Any, dispatch_after: Any) -> float | None:
-    """Seconds from when a workflow could first run (it was last set ENQUEUED: enqueued,
-    requeued by a recovery or a resume; or its delay ended, if later) to its claim."""
-    eligible = parse_time(queued_at)
-    delay = parse_time(dispatch_after)
-    if eligible is None:
+def _waited(
+    moment: datetime.datetime, execution: int, created_at: Any, dispatch_after: Any
+) -> float | None:
+    """Seconds from when a workflow could first run (its enqueue, or the end of its delay) to
+    its first claim; None for a later claim (requeued by a recovery or a resume), whose
+    eligible time the row no longer says."""
+    eligible = parse_time(created_at)
+    if execution != 1 or eligible is None:
         return None
-    if delay is not None and delay > eligible:
+    delay = parse_time(dispatch_after)
+    if delay is not None and _utc(delay) > _utc(eligible):
         eligible = delay
-    return max(0.0, (moment - eligible).total_seconds())
+    return max(0.0, (moment - _utc(eligible)).total_seconds())
+
+
+def _utc(moment: datetime.datetime) -> datetime.datetime:
+    """A time read back from SQLite may be naive: it is in UTC."""
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=datetime.UTC)
