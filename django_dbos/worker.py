@@ -45,6 +45,7 @@ class Worker:
         self.shutdown_timeout = shutdown_timeout
         self.metrics_port = metrics_port
         self.metrics_address = metrics_address
+        self.metrics_server: MetricsServer | None = None
         self._stop = threading.Event()
         self.dispatcher: Dispatcher | None = None
 
@@ -57,19 +58,18 @@ class Worker:
 
     def run(self) -> bool:
         """Work until stop() is called; return True when every running workflow finished."""
-        metrics_server = None
         if self.metrics_port is not None:
-            metrics_server = MetricsServer(self.metrics_port, self.metrics_address)
+            self.metrics_server = MetricsServer(self.metrics_port, self.metrics_address)
             logger.info(
                 "Serving this worker's metrics on http://%s:%d/metrics.",
                 self.metrics_address,
-                metrics_server.port,
+                self.metrics_server.port,
             )
         try:
             return self._run()
         finally:
-            if metrics_server is not None:
-                metrics_server.stop()
+            if self.metrics_server is not None:
+                self.metrics_server.stop()
 
     def _run(self) -> bool:
         process = executor.current()
