@@ -129,16 +129,18 @@ def test_dispatch_latency_is_observed_once_per_dequeued_workflow():
     assert 0 <= waited < 3 * 30
 
 
-def test_recoveries_count_the_workflows_taken_over():
+def test_recoveries_count_the_workflows_taken_over_and_those_set_back_on_their_queue():
     leave_behind("metered-dead-1", [])
     leave_behind("metered-dead-2", [])
+    leave_behind("metered-dead-queued", [], queue_name=metered_queue.name)
     before = value(samples(), "dbos_recoveries_total")
 
-    assert recover() == 2
+    assert recover() == 2  # run here; the queued one waits for a worker of its queue
     DBOS.retrieve_workflow("metered-dead-1").get_result(10)
     DBOS.retrieve_workflow("metered-dead-2").get_result(10)
 
-    assert value(samples(), "dbos_recoveries_total") - before == 2
+    assert value(samples(), "dbos_recoveries_total") - before == 3
+    assert DBOS.get_workflow_status("metered-dead-queued").status == "ENQUEUED"
 
 
 def test_metrics_false_keeps_no_series():

@@ -100,7 +100,7 @@ def claim_pending(
     placeholders = ", ".join(["%s"] * len(executors))
     guard = f"status = 'PENDING' AND application_version = %s AND executor_id IN ({placeholders})"
     with write_transaction():
-        requeue = execute_and_notify(
+        requeued = execute_and_notify(
             f"""
             UPDATE {WF} SET status = 'ENQUEUED', executor_id = NULL,
                 recovery_attempts = recovery_attempts + 1, updated_at = %s, {NOT_WAITING}
@@ -108,7 +108,7 @@ def claim_pending(
             """,
             [now(), application_version, *executors],
             QUEUE_ACTIVITY,
-        )
+        ).rowcount  # read now: the next statement may reuse the cursor
         rows = execute(
             f"""
             UPDATE {WF} SET executor_id = %s, recovery_attempts = recovery_attempts + 1,
@@ -131,5 +131,5 @@ def claim_pending(
         )
         for workflow_id, name, inputs, attempts, deadline, execution, trace_context in rows
     )
-    recovered.requeued = max(requeue.rowcount, 0)
+    recovered.requeued = max(requeued, 0)
     return recovered
