@@ -38,6 +38,14 @@ from _workers import (
     worker_env,
 )
 
+if os.environ.get("BENCH_TRACING"):
+    # core.py's traced side: an SDK tracer provider with no exporter, so that every span is
+    # made and recorded (the cost of tracing in django-dbos) and then dropped.
+    from opentelemetry import trace
+    from opentelemetry.sdk.trace import TracerProvider
+
+    trace.set_tracer_provider(TracerProvider())
+
 # Settings come from the environment (DJANGO_SETTINGS_MODULE, DATABASE_URL); django-dbos can
 # only be imported once the app registry is ready. Setting up does not connect yet.
 django.setup()
@@ -159,6 +167,8 @@ def main() -> None:
         "conn_max_age": settings.DATABASES["default"].get("CONN_MAX_AGE"),
         "conn_health_checks": settings.DATABASES["default"].get("CONN_HEALTH_CHECKS"),
         "workflow_threads": settings.DBOS.get("WORKFLOW_THREADS"),
+        "metrics": dbos_conf.get("METRICS"),
+        "tracing": bool(os.environ.get("BENCH_TRACING")),
         "django_dbos_from": os.path.dirname(django_dbos.__file__),
     }
     if args.suite != "core":

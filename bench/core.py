@@ -9,7 +9,11 @@ One run, one PostgreSQL server, four sides, each a fresh process on a fresh data
 * ``django-dbos`` this repository on ``testproject.settings`` with Django's default connection
                   settings (``CONN_MAX_AGE=0``; ``bench_django_dbos``; the ``.venv`` interpreter);
 * ``django-dbos-tuned`` the same with ``CONN_MAX_AGE=600`` (on the same database, recreated;
-                  ``--no-tuned`` leaves it out).
+                  ``--no-tuned`` leaves it out);
+* ``django-dbos-metrics`` the ``django-dbos`` side with the per-process Prometheus series on
+                  (``DBOS["METRICS"]``; the ``django-dbos`` side runs with them off);
+* ``django-dbos-traced`` the ``django-dbos`` side with OpenTelemetry tracing on: an SDK
+                  ``TracerProvider`` with no exporter, so every span is made and dropped.
 
 Measured on both workflow sides, with the same trivial workflow (``n`` steps that return
 their argument):
@@ -22,7 +26,9 @@ their argument):
 The floor is the p50 of a few thousand INSERT commits. Every repetition runs the sides in a
 rotated order; the table gives the median over repetitions [min .. max], and the ratios are
 taken from those medians (per-repetition ratios are printed too): against DBOS and the floor
-with the ``django-dbos`` side, and Django's defaults / tuned for the two django-dbos sides.
+with the ``django-dbos`` side, Django's defaults / tuned for the two django-dbos sides, and each
+instrumented side / ``django-dbos`` (both off), against the targets (metrics at most 3% more
+per step, tracing at most 10%). ``--no-instrumented`` leaves the instrumented sides out.
 
 Usage, from the repository root (any Python 3.11+; the sides bring their own interpreters)::
 
@@ -75,11 +81,19 @@ from _orchestrate import (
 )
 
 SIDES = ("floor", "dbos", "django-dbos")
+# The django-dbos side with one kind of instrumentation on (it runs with both off), the
+# environment that turns it on, and the most it may add to the per-step overhead.
+INSTRUMENTED = {
+    "django-dbos-metrics": ({"DBOS_METRICS": "True"}, 1.03),
+    "django-dbos-traced": ({"BENCH_TRACING": "1"}, 1.10),
+}
 LABELS = {
     "floor": "floor (psycopg)",
     "dbos": "DBOS 3.4.0",
     "django-dbos": "django-dbos",
     TUNED_SIDE: TUNED_LABEL,
+    "django-dbos-metrics": "+metrics",
+    "django-dbos-traced": "+tracing",
 }
 DEFAULTS = {"repeats": 3, "pairs": 500, "start_n": 1000, "floor_inserts": 5000}
 QUICK = {"repeats": 1, "pairs": 30, "start_n": 100, "floor_inserts": 500}
@@ -98,13 +112,17 @@ def side_commands(
     ]
     dbos = [str(dbos_python), str(BENCH_DIR / "_dbos_side.py"), "--db", db_url(args, "bench_dbos")]
     django = [str(django_python), str(BENCH_DIR / "_django_side.py")]
-    return add_tuned_commands(
+    django_off = {**django_env(args, "bench_django_dbos"), "DBOS_METRICS": "False"}
+    commands = add_tuned_commands(
         {
             "floor": ([*floor, "--inserts", str(args.floor_inserts)], base_env()),
             "dbos": ([*dbos, *sizes], base_env()),
-            "django-dbos": ([*django, *sizes], django_env(args, "bench_django_dbos")),
+            "django-dbos": ([*django, *sizes], django_off),
         }
     )
+    for side, (env, _) in INSTRUMENTED.items():
+        commands[side] = ([*django, *sizes], {**django_off, **env})
+    return commands
 
 
 # Figures -----------------------------------------------------------------------------------
@@ -117,8 +135,13 @@ def figures(steps: int, start_n: int, start_steps: int) -> list[tuple[str, dict[
     s = steps
 
     def both(get: Getter) -> dict[str, Getter]:
-        """Both workflow sides (the tuned twin too)."""
-        return {"dbos": get, "django-dbos": get, TUNED_SIDE: get}
+        """Both workflow sides (the tuned twin and the instrumented sides too)."""
+        return {
+            "dbos": get,
+            "django-dbos": get,
+            TUNED_SIDE: get,
+            **dict.fromkeys(INSTRUMENTED, get),
+        }
 
     return [
         ("inline 0-step workflow, p50 (ms)", both(lambda r: r["inline"]["wf_0"]["p50_ms"])),
@@ -213,6 +236,12 @@ def parse_args() -> argparse.Namespace:
         help=f"timed INSERT commits of the floor (default: {DEFAULTS['floor_inserts']})",
     )
     add_tuned_arg(ap)
+    ap.add_argument(
+        "--no-instrumented",
+        dest="instrumented",
+        action="store_false",
+        help="leave out the django-dbos sides with metrics or tracing on",
+    )
     add_venv_and_output_args(ap, "core.json")
     args = ap.parse_args()
     for key, default in DEFAULTS.items():
@@ -252,7 +281,60 @@ def summarize_runs(args: argparse.Namespace, runs: list[Run], sides: list[str]) 
         "ratios": ratios(*(medians[side] for side in SIDES)),
         "ratios_per_run": [ratios(*(headline(run[side], side) for side in SIDES)) for run in runs],
         "default_over_tuned": tuned_comparison(runs, sides, TUNED_FIGURES),
+        "instrumented_over_off": instrumented_comparison(runs, sides),
     }
+
+
+def instrumented_comparison(runs: list[Run], sides: list[str]) -> dict[str, Any]:
+    """Each instrumented side / the django-dbos side (both off): per-step overhead and
+    start_workflow wf/s, from the medians and per run, with the per-step target."""
+    comparison: dict[str, Any] = {}
+    for side, (_, target) in INSTRUMENTED.items():
+        if side not in sides:
+            continue
+        per_run = [
+            {
+                key: headline(run[side], side)[key]
+                / headline(run["django-dbos"], "django-dbos")[key]
+                for key in ("per_step_ms", "wf_per_s")
+            }
+            for run in runs
+        ]
+        medians = {
+            key: statistics.median(headline(run[side], side)[key] for run in runs)
+            / statistics.median(headline(run["django-dbos"], "django-dbos")[key] for run in runs)
+            for key in ("per_step_ms", "wf_per_s")
+        }
+        comparison[side] = {
+            "per_step_target": target,
+            "ratios": medians,
+            "ratios_per_run": per_run,
+            "per_step_added_ms": statistics.median(
+                headline(run[side], side)["per_step_ms"] for run in runs
+            )
+            - statistics.median(
+                headline(run["django-dbos"], "django-dbos")["per_step_ms"] for run in runs
+            ),
+        }
+    return comparison
+
+
+def print_instrumented(comparison: dict[str, Any], many: bool) -> None:
+    if not comparison:
+        return
+    print("\ninstrumented / both off (from the medians; per-step overhead against its target):")
+    for side, figures in comparison.items():
+        ratios = figures["ratios"]
+        target = figures["per_step_target"]
+        verdict = "met" if ratios["per_step_ms"] <= target else "MISSED"
+        per_run = ", ".join(f"{r['per_step_ms']:.2f}" for r in figures["ratios_per_run"])
+        extra = f"   (per run: {per_run})" if many else ""
+        print(
+            f"  {LABELS[side]:10s} per-step {ratios['per_step_ms']:.3f} "
+            f"({figures['per_step_added_ms'] * 1000:+.1f} us; target <= {target:.2f}: {verdict})"
+            f"{extra}"
+        )
+        print(f"  {'':10s} start_workflow wf/s {ratios['wf_per_s']:.3f}")
 
 
 def print_report(args: argparse.Namespace, summary: dict[str, Any], sides: list[str]) -> None:
@@ -283,6 +365,7 @@ def print_report(args: argparse.Namespace, summary: dict[str, Any], sides: list[
         extra = f"   (per run: {per_run})" if many else ""
         print(f"  {name:45s} {summary['ratios'][key]:7.2f}{extra}")
     print_tuned_comparison(summary["default_over_tuned"], many)
+    print_instrumented(summary["instrumented_over_off"], many)
 
 
 def main() -> None:
@@ -291,6 +374,8 @@ def main() -> None:
     load_start, git_start = loadavg(), git_state()
     dbos_python, django_python = ensure_venvs(args)
     sides = with_tuned(args, SIDES)
+    if args.instrumented:
+        sides += list(INSTRUMENTED)
     runs = run_all(sides, args.repeats, side_commands(args, dbos_python, django_python))
     summary = summarize_runs(args, runs, sides)
     print_report(args, summary, sides)

@@ -114,6 +114,8 @@ DBOS = {
     "HEARTBEAT_SECONDS": env.float("DBOS_HEARTBEAT_SECONDS", default=5),
     "EXECUTOR_TIMEOUT_SECONDS": env.float("DBOS_EXECUTOR_TIMEOUT_SECONDS", default=30),
     "WORKFLOW_THREADS": env.int("DBOS_WORKFLOW_THREADS", default=16),
+    # The per-process Prometheus series (on by default; bench/core.py compares both).
+    "METRICS": env.bool("DBOS_METRICS", default=True),
     # Off unless set (the tests of tests/test_retention.py start workers with these).
     "RETENTION": {
         "FINISHED_DAYS": env.float("DBOS_RETENTION_FINISHED_DAYS", default=None),

@@ -62,6 +62,22 @@ def failing_step() -> None:
     raise ValueError("no")
 
 
+retried: list[int] = []
+
+
+@DBOS.step(retries_allowed=True, max_attempts=3, interval_seconds=0)
+def fails_once() -> str:
+    retried.append(1)
+    if len(retried) == 1:
+        raise ValueError("first attempt")
+    return "second"
+
+
+@DBOS.workflow()
+def traced_retry() -> str:
+    return fails_once()
+
+
 @DBOS.transaction()
 def traced_transaction(number: int) -> int:
     return number * 2
@@ -128,8 +144,7 @@ def test_workflow_steps_transaction_messages_child_and_enqueue_are_spans_of_one_
     assert parent["attributes"]["dbos.application.version"]
     step = children[traced_step.__dbos__.name]["attributes"]
     assert step["dbos.function_id"] == 1
-    assert step["dbos.step.attempt"] == 1
-    assert step["dbos.workflow.id"] == workflow_id
+    assert "dbos.step.attempt" not in step  # set from a retry on
     transaction = children[traced_transaction.__dbos__.name]["attributes"]
     assert transaction["dbos.function_id"] == 2
     assert transaction["db.system.name"] in {"sqlite", "postgresql"}
@@ -147,7 +162,9 @@ def test_workflow_steps_transaction_messages_child_and_enqueue_are_spans_of_one_
 
     # The enqueued child carries the parent workflow's span context in its row ...
     queued_id = enqueue["messaging.message.id"]
-    stored = json.loads(WorkflowStatus.objects.get(workflow_id=queued_id).trace_context)
+    row = WorkflowStatus.objects.get(workflow_id=queued_id)
+    assert row.parent_workflow_id == workflow_id
+    stored = json.loads(row.trace_context)  # type: ignore[arg-type]
     assert stored["traceparent"].split("-")[1:3] == [root["trace_id"], parent["span_id"]]
     # ... and its span, when a worker runs it, is the parent workflow's child.
     exporter.clear()
@@ -167,6 +184,17 @@ def test_an_exception_sets_the_error_status_of_its_step_and_workflow(exporter):
     spans = finished(exporter)
     assert one(spans, failing_step.__dbos__.name)["status"] == "ERROR"
     assert one(spans, traced_failure.__dbos__.name)["status"] == "ERROR"
+
+
+def test_a_retried_step_says_its_attempt_and_each_retry(exporter):
+    retried.clear()
+    assert traced_retry() == "second"
+
+    step = exporter.get_finished_spans()[0]
+    assert step.name == fails_once.__dbos__.name
+    assert step.attributes["dbos.step.attempt"] == 2  # type: ignore[index]
+    assert [event.name for event in step.events] == ["retry"]
+    assert step.status.is_ok
 
 
 def test_without_a_tracer_provider_nothing_is_traced_or_stored():

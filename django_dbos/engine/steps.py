@@ -51,7 +51,7 @@ def run_step(entry: registry.Registered, args: tuple, kwargs: dict) -> Any:
     if done:
         return result
     started_at = system_db.now()
-    with tracing.step_span(entry.name, ctx.workflow_id, function_id):
+    with tracing.step_span(entry.name, function_id):
         try:
             with inside_step(ctx), metrics.step_timer(entry.name):
                 result = _call_with_retries(entry, args, kwargs)
@@ -75,7 +75,7 @@ async def run_step_async(entry: registry.Registered, args: tuple, kwargs: dict) 
     if done:
         return result
     started_at = system_db.now()
-    with tracing.step_span(entry.name, ctx.workflow_id, function_id):
+    with tracing.step_span(entry.name, function_id):
         try:
             with inside_step(ctx), metrics.step_timer(entry.name):
                 result = await _call_with_retries_async(entry, args, kwargs)
@@ -165,7 +165,7 @@ def run_transaction(entry: registry.Registered, args: tuple, kwargs: dict) -> An
         return result
     vendor = connections[database].vendor
     with (
-        tracing.transaction_span(entry.name, ctx.workflow_id, function_id, database, vendor),
+        tracing.transaction_span(entry.name, function_id, database, vendor),
         metrics.step_timer(entry.name),
     ):
         return _run_transaction(entry, args, kwargs, ctx, function_id, database)
