@@ -17,7 +17,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.util._once import Once
 
-from django_dbos import DBOS, Queue
+from django_dbos import DBOS, DBOSClient, Queue
 from django_dbos.engine import tracing
 from django_dbos.models import WorkflowStatus
 from testproject.shop.workflows import append_line, fleet, ten_step_journal, write_ledger_entry
@@ -195,6 +195,20 @@ def test_a_retried_step_says_its_attempt_and_each_retry(exporter):
     assert step.attributes["dbos.step.attempt"] == 2  # type: ignore[index]
     assert [event.name for event in step.events] == ["retry"]
     assert step.status.is_ok
+
+
+def test_a_client_enqueue_stores_the_active_span_and_makes_its_own(exporter):
+    with trace.get_tracer("test").start_as_current_span("request") as request:
+        handle = DBOSClient().enqueue(
+            {"queue_name": "traced", "workflow_name": traced_child.__dbos__.name}, 1
+        )
+
+    row = WorkflowStatus.objects.get(workflow_id=handle.workflow_id)
+    traceparent = json.loads(row.trace_context)["traceparent"]  # type: ignore[arg-type]
+    context = request.get_span_context()
+    assert traceparent.split("-")[1:3] == [f"{context.trace_id:032x}", f"{context.span_id:016x}"]
+    enqueue = one(finished(exporter), "enqueue traced")
+    assert enqueue["parent_span_id"] == f"{context.span_id:016x}"
 
 
 def test_without_a_tracer_provider_nothing_is_traced_or_stored():
