@@ -8,7 +8,6 @@ tests of tests/test_tracing.py read them back. Without it, nothing is configured
 from __future__ import annotations
 
 import json
-import os
 import threading
 from collections.abc import Sequence
 
@@ -44,10 +43,8 @@ def as_dict(span: ReadableSpan) -> dict[str, object]:
     }
 
 
-def configure_from_environment() -> None:
-    path = os.environ.get("DBOS_TEST_SPANS_FILE")
-    if not path:
-        return
+def export_spans_to(path: str) -> None:
+    """Set this process's tracer provider: every finished span goes to `path`."""
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(JsonLinesExporter(path)))
     trace.set_tracer_provider(provider)

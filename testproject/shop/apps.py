@@ -1,3 +1,5 @@
+import os
+
 from django.apps import AppConfig
 
 
@@ -8,7 +10,10 @@ class ShopConfig(AppConfig):
 
     def ready(self) -> None:
         # A project configures OpenTelemetry here or in its settings (docs/monitoring.md); the
-        # tests' worker processes do when DBOS_TEST_SPANS_FILE names a file for their spans.
-        from testproject.spans import configure_from_environment
+        # tests' worker processes do when DBOS_TEST_SPANS_FILE names a file for their spans
+        # (the OpenTelemetry SDK, a dev dependency, is imported only then).
+        path = os.environ.get("DBOS_TEST_SPANS_FILE")
+        if path:
+            from testproject.spans import export_spans_to
 
-        configure_from_environment()
+            export_spans_to(path)
