@@ -6,6 +6,9 @@ from __future__ import annotations
 import re
 import signal
 import socket
+import subprocess
+import sys
+import textwrap
 import urllib.request
 from collections import Counter
 from pathlib import Path
@@ -16,11 +19,13 @@ from django.test import override_settings
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from django_dbos import DBOS, DBOSMaxStepRetriesExceeded, Queue
+from django_dbos import DBOS, DBOSConfigurationError, DBOSMaxStepRetriesExceeded, Queue
+from django_dbos.engine import metrics
 from django_dbos.engine.metrics import process_registry
+from django_dbos.worker import Worker
 from testproject.shop.workflows import fleet, fleet_job, fleet_work
 
-from .conftest import wait_until
+from .conftest import ROOT, wait_until
 from .inprocess_worker import running_worker
 from .test_recovery import leave_behind, recover
 
@@ -232,3 +237,48 @@ def test_a_metrics_port_in_use_stops_the_worker_with_a_clear_error(processes):
         )
         assert worker.wait(60) != 0
     assert "Choose another --metrics-port" in Path(worker.log_path).read_text()
+
+
+def test_without_prometheus_client_a_metrics_port_says_how_to_install_it(monkeypatch):
+    monkeypatch.setattr(metrics, "prometheus_client", None)
+
+    with pytest.raises(DBOSConfigurationError, match=r"pip install 'django-dbos\[metrics\]'"):
+        Worker(metrics_port=0).run()
+
+
+def test_the_package_runs_without_prometheus_client_and_opentelemetry(processes):
+    """A process where neither extra can be imported runs workflows, and counts nothing."""
+    script = textwrap.dedent(
+        """
+        import sys
+        sys.modules["prometheus_client"] = None  # import fails, as when it is not installed
+        sys.modules["opentelemetry"] = None
+        import django
+        django.setup()
+        from django_dbos import DBOS
+        from django_dbos.engine import metrics, tracing
+
+        @DBOS.step()
+        def one() -> int:
+            return 1
+
+        @DBOS.workflow()
+        def plain() -> int:
+            return one() + one()
+
+        assert plain() == 2
+        assert metrics.process_registry() is None and tracing.tracer() is None
+        DBOS.shutdown()
+        print("ran without the extras")
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=ROOT,
+        env=processes.env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "ran without the extras" in done.stdout
