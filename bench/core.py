@@ -10,10 +10,12 @@ One run, one PostgreSQL server, four sides, each a fresh process on a fresh data
                   settings (``CONN_MAX_AGE=0``; ``bench_django_dbos``; the ``.venv`` interpreter);
 * ``django-dbos-tuned`` the same with ``CONN_MAX_AGE=600`` (on the same database, recreated;
                   ``--no-tuned`` leaves it out);
-* ``django-dbos-metrics`` the ``django-dbos`` side with the per-process Prometheus series on
-                  (``DBOS["METRICS"]``; the ``django-dbos`` side runs with them off);
-* ``django-dbos-traced`` the ``django-dbos`` side with OpenTelemetry tracing on: an SDK
-                  ``TracerProvider`` with no exporter, so every span is made and dropped.
+* ``django-dbos-instrumented`` the inline measure of the ``django-dbos`` side (which runs with
+                  both off) in three modes, in one process: both off, the per-process
+                  Prometheus series on (``DBOS["METRICS"]``), OpenTelemetry tracing on (an SDK
+                  ``TracerProvider`` with no exporter: every span is made, then dropped).
+                  Rounds of one block per mode, the order rotated each round, so that a busy
+                  machine's drifts hit the modes alike (``--no-instrumented`` leaves it out).
 
 Measured on both workflow sides, with the same trivial workflow (``n`` steps that return
 their argument):
@@ -26,9 +28,9 @@ their argument):
 The floor is the p50 of a few thousand INSERT commits. Every repetition runs the sides in a
 rotated order; the table gives the median over repetitions [min .. max], and the ratios are
 taken from those medians (per-repetition ratios are printed too): against DBOS and the floor
-with the ``django-dbos`` side, Django's defaults / tuned for the two django-dbos sides, and each
-instrumented side / ``django-dbos`` (both off), against the targets (metrics at most 3% more
-per step, tracing at most 10%). ``--no-instrumented`` leaves the instrumented sides out.
+with the ``django-dbos`` side, and Django's defaults / tuned for the two django-dbos sides. The
+instrumented side prints each mode's per-step overhead / both off (median of the blocks of every
+repetition), against the targets: metrics at most 3% more, tracing at most 10%.
 
 Usage, from the repository root (any Python 3.11+; the sides bring their own interpreters)::
 
@@ -81,19 +83,15 @@ from _orchestrate import (
 )
 
 SIDES = ("floor", "dbos", "django-dbos")
-# The django-dbos side with one kind of instrumentation on (it runs with both off), the
-# environment that turns it on, and the most it may add to the per-step overhead.
-INSTRUMENTED = {
-    "django-dbos-metrics": ({"DBOS_METRICS": "True"}, 1.03),
-    "django-dbos-traced": ({"BENCH_TRACING": "1"}, 1.10),
-}
+INSTRUMENTED = "django-dbos-instrumented"
+# The most each mode of the instrumented side may add to the per-step overhead (both off: 1).
+INSTRUMENT_TARGETS = {"metrics": 1.03, "tracing": 1.10}
 LABELS = {
     "floor": "floor (psycopg)",
     "dbos": "DBOS 3.4.0",
     "django-dbos": "django-dbos",
     TUNED_SIDE: TUNED_LABEL,
-    "django-dbos-metrics": "+metrics",
-    "django-dbos-traced": "+tracing",
+    INSTRUMENTED: "instrumented",
 }
 DEFAULTS = {"repeats": 3, "pairs": 500, "start_n": 1000, "floor_inserts": 5000}
 QUICK = {"repeats": 1, "pairs": 30, "start_n": 100, "floor_inserts": 500}
@@ -120,8 +118,11 @@ def side_commands(
             "django-dbos": ([*django, *sizes], django_off),
         }
     )
-    for side, (env, _) in INSTRUMENTED.items():
-        commands[side] = ([*django, *sizes], {**django_off, **env})
+    instrumented = [*django, "--suite", "instrumentation", "--rounds", str(args.rounds)]
+    commands[INSTRUMENTED] = (
+        [*instrumented, "--pairs", str(max(1, args.pairs // 5)), "--steps", str(args.steps)],
+        {**django_off, "BENCH_TRACING": "1"},
+    )
     return commands
 
 
@@ -135,13 +136,8 @@ def figures(steps: int, start_n: int, start_steps: int) -> list[tuple[str, dict[
     s = steps
 
     def both(get: Getter) -> dict[str, Getter]:
-        """Both workflow sides (the tuned twin and the instrumented sides too)."""
-        return {
-            "dbos": get,
-            "django-dbos": get,
-            TUNED_SIDE: get,
-            **dict.fromkeys(INSTRUMENTED, get),
-        }
+        """Both workflow sides (the tuned twin too)."""
+        return {"dbos": get, "django-dbos": get, TUNED_SIDE: get}
 
     return [
         ("inline 0-step workflow, p50 (ms)", both(lambda r: r["inline"]["wf_0"]["p50_ms"])),
@@ -240,7 +236,13 @@ def parse_args() -> argparse.Namespace:
         "--no-instrumented",
         dest="instrumented",
         action="store_false",
-        help="leave out the django-dbos sides with metrics or tracing on",
+        help="leave out the django-dbos side that measures metrics and tracing on",
+    )
+    ap.add_argument(
+        "--rounds",
+        type=int,
+        default=5,
+        help="instrumented side: rounds of one block of pairs/5 inline pairs per mode (default: 5)",
     )
     add_venv_and_output_args(ap, "core.json")
     args = ap.parse_args()
@@ -281,74 +283,59 @@ def summarize_runs(args: argparse.Namespace, runs: list[Run], sides: list[str]) 
         "ratios": ratios(*(medians[side] for side in SIDES)),
         "ratios_per_run": [ratios(*(headline(run[side], side) for side in SIDES)) for run in runs],
         "default_over_tuned": tuned_comparison(runs, sides, TUNED_FIGURES),
-        "instrumented_over_off": instrumented_comparison(runs, sides),
     }
 
 
-# What the instrumented sides are compared on, with the side with both off.
-INSTRUMENT_FIGURES: dict[str, Getter] = {
-    "per_step_ms": lambda r: r["inline"]["per_step_ms"],
-    "thread_cpu_ms_per_step": lambda r: r["inline"]["thread_cpu_ms_per_step"],
-    "wf_per_s": lambda r: r["start_workflow"]["wf_per_s"],
-}
-
-
-def instrumented_comparison(runs: list[Run], sides: list[str]) -> dict[str, Any]:
-    """Each instrumented side / the django-dbos side (both off), from the medians and per run,
-    with the per-step target and the time a step gained (median against median)."""
-    comparison: dict[str, Any] = {}
-    for side, (_, target) in INSTRUMENTED.items():
-        if side not in sides:
-            continue
-
-        def median(of: str, get: Getter) -> float:
-            return statistics.median(get(run[of]) for run in runs)
-
-        comparison[side] = {
-            "per_step_target": target,
-            "ratios": {
-                key: median(side, get) / median("django-dbos", get)
-                for key, get in INSTRUMENT_FIGURES.items()
-            },
-            "ratios_per_run": [
-                {
-                    key: get(run[side]) / get(run["django-dbos"])
-                    for key, get in INSTRUMENT_FIGURES.items()
-                }
+def instrumented_comparison(runs: list[Run], sides: list[str]) -> dict[str, Any] | None:
+    """Per mode of the instrumented side: the median over every block of every repetition of
+    the per-step overhead and calling-thread CPU per step, and their ratio to both off."""
+    if INSTRUMENTED not in sides:
+        return None
+    keys = ("per_step_ms", "thread_cpu_ms_per_step")
+    medians = {
+        mode: {
+            key: statistics.median(
+                block[key]
                 for run in runs
-            ],
-            "per_step_added_ms": {
-                key: median(side, INSTRUMENT_FIGURES[key])
-                - median("django-dbos", INSTRUMENT_FIGURES[key])
-                for key in ("per_step_ms", "thread_cpu_ms_per_step")
-            },
+                for block in run[INSTRUMENTED]["instrumentation"]["blocks"][mode]
+            )
+            for key in keys
         }
-    return comparison
+        for mode in ("off", *INSTRUMENT_TARGETS)
+    }
+    return {
+        "medians": medians,
+        "targets": INSTRUMENT_TARGETS,
+        "ratios": {
+            mode: {key: medians[mode][key] / medians["off"][key] for key in keys}
+            for mode in INSTRUMENT_TARGETS
+        },
+    }
 
 
-def print_instrumented(comparison: dict[str, Any], many: bool) -> None:
-    if not comparison:
+def print_instrumented(comparison: dict[str, Any] | None) -> None:
+    if comparison is None:
         return
-    print("\ninstrumented / both off (from the medians; per-step overhead against its target):")
-    for side, figures in comparison.items():
-        ratios, added = figures["ratios"], figures["per_step_added_ms"]
-        target = figures["per_step_target"]
-        verdict = "met" if ratios["per_step_ms"] <= target else "MISSED"
-
-        def per_run(key: str, figures: dict[str, Any] = figures) -> str:
-            values = ", ".join(f"{r[key]:.3f}" for r in figures["ratios_per_run"])
-            return f"   (per run: {values})" if many else ""
-
+    medians = comparison["medians"]
+    print(
+        "\ninstrumented (one process, modes interleaved; median of every block): per-step "
+        "overhead and calling-thread CPU per step, ms"
+    )
+    off = medians["off"]
+    print(f"  {'both off':10s} {off['per_step_ms']:.4f}   CPU {off['thread_cpu_ms_per_step']:.4f}")
+    for mode, target in comparison["targets"].items():
+        ratio = comparison["ratios"][mode]
+        added = (medians[mode]["per_step_ms"] - medians["off"]["per_step_ms"]) * 1000
+        cpu_added = (
+            medians[mode]["thread_cpu_ms_per_step"] - medians["off"]["thread_cpu_ms_per_step"]
+        ) * 1000
+        verdict = "met" if ratio["per_step_ms"] <= target else "MISSED"
         print(
-            f"  {LABELS[side]:10s} per-step overhead {ratios['per_step_ms']:.3f} "
-            f"({added['per_step_ms'] * 1000:+.1f} us; target <= {target:.2f}: {verdict})"
-            f"{per_run('per_step_ms')}"
+            f"  {mode + ' on':10s} {medians[mode]['per_step_ms']:.4f}   CPU "
+            f"{medians[mode]['thread_cpu_ms_per_step']:.4f}   / off: {ratio['per_step_ms']:.3f} "
+            f"({added:+.1f} us; target <= {target:.2f}: {verdict}), CPU "
+            f"{ratio['thread_cpu_ms_per_step']:.3f} ({cpu_added:+.1f} us)"
         )
-        print(
-            f"  {'':10s} calling-thread CPU per step {ratios['thread_cpu_ms_per_step']:.3f} "
-            f"({added['thread_cpu_ms_per_step'] * 1000:+.1f} us){per_run('thread_cpu_ms_per_step')}"
-        )
-        print(f"  {'':10s} start_workflow wf/s {ratios['wf_per_s']:.3f}{per_run('wf_per_s')}")
 
 
 def print_report(args: argparse.Namespace, summary: dict[str, Any], sides: list[str]) -> None:
@@ -379,7 +366,7 @@ def print_report(args: argparse.Namespace, summary: dict[str, Any], sides: list[
         extra = f"   (per run: {per_run})" if many else ""
         print(f"  {name:45s} {summary['ratios'][key]:7.2f}{extra}")
     print_tuned_comparison(summary["default_over_tuned"], many)
-    print_instrumented(summary["instrumented_over_off"], many)
+    print_instrumented(summary["instrumented_over_off"])
 
 
 def main() -> None:
@@ -389,10 +376,15 @@ def main() -> None:
     dbos_python, django_python = ensure_venvs(args)
     sides = with_tuned(args, SIDES)
     if args.instrumented:
-        sides += list(INSTRUMENTED)
+        sides.append(INSTRUMENTED)
     runs = run_all(sides, args.repeats, side_commands(args, dbos_python, django_python))
-    summary = summarize_runs(args, runs, sides)
-    print_report(args, summary, sides)
+    # The instrumented side has its own report (its result has no start_workflow figures).
+    table_sides = [side for side in sides if side != INSTRUMENTED]
+    summary = {
+        **summarize_runs(args, runs, table_sides),
+        "instrumented_over_off": instrumented_comparison(runs, sides),
+    }
+    print_report(args, summary, table_sides)
 
     last = runs[-1]
     meta = {
