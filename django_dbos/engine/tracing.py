@@ -93,9 +93,9 @@ class _Span:
     __slots__ = ("span", "token")
 
     def __init__(
-        self, name: str, kind: Any, attributes: dict[str, Any], context: Any = None
+        self, tracer: Any, name: str, kind: Any, attributes: dict[str, Any], context: Any = None
     ) -> None:
-        self.span = tracer().start_span(name, context=context, kind=kind, attributes=attributes)
+        self.span = tracer.start_span(name, context=context, kind=kind, attributes=attributes)
         self.token: Any = None
 
     def __enter__(self) -> Any:
@@ -126,7 +126,8 @@ def workflow_span(
     trace_context: str | None,
 ) -> AbstractContextManager[Any]:
     """The span of one execution of a workflow, a child of the context its row stored."""
-    if tracer() is None:
+    active = tracer()
+    if active is None:
         return _OFF
     attributes: dict[str, Any] = {
         CODE_FUNCTION: name,
@@ -148,15 +149,17 @@ def workflow_span(
                 MESSAGING_MESSAGE_ID: workflow_id,
             }
         )
-    return _Span(name, kind, attributes, _stored_context(trace_context))
+    return _Span(active, name, kind, attributes, _stored_context(trace_context))
 
 
 def step_span(name: str, function_id: int) -> AbstractContextManager[Any]:
-    """A step's span, with few attributes since each costs on every step: its workflow's id is
-    on the parent span, and `dbos.step.attempt` is set from the first retry on."""
-    if tracer() is None:
+    """A step's span, named after its function, with one attribute since each costs on every
+    step: its workflow's id is on the parent span, and `dbos.step.attempt` is set from the first
+    retry on."""
+    active = tracer()
+    if active is None:
         return _OFF
-    return _Span(name, SpanKind.INTERNAL, {CODE_FUNCTION: name, FUNCTION_ID: function_id})
+    return _Span(active, name, SpanKind.INTERNAL, {FUNCTION_ID: function_id})
 
 
 def step_retrying(attempt: int, error: Exception) -> None:
@@ -171,7 +174,8 @@ def step_retrying(attempt: int, error: Exception) -> None:
 def transaction_span(
     name: str, function_id: int, database: str, vendor: str
 ) -> AbstractContextManager[Any]:
-    if tracer() is None:
+    active = tracer()
+    if active is None:
         return _OFF
     attributes = {
         CODE_FUNCTION: name,
@@ -179,13 +183,14 @@ def transaction_span(
         DB_SYSTEM: vendor,
         DB_NAMESPACE: database,
     }
-    return _Span(name, SpanKind.CLIENT, attributes)
+    return _Span(active, name, SpanKind.CLIENT, attributes)
 
 
 def enqueue_span(name: str, workflow_id: str, queue_name: str) -> AbstractContextManager[Any]:
     """The producer span of an enqueue (the workflow's own span is a sibling of it, a child of
     the span that enqueued it)."""
-    if tracer() is None:
+    active = tracer()
+    if active is None:
         return _OFF
     attributes = {
         CODE_FUNCTION: name,
@@ -196,14 +201,15 @@ def enqueue_span(name: str, workflow_id: str, queue_name: str) -> AbstractContex
         MESSAGING_DESTINATION: queue_name,
         MESSAGING_MESSAGE_ID: workflow_id,
     }
-    return _Span(f"enqueue {queue_name}", SpanKind.PRODUCER, attributes)
+    return _Span(active, f"enqueue {queue_name}", SpanKind.PRODUCER, attributes)
 
 
 def message_span(
     operation: str, topic: str, workflow_id: str, function_id: int | None
 ) -> AbstractContextManager[Any]:
     """The span of a send (to `workflow_id`) or a recv (by `workflow_id`) on a topic."""
-    if tracer() is None:
+    active = tracer()
+    if active is None:
         return _OFF
     sending = operation == "send"
     attributes: dict[str, Any] = {
@@ -216,4 +222,4 @@ def message_span(
     if function_id is not None:
         attributes[FUNCTION_ID] = function_id
     kind = SpanKind.PRODUCER if sending else SpanKind.CONSUMER
-    return _Span(f"{operation} {topic}" if topic else operation, kind, attributes)
+    return _Span(active, f"{operation} {topic}" if topic else operation, kind, attributes)
