@@ -152,11 +152,21 @@ def workflow_span(
     return _Span(active, name, kind, attributes, _stored_context(trace_context))
 
 
+def _traced_inside() -> Any:
+    """The tracer, for an operation inside a workflow whose span records; None otherwise: when
+    a sampler dropped the workflow's trace, its steps make no span at all (not even one that
+    records nothing), so that sampled-out workflows cost next to nothing."""
+    active = tracer()
+    if active is None or not trace.get_current_span().is_recording():
+        return None
+    return active
+
+
 def step_span(name: str, function_id: int) -> AbstractContextManager[Any]:
     """A step's span, named after its function, with one attribute since each costs on every
     step: its workflow's id is on the parent span, and `dbos.step.attempt` is set from the first
     retry on."""
-    active = tracer()
+    active = _traced_inside()
     if active is None:
         return _OFF
     return _Span(active, name, SpanKind.INTERNAL, {FUNCTION_ID: function_id})
@@ -174,7 +184,7 @@ def step_retrying(attempt: int, error: Exception) -> None:
 def transaction_span(
     name: str, function_id: int, database: str, vendor: str
 ) -> AbstractContextManager[Any]:
-    active = tracer()
+    active = _traced_inside()
     if active is None:
         return _OFF
     attributes = {
