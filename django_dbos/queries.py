@@ -8,15 +8,18 @@ import datetime
 import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from django.db.models import QuerySet
 
 from . import conf
-from .engine import deletion, registry, scheduler, system_db
+from .engine import deletion, metrics, registry, scheduler, system_db
 from .models import FINISHED as FINISHED_STATUSES
 from .models import Executor, Schedule, WorkflowStatus
 from .validators import cron_error
+
+if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry
 
 # The admin's querysets, on the system database (DBOS["DATABASE"]).
 
@@ -32,6 +35,13 @@ def workflow_rows() -> QuerySet[WorkflowStatus]:
 
 def schedule_rows() -> QuerySet[Schedule]:
     return system_db.schedule_rows()
+
+
+def process_metrics_registry() -> CollectorRegistry | None:
+    """This process's Prometheus registry of django-dbos series (a `CollectorRegistry`), for
+    the metrics view to expose beside its table gauges; None when metrics are off (no
+    prometheus_client, or DBOS["METRICS"] False)."""
+    return metrics.process_registry()
 
 
 # The dashboard's figures.

@@ -148,6 +148,14 @@ def test_recoveries_count_the_workflows_taken_over_and_those_set_back_on_their_q
     assert DBOS.get_workflow_status("metered-dead-queued").status == "ENQUEUED"
 
 
+def test_the_surfaces_reach_the_process_registry_through_queries():
+    from django_dbos.queries import process_metrics_registry
+
+    assert process_metrics_registry() is process_registry()
+    with override_settings(DBOS={"METRICS": False}):
+        assert process_metrics_registry() is None
+
+
 def test_metrics_false_keeps_no_series():
     step = fails_once.__dbos__.name
     before = samples()
