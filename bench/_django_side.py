@@ -38,6 +38,14 @@ from _workers import (
     worker_env,
 )
 
+if os.environ.get("BENCH_TRACING"):
+    # core.py's instrumented side: an SDK tracer provider with no exporter, so that every span
+    # is made and recorded (the cost of tracing in django-dbos) and then dropped.
+    from opentelemetry import trace
+    from opentelemetry.sdk.trace import TracerProvider
+
+    trace.set_tracer_provider(TracerProvider())
+
 # Settings come from the environment (DJANGO_SETTINGS_MODULE, DATABASE_URL); django-dbos can
 # only be imported once the app registry is ready. Setting up does not connect yet.
 django.setup()
@@ -59,6 +67,37 @@ def trivial_step(i: int) -> int:
 @DBOS.workflow()
 def wf_steps(n: int) -> int:
     return sum(trivial_step(i) for i in range(n))
+
+
+# The instrumentation modes of core.py's instrumented side: (DBOS["METRICS"], tracing on).
+MODES = {"off": (False, False), "metrics": (True, False), "tracing": (False, True)}
+
+
+def instrumentation(args: argparse.Namespace) -> dict[str, Any]:
+    """Inline per-step overhead with both off, metrics on and tracing on, in this one process:
+    rounds of ``measure_inline`` blocks, one per mode, the modes' order rotated each round, so
+    that the drifts of a busy machine hit the three alike (separate processes minutes apart
+    differ by more than the few microseconds measured). Tracing is switched on and off on the
+    engine's decision, which a process otherwise takes once."""
+    from django.test import override_settings
+
+    from django_dbos.engine import runtime, tracing
+
+    decision = runtime.part(tracing.Tracing)
+    configured = decision.tracer
+    if configured is None:
+        raise SystemExit("the instrumentation suite needs BENCH_TRACING=1")
+    blocks: dict[str, list[dict[str, Any]]] = {mode: [] for mode in MODES}
+    names = list(MODES)
+    for round_ in range(args.rounds):
+        shift = round_ % len(names)
+        for mode in names[shift:] + names[:shift]:
+            metrics_on, tracing_on = MODES[mode]
+            decision.tracer = configured if tracing_on else None
+            with override_settings(DBOS={**settings.DBOS, "METRICS": metrics_on}):
+                blocks[mode].append(measure_inline(wf_steps, args.pairs, args.steps))
+    decision.tracer = configured
+    return {"rounds": args.rounds, "blocks": blocks}
 
 
 def queues(args: argparse.Namespace, db_url: str) -> dict[str, Any]:
@@ -116,7 +155,12 @@ def scheduler(args: argparse.Namespace, db_url: str) -> dict[str, Any]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--suite", choices=("core", "messaging", "queues", "scheduler"), default="core")
+    ap.add_argument(
+        "--suite",
+        choices=("core", "instrumentation", "messaging", "queues", "scheduler"),
+        default="core",
+    )
+    ap.add_argument("--rounds", type=int, default=5, help="instrumentation: rounds of blocks")
     ap.add_argument("--pairs", type=int, default=300)
     ap.add_argument("--steps", type=int, default=10)
     ap.add_argument("--start-n", type=int, default=1000)
@@ -143,6 +187,8 @@ def main() -> None:
             result = {"queues": queues(args, db_url)}
         elif args.suite == "scheduler":
             result = {"scheduler": scheduler(args, db_url)}
+        elif args.suite == "instrumentation":
+            result = {"instrumentation": instrumentation(args)}
         else:
             result = {
                 "inline": measure_inline(wf_steps, args.pairs, args.steps),
@@ -161,6 +207,8 @@ def main() -> None:
         "conn_max_age": settings.DATABASES["default"].get("CONN_MAX_AGE"),
         "conn_health_checks": settings.DATABASES["default"].get("CONN_HEALTH_CHECKS"),
         "workflow_threads": settings.DBOS.get("WORKFLOW_THREADS"),
+        "metrics": dbos_conf.get("METRICS"),
+        "tracing": bool(os.environ.get("BENCH_TRACING")),
         "django_dbos_from": os.path.dirname(django_dbos.__file__),
     }
     if args.suite != "core":

@@ -9,7 +9,13 @@ One run, one PostgreSQL server, four sides, each a fresh process on a fresh data
 * ``django-dbos`` this repository on ``testproject.settings`` with Django's default connection
                   settings (``CONN_MAX_AGE=0``; ``bench_django_dbos``; the ``.venv`` interpreter);
 * ``django-dbos-tuned`` the same with ``CONN_MAX_AGE=600`` (on the same database, recreated;
-                  ``--no-tuned`` leaves it out).
+                  ``--no-tuned`` leaves it out);
+* ``django-dbos-instrumented`` the inline measure of the ``django-dbos`` side (which runs with
+                  both off) in three modes, in one process: both off, the per-process
+                  Prometheus series on (``DBOS["METRICS"]``), OpenTelemetry tracing on (an SDK
+                  ``TracerProvider`` with no exporter: every span is made, then dropped).
+                  Rounds of one block per mode, the order rotated each round, so that a busy
+                  machine's drifts hit the modes alike (``--no-instrumented`` leaves it out).
 
 Measured on both workflow sides, with the same trivial workflow (``n`` steps that return
 their argument):
@@ -22,7 +28,9 @@ their argument):
 The floor is the p50 of a few thousand INSERT commits. Every repetition runs the sides in a
 rotated order; the table gives the median over repetitions [min .. max], and the ratios are
 taken from those medians (per-repetition ratios are printed too): against DBOS and the floor
-with the ``django-dbos`` side, and Django's defaults / tuned for the two django-dbos sides.
+with the ``django-dbos`` side, and Django's defaults / tuned for the two django-dbos sides. The
+instrumented side prints each mode's per-step overhead / both off (median of the blocks of every
+repetition), against the targets: metrics at most 3% more, tracing at most 10%.
 
 Usage, from the repository root (any Python 3.11+; the sides bring their own interpreters)::
 
@@ -75,11 +83,15 @@ from _orchestrate import (
 )
 
 SIDES = ("floor", "dbos", "django-dbos")
+INSTRUMENTED = "django-dbos-instrumented"
+# The most each mode of the instrumented side may add to the per-step overhead (both off: 1).
+INSTRUMENT_TARGETS = {"metrics": 1.03, "tracing": 1.10}
 LABELS = {
     "floor": "floor (psycopg)",
     "dbos": "DBOS 3.4.0",
     "django-dbos": "django-dbos",
     TUNED_SIDE: TUNED_LABEL,
+    INSTRUMENTED: "instrumented",
 }
 DEFAULTS = {"repeats": 3, "pairs": 500, "start_n": 1000, "floor_inserts": 5000}
 QUICK = {"repeats": 1, "pairs": 30, "start_n": 100, "floor_inserts": 500}
@@ -98,13 +110,20 @@ def side_commands(
     ]
     dbos = [str(dbos_python), str(BENCH_DIR / "_dbos_side.py"), "--db", db_url(args, "bench_dbos")]
     django = [str(django_python), str(BENCH_DIR / "_django_side.py")]
-    return add_tuned_commands(
+    django_off = {**django_env(args, "bench_django_dbos"), "DBOS_METRICS": "False"}
+    commands = add_tuned_commands(
         {
             "floor": ([*floor, "--inserts", str(args.floor_inserts)], base_env()),
             "dbos": ([*dbos, *sizes], base_env()),
-            "django-dbos": ([*django, *sizes], django_env(args, "bench_django_dbos")),
+            "django-dbos": ([*django, *sizes], django_off),
         }
     )
+    instrumented = [*django, "--suite", "instrumentation", "--rounds", str(args.rounds)]
+    commands[INSTRUMENTED] = (
+        [*instrumented, "--pairs", str(max(1, args.pairs // 5)), "--steps", str(args.steps)],
+        {**django_off, "BENCH_TRACING": "1"},
+    )
+    return commands
 
 
 # Figures -----------------------------------------------------------------------------------
@@ -213,6 +232,18 @@ def parse_args() -> argparse.Namespace:
         help=f"timed INSERT commits of the floor (default: {DEFAULTS['floor_inserts']})",
     )
     add_tuned_arg(ap)
+    ap.add_argument(
+        "--no-instrumented",
+        dest="instrumented",
+        action="store_false",
+        help="leave out the django-dbos side that measures metrics and tracing on",
+    )
+    ap.add_argument(
+        "--rounds",
+        type=int,
+        default=5,
+        help="instrumented side: rounds of one block of pairs/5 inline pairs per mode (default: 5)",
+    )
     add_venv_and_output_args(ap, "core.json")
     args = ap.parse_args()
     for key, default in DEFAULTS.items():
@@ -255,6 +286,58 @@ def summarize_runs(args: argparse.Namespace, runs: list[Run], sides: list[str]) 
     }
 
 
+def instrumented_comparison(runs: list[Run], sides: list[str]) -> dict[str, Any] | None:
+    """Per mode of the instrumented side: the median over every block of every repetition of
+    the per-step overhead and calling-thread CPU per step, and their ratio to both off."""
+    if INSTRUMENTED not in sides:
+        return None
+    keys = ("per_step_ms", "thread_cpu_ms_per_step")
+    medians = {
+        mode: {
+            key: statistics.median(
+                block[key]
+                for run in runs
+                for block in run[INSTRUMENTED]["instrumentation"]["blocks"][mode]
+            )
+            for key in keys
+        }
+        for mode in ("off", *INSTRUMENT_TARGETS)
+    }
+    return {
+        "medians": medians,
+        "targets": INSTRUMENT_TARGETS,
+        "ratios": {
+            mode: {key: medians[mode][key] / medians["off"][key] for key in keys}
+            for mode in INSTRUMENT_TARGETS
+        },
+    }
+
+
+def print_instrumented(comparison: dict[str, Any] | None) -> None:
+    if comparison is None:
+        return
+    medians = comparison["medians"]
+    print(
+        "\ninstrumented (one process, modes interleaved; median of every block): per-step "
+        "overhead and calling-thread CPU per step, ms"
+    )
+    off = medians["off"]
+    print(f"  {'both off':10s} {off['per_step_ms']:.4f}   CPU {off['thread_cpu_ms_per_step']:.4f}")
+    for mode, target in comparison["targets"].items():
+        ratio = comparison["ratios"][mode]
+        added = (medians[mode]["per_step_ms"] - medians["off"]["per_step_ms"]) * 1000
+        cpu_added = (
+            medians[mode]["thread_cpu_ms_per_step"] - medians["off"]["thread_cpu_ms_per_step"]
+        ) * 1000
+        verdict = "met" if ratio["per_step_ms"] <= target else "MISSED"
+        print(
+            f"  {mode + ' on':10s} {medians[mode]['per_step_ms']:.4f}   CPU "
+            f"{medians[mode]['thread_cpu_ms_per_step']:.4f}   / off: {ratio['per_step_ms']:.3f} "
+            f"({added:+.1f} us; target <= {target:.2f}: {verdict}), CPU "
+            f"{ratio['thread_cpu_ms_per_step']:.3f} ({cpu_added:+.1f} us)"
+        )
+
+
 def print_report(args: argparse.Namespace, summary: dict[str, Any], sides: list[str]) -> None:
     many = args.repeats > 1
     head = f"median of {args.repeats} runs [min .. max]" if many else "one run"
@@ -283,6 +366,7 @@ def print_report(args: argparse.Namespace, summary: dict[str, Any], sides: list[
         extra = f"   (per run: {per_run})" if many else ""
         print(f"  {name:45s} {summary['ratios'][key]:7.2f}{extra}")
     print_tuned_comparison(summary["default_over_tuned"], many)
+    print_instrumented(summary["instrumented_over_off"])
 
 
 def main() -> None:
@@ -291,9 +375,16 @@ def main() -> None:
     load_start, git_start = loadavg(), git_state()
     dbos_python, django_python = ensure_venvs(args)
     sides = with_tuned(args, SIDES)
+    if args.instrumented:
+        sides.append(INSTRUMENTED)
     runs = run_all(sides, args.repeats, side_commands(args, dbos_python, django_python))
-    summary = summarize_runs(args, runs, sides)
-    print_report(args, summary, sides)
+    # The instrumented side has its own report (its result has no start_workflow figures).
+    table_sides = [side for side in sides if side != INSTRUMENTED]
+    summary = {
+        **summarize_runs(args, runs, table_sides),
+        "instrumented_over_off": instrumented_comparison(runs, sides),
+    }
+    print_report(args, summary, table_sides)
 
     last = runs[-1]
     meta = {

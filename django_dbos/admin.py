@@ -645,7 +645,7 @@ class ReadOnlyAdmin(SystemTablesAdmin):
 
 @admin.register(AlertState)
 class AlertStateAdmin(ReadOnlyAdmin):
-    """Where each alert rule of DBOS["ALERTS"] stands (docs/monitoring-alerts.md)."""
+    """Where each alert rule of DBOS["ALERTS"] stands (docs/monitoring.md#alerts)."""
 
     list_display = ("name", "kind", "firing", "since", "message", "checked_at")
     list_filter = ("firing", "kind")

@@ -168,6 +168,15 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Any]:
                 id="django_dbos.E019",
             )
         )
+    if not isinstance(conf.get("METRICS"), bool):
+        errors.append(
+            Error(
+                f'DBOS["METRICS"] must be True or False, not {conf.get("METRICS")!r}.',
+                hint="True (the default) keeps this process's Prometheus series when "
+                "prometheus_client is installed; False turns them off.",
+                id="django_dbos.E020",
+            )
+        )
     errors.extend(_retention_errors(raw.get("RETENTION", {})))
     errors.extend(_alert_errors(raw.get("ALERTS", {})))
     errors.extend(_metrics_errors())
@@ -329,7 +338,7 @@ def _alert_errors(block: Any) -> list[Any]:
             )
         )
         return errors
-    hint = "See the rule kinds and their keys in docs/monitoring-alerts.md."
+    hint = "See the rule kinds and their keys in docs/monitoring.md#alerts."
     for index, rule in enumerate(rules):
         errors.extend(
             Error(problem, hint=hint, id="django_dbos.E015")
@@ -401,7 +410,7 @@ def check_pooler(app_configs: Any = None, **kwargs: Any) -> list[Any]:
                 f"or a libpq connection string, not {target!r}.",
                 hint='For example "listen" (an alias without a pooler) or '
                 '"postgresql://app@db.internal:5432/shop".',
-                id="django_dbos.E030",
+                id="django_dbos.E021",
             )
         )
     pooled = through_transaction_pooler(database)
@@ -413,7 +422,7 @@ def check_pooler(app_configs: Any = None, **kwargs: Any) -> list[Any]:
                 'wait polls each DBOS["POLL_SECONDS"] instead of waking at once.',
                 hint='Set DBOS["LISTEN_DATABASE"] to an alias or connection string that reaches '
                 "PostgreSQL directly (one connection per process), or to False to poll knowingly.",
-                id="django_dbos.W030",
+                id="django_dbos.W007",
             )
         )
     if (
@@ -426,7 +435,7 @@ def check_pooler(app_configs: Any = None, **kwargs: Any) -> list[Any]:
                 f'DBOS["LISTEN_DATABASE"] names {target!r}, which goes through a transaction '
                 "pooler too (DISABLE_SERVER_SIDE_CURSORS): its LISTEN receives nothing.",
                 hint="Name an alias that reaches PostgreSQL directly.",
-                id="django_dbos.W031",
+                id="django_dbos.W008",
             )
         )
     room = pool_room(database)
@@ -441,7 +450,7 @@ def check_pooler(app_configs: Any = None, **kwargs: Any) -> list[Any]:
                 "threads to fit; a web process's workflow threads may wait for a connection.",
                 hint=f'Set DATABASES[{database!r}]["OPTIONS"]["pool"]["max_size"] to {needed} '
                 "or more (with True, psycopg_pool opens 4), or lower WORKFLOW_THREADS.",
-                id="django_dbos.W033",
+                id="django_dbos.W010",
             )
         )
     if pooled and conf.get("PREPARED_STATEMENTS") is True:
@@ -452,7 +461,7 @@ def check_pooler(app_configs: Any = None, **kwargs: Any) -> list[Any]:
                 "transaction mode only from 1.21, with max_prepared_statements set.",
                 hint='Set DBOS["PREPARED_STATEMENTS"] = False for PgBouncer before 1.21 (or '
                 "without max_prepared_statements); silence this warning otherwise.",
-                id="django_dbos.W032",
+                id="django_dbos.W009",
             )
         )
     return problems

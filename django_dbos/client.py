@@ -17,6 +17,7 @@ from .engine import (
     registry,
     serialization,
     system_db,
+    tracing,
     validation,
     workflows,
 )
@@ -87,11 +88,14 @@ class DBOSClient:
             timeout_ms=None
             if timeout is None
             else int(validation.duration(timeout, "workflow_timeout") * 1000),
+            trace_context=tracing.carrier(),
             **enqueue.enqueue_fields(
                 queue_name, self._queue(queue_name), enqueue_options, default_version=None
             ),
         )
-        if not system_db.insert_workflow(row, wake_key=system_db.QUEUE_ACTIVITY):
+        with tracing.enqueue_span(name, workflow_id, queue_name):
+            inserted = system_db.insert_workflow(row, wake_key=system_db.QUEUE_ACTIVITY)
+        if not inserted:
             workflows.check_existing(row)
         elif after_commit.in_transaction():
             after_commit.start_at_commit(workflow_id)  # workers see it once the caller commits

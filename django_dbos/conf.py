@@ -43,6 +43,9 @@ DEFAULTS: dict[str, Any] = {
     # Workers replay the stranded workflows of versions no live worker runs on their own code,
     # every HEARTBEAT_SECONDS, and take over those it continues (docs/deploying.md).
     "AUTO_UPGRADE": False,
+    # This process's Prometheus series (docs/monitoring.md), when
+    # prometheus_client is installed; False turns them off.
+    "METRICS": True,
     # What the workers delete, scrub and archive of finished workflows (docs/retention.md, "The
     # retention policy"); merged key by key with the project's dict.
     "RETENTION": {
@@ -51,7 +54,7 @@ DEFAULTS: dict[str, Any] = {
         "ARCHIVE_STORAGE": None,
         "INTERVAL_SECONDS": 60,
     },
-    # Alert rules, checked by one worker at a time (docs/monitoring-alerts.md); merged key by key.
+    # Alert rules, checked by one worker at a time (docs/monitoring.md#alerts); merged key by key.
     "ALERTS": {
         "CHECK_SECONDS": 30,
         "MAIL_ADMINS": True,

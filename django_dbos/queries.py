@@ -8,7 +8,7 @@ import datetime
 import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from django.conf import settings
 from django.db.models import QuerySet
@@ -20,6 +20,7 @@ from .engine import (
     deletion,
     executor,
     listen_target,
+    metrics,
     pool,
     registry,
     scheduler,
@@ -30,6 +31,9 @@ from .models import FINISHED as FINISHED_STATUSES
 from .models import Executor, Schedule, WorkflowStatus
 from .types import Alert, FiringAlert, Status, UpgradeBlock, UpgradeCheck, VersionInfo
 from .validators import cron_error
+
+if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry
 
 # The admin's querysets, on the system database (DBOS["DATABASE"]).
 
@@ -59,6 +63,13 @@ def workflow_rows() -> QuerySet[WorkflowStatus]:
 
 def schedule_rows() -> QuerySet[Schedule]:
     return system_db.schedule_rows()
+
+
+def process_metrics_registry() -> CollectorRegistry | None:
+    """This process's Prometheus registry of django-dbos series (a `CollectorRegistry`), for
+    the metrics view to expose beside its table gauges; None when metrics are off (no
+    prometheus_client, or DBOS["METRICS"] False)."""
+    return metrics.process_registry()
 
 
 # The dashboard's figures.

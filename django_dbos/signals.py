@@ -18,6 +18,6 @@ workflow_finished = Signal()
 # Sent by the worker that checks DBOS["ALERTS"] when an alert rule begins firing, and when it
 # stops. Sender: the rule's kind. Arguments: alert (a django_dbos.Alert: .id, .name,
 # .kind, .change, .message, .at). Each transition is sent once, or, if the worker dies between
-# sending it and recording that it did, once more by the next worker (docs/monitoring-alerts.md).
+# sending it and recording that it did, once more by the next worker (docs/monitoring.md#alerts).
 alert_raised = Signal()
 alert_resolved = Signal()

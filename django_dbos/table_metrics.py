@@ -26,7 +26,6 @@ from .api import DBOS
 from .types import WorkflowStatusString
 
 if TYPE_CHECKING:
-    from prometheus_client import CollectorRegistry
     from prometheus_client.metrics_core import Metric
 
 logger = logging.getLogger("django_dbos")
@@ -36,12 +35,6 @@ INSTALL = "pip install 'django-dbos[metrics]'"
 
 class MetricsUnavailable(Exception):
     """prometheus_client is not installed: the endpoint cannot answer."""
-
-
-def process_registry() -> CollectorRegistry | None:
-    """The registry of this process's own counters and histograms (workflows finished, step
-    durations...), exposed after the tables' gauges; None while the process keeps none."""
-    return None
 
 
 def exposition() -> tuple[bytes, str]:
@@ -58,7 +51,9 @@ def exposition() -> tuple[bytes, str]:
     tables = CollectorRegistry(auto_describe=False)
     tables.register(_TableCollector())
     body = generate_latest(tables)
-    process = process_registry()
+    # This process's own counters and histograms (workflows finished, step durations...), when
+    # it keeps them: those of a web process that runs workflows too.
+    process = queries.process_metrics_registry()
     if process is not None:
         body += generate_latest(process)
     return body, CONTENT_TYPE_LATEST

@@ -13,6 +13,7 @@ from django.db import connections
 from . import conf
 from .engine import alerts, executor, parking, registry, runtime, system_db, validation
 from .engine.dispatcher import Dispatcher
+from .engine.metrics import MetricsServer
 from .engine.pool import pool_max_size, tidy_connections
 from .engine.recovery import Recovery
 from .engine.retention import Policy, Retention
@@ -39,6 +40,8 @@ class Worker:
         shutdown_timeout: float = 30.0,
         executor_id: str | None = None,
         max_workflows: int | None = None,
+        metrics_port: int | None = None,
+        metrics_address: str = "0.0.0.0",
     ):
         self.queues = queues
         self.concurrency = concurrency
@@ -49,6 +52,9 @@ class Worker:
         self.recovery_enabled = recovery
         self.scheduler: Scheduler | None = Scheduler() if scheduler else None
         self.shutdown_timeout = shutdown_timeout
+        self.metrics_port = metrics_port
+        self.metrics_address = metrics_address
+        self.metrics_server: MetricsServer | None = None
         self._stop = threading.Event()
         self.dispatcher: Dispatcher | None = None
 
@@ -61,6 +67,20 @@ class Worker:
 
     def run(self) -> bool:
         """Work until stop() is called; return True when every running workflow finished."""
+        if self.metrics_port is not None:
+            self.metrics_server = MetricsServer(self.metrics_port, self.metrics_address)
+            logger.info(
+                "Serving this worker's metrics on http://%s:%d/metrics.",
+                self.metrics_address,
+                self.metrics_server.port,
+            )
+        try:
+            return self._run()
+        finally:
+            if self.metrics_server is not None:
+                self.metrics_server.stop()
+
+    def _run(self) -> bool:
         process = executor.current()
         if self.concurrency is not None:
             process.max_threads = self.concurrency

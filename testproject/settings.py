@@ -139,6 +139,8 @@ DBOS = {
     "LISTEN_DATABASE": env("DBOS_LISTEN_DATABASE", default=None),
     # Off unless set (the workers of tests/test_upgrade.py turn it on).
     "AUTO_UPGRADE": env.bool("DBOS_AUTO_UPGRADE", default=False),
+    # The per-process Prometheus series (on by default; bench/core.py compares both).
+    "METRICS": env.bool("DBOS_METRICS", default=True),
     # Off unless set (the tests of tests/test_retention.py start workers with these).
     "RETENTION": {
         "FINISHED_DAYS": env.float("DBOS_RETENTION_FINISHED_DAYS", default=None),

@@ -367,7 +367,7 @@ POOLED_PG = {"ENGINE": "django.db.backends.postgresql", "NAME": "shop", "HOST": 
 def test_a_connection_pool_smaller_than_a_worker_needs_is_a_warning(settings, pool, size):
     add_database(settings, "pooled", {**POOLED_PG, "OPTIONS": {"pool": pool}})
     with override_settings(DBOS={"DATABASE": "pooled", "WORKFLOW_THREADS": 16}):
-        (warning,) = [m for m in check_pooler() if m.id == "django_dbos.W033"]
+        (warning,) = [m for m in check_pooler() if m.id == "django_dbos.W010"]
     needed = 16 + 8 + 7  # the workflow threads, the async database threads, the worker's loops
     assert f"holds {size} connections at most, but a worker may hold {needed}" in warning.msg
     assert f'["max_size"] to {needed} or more' in warning.hint
@@ -483,7 +483,7 @@ def test_a_bad_rule_is_an_error_that_says_what_to_write(rule, message):
     error = only(check({"ALERTS": {"RULES": [rule]}}), "django_dbos.E015")
 
     assert error.msg == message
-    assert "docs/monitoring-alerts.md" in error.hint
+    assert "docs/monitoring.md#alerts" in error.hint
 
 
 def test_two_rules_of_one_name_are_an_error():

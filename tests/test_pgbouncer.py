@@ -200,12 +200,12 @@ def test_the_checks_name_what_a_transaction_pooler_needs(settings):
         settings.DBOS = {**base, **dbos}
         return {m.id for m in run_checks() if m.id and m.id.startswith("django_dbos.")}
 
-    assert {"django_dbos.W030", "django_dbos.W032"} <= ids(DATABASE=POOLED)
-    assert not {"django_dbos.W030", "django_dbos.W032"} & ids(
+    assert {"django_dbos.W007", "django_dbos.W009"} <= ids(DATABASE=POOLED)
+    assert not {"django_dbos.W007", "django_dbos.W009"} & ids(
         DATABASE=POOLED, PREPARED_STATEMENTS=False, LISTEN_DATABASE="default"
     )
-    assert "django_dbos.W031" in ids(DATABASE=POOLED, LISTEN_DATABASE=POOLED)
-    assert "django_dbos.E030" in ids(DATABASE=POOLED, LISTEN_DATABASE="the direct one")
-    assert "django_dbos.E030" not in ids(
+    assert "django_dbos.W008" in ids(DATABASE=POOLED, LISTEN_DATABASE=POOLED)
+    assert "django_dbos.E021" in ids(DATABASE=POOLED, LISTEN_DATABASE="the direct one")
+    assert "django_dbos.E021" not in ids(
         DATABASE=POOLED, LISTEN_DATABASE="postgresql://app@db.internal:5432/shop"
     )

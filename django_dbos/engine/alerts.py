@@ -1,6 +1,6 @@
 """The alert rules of DBOS["ALERTS"]: checked by one worker at a time, every CHECK_SECONDS;
 each change (a rule begins or stops firing) recorded once, then delivered by signals and mail
-(docs/monitoring-alerts.md).
+(docs/monitoring.md#alerts).
 
 Delivery is at least once: a transition is marked delivered after its signals and mail went
 out, so a worker that dies between the two leaves it undelivered, and the next turn (of any

@@ -22,6 +22,7 @@ from . import (
     notifier,
     serialization,
     system_db,
+    tracing,
     validation,
 )
 from .context import WorkflowContext, workflow_context
@@ -85,12 +86,14 @@ def send(destination_id: str, message: Any, topic: str | None = None) -> None:
 
     ctx = workflow_context()
     if ctx is None:
-        write()
+        with tracing.message_span("send", topic, destination_id, None):
+            write()
     else:
         function_id = next_operation(ctx)
         if replayed(ctx, function_id, SEND)[0]:
             return
-        _record_with(ctx, function_id, SEND, write)
+        with tracing.message_span("send", topic, destination_id, function_id):
+            _record_with(ctx, function_id, SEND, write)
     notifier.current().wake(key)
 
 
@@ -105,7 +108,10 @@ def recv(topic: str | None = None, timeout_seconds: float = 60) -> Any:
         return result
     keys = (wake_key("m", ctx.workflow_id, topic), wake_key("c", ctx.workflow_id))
     waiting = f"waiting for a message on topic {topic!r}" if topic else "waiting for a message"
-    with notifier.current().subscribe(*keys) as event:
+    with (
+        tracing.message_span("recv", topic, ctx.workflow_id, function_id),
+        notifier.current().subscribe(*keys) as event,
+    ):
         deadline = None
         while True:
             message = _consume(ctx, function_id, topic)
@@ -132,7 +138,10 @@ async def recv_async(topic: str | None = None, timeout_seconds: float = 60) -> A
     if done:
         return result
     keys = (wake_key("m", ctx.workflow_id, topic), wake_key("c", ctx.workflow_id))
-    with notifier.current().subscribe(*keys, waiter=aio.LoopEvent()) as event:
+    with (
+        tracing.message_span("recv", topic, ctx.workflow_id, function_id),
+        notifier.current().subscribe(*keys, waiter=aio.LoopEvent()) as event,
+    ):
         deadline = None
         while True:
             message = await aio.run_sync(_consume, ctx, function_id, topic)

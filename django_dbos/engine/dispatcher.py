@@ -9,7 +9,7 @@ from collections import Counter
 from functools import partial
 
 from ..errors import DBOSInvalidArgumentError
-from . import notifier, parking, registry, system_db
+from . import metrics, notifier, parking, registry, system_db
 from .enqueue import INTERNAL_QUEUE, mismatch
 from .executor import ProcessExecutor
 from .pool import tidy_connections
@@ -95,6 +95,7 @@ class Dispatcher:
             if want <= 0:
                 continue
             for claimed in system_db.claim_queued(queue, self.process.executor_id, version, want):
+                metrics.dispatched(claimed.waited_seconds)
                 self._start(queue, claimed)
                 started += 1
         return started

@@ -7,7 +7,7 @@ import logging
 import time
 
 from .. import conf
-from . import registry, system_db
+from . import metrics, registry, system_db
 from .executor import ProcessExecutor
 from .workflows import runnable, submit
 
@@ -79,6 +79,7 @@ class Recovery:
         claimed = system_db.claim_pending(
             executor_ids, self.process.executor_id, registry.application_version()
         )
+        metrics.recovered(len(claimed) + claimed.requeued)
         for executor_id in executor_ids - {self.process.executor_id}:
             self._missing_since.pop(executor_id, None)
         for workflow in claimed:

@@ -13,7 +13,7 @@ from django.db import OperationalError, connections, transaction
 
 from .. import conf
 from ..errors import DBOSMaxStepRetriesExceeded
-from . import aio, registry, serialization, system_db
+from . import aio, metrics, registry, serialization, system_db, tracing
 from .context import WorkflowContext, workflow_context
 from .workflows import lost_ownership, next_operation, next_operation_async, record_operation
 
@@ -51,15 +51,16 @@ def run_step(entry: registry.Registered, args: tuple, kwargs: dict) -> Any:
     if done:
         return result
     started_at = system_db.now()
-    try:
-        with inside_step(ctx):
-            result = _call_with_retries(entry, args, kwargs)
-        output = serialization.dumps(result, f"result of step {entry.name!r}")
-    except Exception as exc:
-        system_db.unavailable_if_disconnected(exc)  # an outage, not the step's own failure
-        _record_error(ctx, function_id, entry.name, exc, started_at)
-        raise
-    record_operation(ctx, function_id, entry.name, output=output, started_at=started_at)
+    with tracing.step_span(entry.name, function_id):
+        try:
+            with inside_step(ctx), metrics.step_timer(entry.name):
+                result = _call_with_retries(entry, args, kwargs)
+            output = serialization.dumps(result, f"result of step {entry.name!r}")
+        except Exception as exc:
+            system_db.unavailable_if_disconnected(exc)  # an outage, not the step's own failure
+            _record_error(ctx, function_id, entry.name, exc, started_at)
+            raise
+        record_operation(ctx, function_id, entry.name, output=output, started_at=started_at)
     return result
 
 
@@ -74,17 +75,18 @@ async def run_step_async(entry: registry.Registered, args: tuple, kwargs: dict) 
     if done:
         return result
     started_at = system_db.now()
-    try:
-        with inside_step(ctx):
-            result = await _call_with_retries_async(entry, args, kwargs)
-        output = serialization.dumps(result, f"result of step {entry.name!r}")
-    except Exception as exc:
-        system_db.unavailable_if_disconnected(exc)
-        await aio.run_sync(_record_error, ctx, function_id, entry.name, exc, started_at)
-        raise
-    await aio.run_sync(
-        record_operation, ctx, function_id, entry.name, output=output, started_at=started_at
-    )
+    with tracing.step_span(entry.name, function_id):
+        try:
+            with inside_step(ctx), metrics.step_timer(entry.name):
+                result = await _call_with_retries_async(entry, args, kwargs)
+            output = serialization.dumps(result, f"result of step {entry.name!r}")
+        except Exception as exc:
+            system_db.unavailable_if_disconnected(exc)
+            await aio.run_sync(_record_error, ctx, function_id, entry.name, exc, started_at)
+            raise
+        await aio.run_sync(
+            record_operation, ctx, function_id, entry.name, output=output, started_at=started_at
+        )
     return result
 
 
@@ -131,6 +133,8 @@ def _pause_before_retry(entry: registry.Registered, errors: list[Exception]) -> 
         error = DBOSMaxStepRetriesExceeded(entry.name, max_attempts, repr(errors[-1]))
         error.errors = errors
         raise error from errors[-1]
+    metrics.step_retried(entry.name)
+    tracing.step_retrying(attempt, errors[-1])
     interval = options["interval_seconds"] * options["backoff_rate"] ** (attempt - 1)
     pause = min(interval, options["max_interval_seconds"])
     logger.warning(
@@ -159,6 +163,23 @@ def run_transaction(entry: registry.Registered, args: tuple, kwargs: dict) -> An
     function_id, done, result = _take_operation(ctx, entry.name)
     if done:
         return result
+    vendor = connections[database].vendor
+    with (
+        tracing.transaction_span(entry.name, function_id, database, vendor),
+        metrics.step_timer(entry.name),
+    ):
+        return _run_transaction(entry, args, kwargs, ctx, function_id, database)
+
+
+def _run_transaction(
+    entry: registry.Registered,
+    args: tuple,
+    kwargs: dict,
+    ctx: WorkflowContext,
+    function_id: int,
+    database: str,
+) -> Any:
+    """Run and record a transaction of a workflow, again when PostgreSQL asks to retry."""
     started_at = system_db.now()
     same_database = database == system_db.alias()
     attempt = 0

@@ -34,11 +34,13 @@ from . import (
     enqueue,
     executor,
     handles,
+    metrics,
     notifier,
     parking,
     registry,
     serialization,
     system_db,
+    tracing,
     validation,
 )
 from .context import (
@@ -216,6 +218,7 @@ def _record_start(
         workflow_id = str(uuid.uuid4())
     inputs = serialization.dumps_arguments(args, kwargs)
     timeout_ms, deadline, detached = _timeout(options, parent, queued=queue is not None)
+    trace_context = tracing.carrier()
 
     executor_id = ""
     if queue is None:
@@ -231,6 +234,7 @@ def _record_start(
             deadline=deadline,
             parent_workflow_id=parent.workflow_id if parent else None,
             detached=detached,
+            trace_context=trace_context,
         )
         inserted = system_db.insert_workflow(row)
     else:
@@ -244,11 +248,13 @@ def _record_start(
             deadline=deadline,
             parent_workflow_id=parent.workflow_id if parent else None,
             detached=detached,
+            trace_context=trace_context,
             **enqueue.enqueue_fields(
                 queue.name, queue, options.enqueue, registry.application_version()
             ),
         )
-        inserted = system_db.insert_workflow(row, wake_key=system_db.QUEUE_ACTIVITY)
+        with tracing.enqueue_span(entry.name, workflow_id, queue.name):
+            inserted = system_db.insert_workflow(row, wake_key=system_db.QUEUE_ACTIVITY)
     if not inserted:
         try:
             check_existing(row)
@@ -264,7 +270,9 @@ def _record_start(
         after_commit.start_at_commit(workflow_id)  # workers see it once the caller commits
     if not inserted or queue is not None:
         return workflow_id, None, executor_id
-    claimed = system_db.ClaimedWorkflow(workflow_id, entry.name, inputs, 0, deadline)
+    claimed = system_db.ClaimedWorkflow(
+        workflow_id, entry.name, inputs, 0, deadline, trace_context=trace_context
+    )
     return workflow_id, claimed, executor_id
 
 
@@ -390,6 +398,15 @@ def _execution(
     with (
         notifier.current().subscribe(notifier.key("c", workflow_id)) as cancel_hint,
         cancellation.deadline_timer(workflow_id, claimed.deadline),
+        tracing.workflow_span(
+            entry.name,
+            workflow_id,
+            executor_id=executor_id,
+            execution=claimed.execution,
+            recovery_attempts=claimed.recovery_attempts,
+            queue_name=claimed.queue_name,
+            trace_context=claimed.trace_context,
+        ),
     ):
         ctx = WorkflowContext(
             workflow_id,
@@ -514,6 +531,7 @@ def _record_failure(ctx: WorkflowContext, exc: BaseException) -> Any:
     if isinstance(exc, Superseded):
         return ADOPT
     if isinstance(exc, DBOSWorkflowCancelledError):
+        metrics.workflow_finished(ctx.name, Status.CANCELLED)
         _signal(workflow_finished, ctx, status=Status.CANCELLED)
         raise DBOSAwaitedWorkflowCancelledError(
             f"Workflow {ctx.workflow_id!r} was cancelled."
@@ -555,6 +573,7 @@ def _finish(
     )
     if finished:
         notifier.current().wake(done_key)
+        metrics.workflow_finished(ctx.name, status)
         _signal(workflow_finished, ctx, status=status)
     return finished
 
@@ -706,7 +725,8 @@ def runnable(claimed: system_db.ClaimedWorkflow, executor_id: str) -> registry.R
             limit,
             Status.MAX_RECOVERY_ATTEMPTS_EXCEEDED,
         )
-        system_db.give_up(claimed.workflow_id)
+        if system_db.give_up(claimed.workflow_id):
+            metrics.workflow_finished(claimed.name, Status.MAX_RECOVERY_ATTEMPTS_EXCEEDED)
         return None
     return entry
 
@@ -716,7 +736,7 @@ def end_in_error(
 ) -> None:
     """End a claimed workflow that can never run in ERROR, saying why, and wake its waiters."""
     logger.error("Cannot run workflow %s: %s", claimed.workflow_id, error)
-    system_db.finish_workflow(
+    ended = system_db.finish_workflow(
         claimed.workflow_id,
         executor_id,
         Status.ERROR,
@@ -725,3 +745,5 @@ def end_in_error(
         execution=claimed.execution,
         wake_keys=[notifier.key("w", claimed.workflow_id), system_db.QUEUE_ACTIVITY],
     )
+    if ended:
+        metrics.workflow_finished(claimed.name, Status.ERROR)

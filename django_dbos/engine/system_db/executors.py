@@ -77,9 +77,16 @@ def pending_executor_ids(application_version: str) -> set[str]:
     )
 
 
+class Recovered(list[ClaimedWorkflow]):
+    """The workflows a recovery claimed to run here; `requeued` counts those it set back to
+    ENQUEUED for their queue."""
+
+    requeued: int = 0
+
+
 def claim_pending(
     from_executors: Iterable[str], executor_id: str, application_version: str
-) -> list[ClaimedWorkflow]:
+) -> Recovered:
     """Take over the PENDING workflows of the given executors, counting a recovery attempt.
 
     Queued ones go back to ENQUEUED, so that their queue's limits apply when they run again;
@@ -89,11 +96,11 @@ def claim_pending(
     """
     executors = list(from_executors)
     if not executors:
-        return []
+        return Recovered()
     placeholders = ", ".join(["%s"] * len(executors))
     guard = f"status = 'PENDING' AND application_version = %s AND executor_id IN ({placeholders})"
     with write_transaction():
-        execute_and_notify(
+        requeued = execute_and_notify(
             f"""
             UPDATE {WF} SET status = 'ENQUEUED', executor_id = NULL,
                 recovery_attempts = recovery_attempts + 1, updated_at = %s, {NOT_WAITING}
@@ -101,19 +108,28 @@ def claim_pending(
             """,
             [now(), application_version, *executors],
             QUEUE_ACTIVITY,
-        )
+        ).rowcount  # read now: the next statement may reuse the cursor
         rows = execute(
             f"""
             UPDATE {WF} SET executor_id = %s, recovery_attempts = recovery_attempts + 1,
                 execution = execution + 1, updated_at = %s, {NOT_WAITING}
             WHERE {guard} AND queue_name IS NULL
-            RETURNING workflow_id, name, inputs, recovery_attempts, deadline, execution
+            RETURNING workflow_id, name, inputs, recovery_attempts, deadline, execution,
+                trace_context
             """,
             [executor_id, now(), application_version, *executors],
         ).fetchall()
-    return [
+    recovered = Recovered(
         ClaimedWorkflow(
-            workflow_id, name, inputs, attempts, parse_time(deadline), execution=execution
+            workflow_id,
+            name,
+            inputs,
+            attempts,
+            parse_time(deadline),
+            execution=execution,
+            trace_context=trace_context,
         )
-        for workflow_id, name, inputs, attempts, deadline, execution in rows
-    ]
+        for workflow_id, name, inputs, attempts, deadline, execution, trace_context in rows
+    )
+    recovered.requeued = max(requeued, 0)
+    return recovered

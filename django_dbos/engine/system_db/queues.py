@@ -206,7 +206,7 @@ def _claim(
         FROM picked
         WHERE workflow_id = picked_id AND status = 'ENQUEUED'
         RETURNING workflow_id, name, inputs, recovery_attempts, deadline, timeout_ms, execution,
-            priority, created_at, queue_partition_key
+            priority, created_at, queue_partition_key, trace_context, dispatch_after
     """
     params: list[Any] = [queue.name, *partition_params, moment, application_version, limit]
     params += [executor_id, moment, moment, application_version]
@@ -215,7 +215,8 @@ def _claim(
     rows.sort(key=lambda row: (row[7], parse_time(row[8])))
     claimed = []
     for row in rows:
-        workflow_id, name, inputs, attempts, deadline, timeout_ms, execution, priority, _, key = row
+        workflow_id, name, inputs, attempts, deadline, timeout_ms, execution, priority = row[:8]
+        created_at, key, trace_context, dispatch_after = row[8:]
         deadline = parse_time(deadline)
         if deadline is None and timeout_ms is not None:
             # A queued workflow's timeout counts from its dequeue.
@@ -234,6 +235,28 @@ def _claim(
                 execution,
                 priority=priority,
                 queue_partition_key=key,
+                trace_context=trace_context,
+                waited_seconds=_waited(moment, execution, created_at, dispatch_after),
             )
         )
     return claimed
+
+
+def _waited(
+    moment: datetime.datetime, execution: int, created_at: Any, dispatch_after: Any
+) -> float | None:
+    """Seconds from when a workflow could first run (its enqueue, or the end of its delay) to
+    its first claim; None for a later claim (requeued by a recovery or a resume), whose
+    eligible time the row no longer says."""
+    eligible = parse_time(created_at)
+    if execution != 1 or eligible is None:
+        return None
+    delay = parse_time(dispatch_after)
+    if delay is not None and _utc(delay) > _utc(eligible):
+        eligible = delay
+    return max(0.0, (moment - _utc(eligible)).total_seconds())
+
+
+def _utc(moment: datetime.datetime) -> datetime.datetime:
+    """A time read back from SQLite may be naive: it is in UTC."""
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=datetime.UTC)

@@ -47,6 +47,8 @@ class NewWorkflow:
     authenticated_user: str | None = None
     forked_from: str | None = None
     execution: int = 0
+    # The W3C trace context (JSON) of the span that started or enqueued it, if any.
+    trace_context: str | None = None
 
 
 @dataclass(frozen=True)
@@ -63,3 +65,7 @@ class ClaimedWorkflow:
     # What the enqueue asked of its queue, checked against the queue's declaration at dequeue.
     priority: int = 0
     queue_partition_key: str | None = None
+    # The trace its execution continues (the starter's span context, JSON), if any.
+    trace_context: str | None = None
+    # How long a dequeued workflow waited once it could run (enqueue or delay to claim).
+    waited_seconds: float | None = None

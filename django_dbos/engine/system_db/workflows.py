@@ -181,14 +181,14 @@ def resume_workflow(
     statuses = ", ".join(f"'{status}'" for status in RESUMABLE)
     with write_transaction():
         row = execute(
-            f"SELECT name, inputs, timeout_ms FROM {WF} "
+            f"SELECT name, inputs, timeout_ms, trace_context FROM {WF} "
             f"WHERE workflow_id = %s AND status IN ({statuses}) AND payload_expired_at IS NULL"
             f"{lock}",
             [workflow_id],
         ).fetchone()
         if row is None:
             return None
-        name, inputs, timeout_ms = row
+        name, inputs, timeout_ms, trace_context = row
         execute(
             f"""
             DELETE FROM {OP} WHERE workflow_id = %s AND error IS NOT NULL AND function_id =
@@ -224,7 +224,9 @@ def resume_workflow(
                 [executor_id, deadline, moment, workflow_id],
             ).fetchone(),
         )
-    return ClaimedWorkflow(workflow_id, name, inputs, 0, deadline, execution=execution)
+    return ClaimedWorkflow(
+        workflow_id, name, inputs, 0, deadline, execution=execution, trace_context=trace_context
+    )
 
 
 def fork_workflow(original_id: str, row: NewWorkflow, start_step: int) -> ForkOutcome:

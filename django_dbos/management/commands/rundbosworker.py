@@ -24,6 +24,13 @@ def _positive(value: str) -> int:
     return number
 
 
+def _port(value: str) -> int:
+    number = int(value)
+    if not 0 <= number <= 65535:
+        raise ValueError(value)
+    return number
+
+
 class Command(BaseCommand):
     help = (
         "Run a DBOS worker: queue dispatch, cron schedules, heartbeat, and recovery. SIGTERM or "
@@ -83,6 +90,20 @@ class Command(BaseCommand):
             action="store_true",
             help="Restart when Python code changes, as runserver does (for development).",
         )
+        parser.add_argument(
+            "--metrics-port",
+            type=_port,
+            default=None,
+            metavar="N",
+            help="Serve this worker's Prometheus metrics over HTTP on this port (needs "
+            "django-dbos[metrics]; 0 picks a free port).",
+        )
+        parser.add_argument(
+            "--metrics-address",
+            default="0.0.0.0",
+            help="The address the metrics server listens on (default 0.0.0.0: every interface, "
+            "for a scraper on another host).",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         _configure_logging(options["verbosity"])
@@ -101,6 +122,8 @@ class Command(BaseCommand):
                 shutdown_timeout=options["shutdown_timeout"],
                 executor_id=options["executor_id"],
                 max_workflows=options["max_workflows"],
+                metrics_port=options["metrics_port"],
+                metrics_address=options["metrics_address"],
             )
         except DBOSInvalidArgumentError as exc:
             raise CommandError(str(exc)) from None
