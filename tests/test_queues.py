@@ -242,10 +242,11 @@ def test_a_deduplication_id_is_held_while_its_workflow_is_enqueued_or_running():
 
 
 def test_a_workflow_stopped_after_too_many_recoveries_releases_its_deduplication_id(worker):
-    with SetEnqueueOptions(deduplication_id="user-9"):
+    # What claim_pending leaves after its worker died twice while running it; in the enqueue's
+    # transaction, so that the worker cannot claim it before.
+    with transaction.atomic(), SetEnqueueOptions(deduplication_id="user-9"):
         doomed = dedup_queue.enqueue(fragile, "doomed")
-    # What claim_pending leaves after its worker died twice while running it.
-    WorkflowStatus.objects.filter(workflow_id=doomed.workflow_id).update(recovery_attempts=2)
+        WorkflowStatus.objects.filter(workflow_id=doomed.workflow_id).update(recovery_attempts=2)
     with pytest.raises(DBOSMaxRecoveryAttemptsExceededError):
         doomed.get_result(timeout=10)
 

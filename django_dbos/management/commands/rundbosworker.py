@@ -1,3 +1,4 @@
+import argparse
 import logging
 import os
 import signal
@@ -17,18 +18,24 @@ LOGGER = "django_dbos"
 LEVELS = {0: logging.WARNING, 2: logging.DEBUG, 3: logging.DEBUG}
 
 
-def _positive(value: str) -> int:
-    number = int(value)
-    if number < 1:
-        raise ValueError(value)
+def _whole(value: str, low: int, high: int | None = None) -> int:
+    """A whole number from low to high, or argparse's error saying what was wrong."""
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid int value: {value!r}") from None
+    if number < low or (high is not None and number > high):
+        bounds = f"at least {low}" if high is None else f"from {low} to {high}"
+        raise argparse.ArgumentTypeError(f"must be {bounds}, not {number}")
     return number
+
+
+def _positive(value: str) -> int:
+    return _whole(value, 1)
 
 
 def _port(value: str) -> int:
-    number = int(value)
-    if not 0 <= number <= 65535:
-        raise ValueError(value)
-    return number
+    return _whole(value, 0, 65535)
 
 
 class Command(BaseCommand):
