@@ -76,12 +76,14 @@ class _FinishedCounts:
         self._counted: _Counted | None = None
         self._recounting = False
 
-    def get(self) -> _Counted:
+    def get(self) -> _Counted | None:
+        """The kept counts; None until the first count, which a process's first scrape starts
+        in the background rather than waiting for it (a fifth of a second at a million rows)."""
         max_age = float(conf.get("METRICS_FINISHED_COUNTS_SECONDS"))
-        counted = self._counted
-        if counted is None or max_age == 0:
+        if max_age == 0:
             return self._count()
-        if time.monotonic() - counted.began >= max_age:
+        counted = self._counted
+        if counted is None or time.monotonic() - counted.began >= max_age:
             self._recount_in_background()
         return counted
 
@@ -134,7 +136,12 @@ class _TableCollector:
         from prometheus_client.core import GaugeMetricFamily
 
         finished = _finished.get()
-        counts = {**finished.counts, **queries.workflow_counts(queries.ACTIVE)}
+        active = queries.workflow_counts(queries.ACTIVE)
+        counts = {**(finished.counts if finished is not None else {}), **active}
+        # Before the first count of finished workflows, their statuses are left out (not 0).
+        statuses = [str(s) for s in WorkflowStatusString]
+        if finished is None:
+            statuses = queries.ACTIVE
         # Every status of every known name, zeros included, so that a series drops to 0 rather
         # than disappearing when its last workflow changes status.
         names = sorted({*queries.workflow_names(), *(name for _, name in counts)})
@@ -144,15 +151,17 @@ class _TableCollector:
             "scrape; the finished statuses as of dbos_workflows_finished_counts_age_seconds).",
             labels=["status", "name"],
         )
-        for status in WorkflowStatusString:
+        for status in statuses:
             for name in names:
-                workflows.add_metric([str(status), name], counts.get((str(status), name), 0))
+                workflows.add_metric([status, name], counts.get((status, name), 0))
         yield workflows
-        yield GaugeMetricFamily(
-            "dbos_workflows_finished_counts_age_seconds",
-            "How long ago this process began the count of finished workflows in dbos_workflows.",
-            value=max(0.0, time.monotonic() - finished.began),
-        )
+        if finished is not None:
+            yield GaugeMetricFamily(
+                "dbos_workflows_finished_counts_age_seconds",
+                "How long ago this process began the count of finished workflows in "
+                "dbos_workflows.",
+                value=max(0.0, time.monotonic() - finished.began),
+            )
 
         depth = GaugeMetricFamily(
             "dbos_queue_depth",
