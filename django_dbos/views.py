@@ -196,6 +196,25 @@ def _refuse_constant(name: str) -> NoReturn:
     raise ValueError(f"{name} is not a JSON value")
 
 
+# How deep a request body may nest: far beyond any workflow's arguments, and below what every
+# Python's JSON encoder serializes (3.11's fails near 1,000 levels, 3.12's goes further), so
+# that the answer does not depend on the Python version.
+MAX_NESTING = 200
+
+
+def _nesting(value: Any) -> int:
+    """How many arrays and objects deep a parsed JSON value nests (without recursion)."""
+    deepest, pending = 0, [(value, 1)]
+    while pending:
+        item, depth = pending.pop()
+        if isinstance(item, dict):
+            item = list(item.values())
+        if isinstance(item, list):
+            deepest = max(deepest, depth)
+            pending.extend((child, depth + 1) for child in item)
+    return deepest
+
+
 def _json_body(request: HttpRequest, fields: set[str]) -> dict[str, Any]:
     """Return the request's body, a JSON object with no other keys than `fields`."""
     try:
@@ -210,6 +229,10 @@ def _json_body(request: HttpRequest, fields: set[str]) -> dict[str, Any]:
         raise APIError(400, f"The request body is not valid JSON: {exc}.") from None
     if not isinstance(body, dict):
         raise APIError(400, "The request body must be a JSON object.")
+    if _nesting(body) > MAX_NESTING:
+        raise APIError(
+            400, f"The request body nests arrays and objects deeper than {MAX_NESTING} levels."
+        )
     unknown = sorted(set(body) - fields)
     if unknown:
         raise APIError(

@@ -155,7 +155,8 @@ DBOS = {
 
 # Who gets the alerts' mail, and how it is sent: to the console unless EMAIL_BACKEND says
 # otherwise (the tests' workers write files: the file backend and EMAIL_FILE_PATH).
-ADMINS = [("Operations", "ops@example.com")]
+# (Django 6 takes plain addresses and deprecates the (name, address) pairs 5.2 needs.)
+ADMINS = ["ops@example.com"] if django.VERSION >= (6, 0) else [("Operations", "ops@example.com")]
 EMAIL_BACKEND = env("EMAIL_BACKEND", default="django.core.mail.backends.console.EmailBackend")
 EMAIL_FILE_PATH = env("EMAIL_FILE_PATH", default=None)
 

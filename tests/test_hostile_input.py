@@ -1200,7 +1200,7 @@ JSON_API = [
         SEND,
         '{"message": ' + "[" * 900 + "]" * 900 + "}",
         400,
-        "Cannot serialize the message",
+        "The request body nests arrays and objects deeper than 200 levels",
     ),
     request(
         "body-3-mb",
