@@ -17,7 +17,11 @@ from django_dbos.checks import check_pooler, check_settings
 
 def dbos_messages() -> list[checks.CheckMessage]:
     """The django_dbos messages among everything `manage.py check` would report."""
-    return [message for message in run_checks() if (message.id or "").startswith("django_dbos.")]
+    return [
+        message
+        for message in run_checks(databases=[])
+        if (message.id or "").startswith("django_dbos.")
+    ]
 
 
 def check(dbos: Any) -> list[checks.CheckMessage]:
@@ -272,7 +276,7 @@ def deploy_messages() -> list[checks.CheckMessage]:
     """The django_dbos messages of `manage.py check --deploy`."""
     return [
         message
-        for message in run_checks(include_deployment_checks=True)
+        for message in run_checks(include_deployment_checks=True, databases=[])
         if (message.id or "").startswith("django_dbos.")
     ]
 
