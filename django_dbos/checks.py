@@ -215,6 +215,21 @@ def _metrics_errors() -> list[Any]:
     return errors
 
 
+def _unknown_keys(setting: str, block: dict[Any, Any], check_id: str) -> list[Any]:
+    """A warning naming the keys of a dict setting (RETENTION, ALERTS) that it does not know."""
+    known = conf.DEFAULTS[setting]
+    unknown = sorted(str(key) for key in set(block) - set(known))
+    if not unknown:
+        return []
+    return [
+        Warning(
+            f'Unknown keys in DBOS["{setting}"]: {", ".join(unknown)}.',
+            hint=f"Known keys are {', '.join(known)}.",
+            id=check_id,
+        )
+    ]
+
+
 def _retention_errors(policy: Any) -> list[Any]:
     """DBOS["RETENTION"]: a dict of known keys, ages in days (or None), a storage of STORAGES."""
     if not isinstance(policy, dict):
@@ -226,16 +241,7 @@ def _retention_errors(policy: Any) -> list[Any]:
             )
         ]
     known = conf.DEFAULTS["RETENTION"]
-    errors: list[Any] = []
-    unknown = sorted(str(key) for key in set(policy) - set(known))
-    if unknown:
-        errors.append(
-            Warning(
-                f'Unknown keys in DBOS["RETENTION"]: {", ".join(unknown)}.',
-                hint=f"Known keys are {', '.join(known)}.",
-                id="django_dbos.W004",
-            )
-        )
+    errors: list[Any] = _unknown_keys("RETENTION", policy, "django_dbos.W004")
     policy = {**known, **policy}
     for key in ("FINISHED_DAYS", "PAYLOAD_DAYS"):
         days = policy[key]
@@ -300,16 +306,7 @@ def _alert_errors(block: Any) -> list[Any]:
             )
         ]
     known = conf.DEFAULTS["ALERTS"]
-    errors: list[Any] = []
-    unknown = sorted(str(key) for key in set(block) - set(known))
-    if unknown:
-        errors.append(
-            Warning(
-                f'Unknown keys in DBOS["ALERTS"]: {", ".join(unknown)}.',
-                hint=f"Known keys are {', '.join(known)}.",
-                id="django_dbos.W006",
-            )
-        )
+    errors: list[Any] = _unknown_keys("ALERTS", block, "django_dbos.W006")
     block = {**known, **block}
     interval = block["CHECK_SECONDS"]
     if not (_is_number(interval) and 0 < interval < math.inf):
