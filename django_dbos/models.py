@@ -75,6 +75,10 @@ class WorkflowStatus(models.Model):
     # ({"function_id", "expected", "found", "reason"}); null when it was never checked, or moved.
     upgrade_blocked_at = models.TextField(null=True, blank=True)
     upgrade_checked_version = models.CharField(max_length=255, null=True, blank=True)
+    # What the application said about the workflow (SetWorkflowAttributes, a JSON object), to
+    # find it again: list_workflows(attributes=...) matches by containment (a GIN index on
+    # PostgreSQL, made by migration 0010 outside the model: other databases have none).
+    attributes = models.JSONField(null=True, blank=True)
 
     class Meta:
         db_table = "dbos_workflow_status"
@@ -84,6 +88,7 @@ class WorkflowStatus(models.Model):
             ("cancel_workflowstatus", "Can cancel workflows"),
             ("resume_workflowstatus", "Can resume workflows"),
             ("fork_workflowstatus", "Can fork workflows"),
+            ("send_message", "Can answer workflows waiting for a message"),
         ]
         indexes = [
             models.Index(fields=["created_at"], name="dbos_wf_created_idx"),
@@ -219,6 +224,9 @@ class Notification(models.Model):
     message = models.TextField()
     created_at = models.DateTimeField()
     consumed_at = models.DateTimeField(null=True, blank=True)
+    # DBOS.send(..., idempotency_key=...): a second send with the same key to the same workflow
+    # delivers nothing (the row stays after it is consumed, so the key is remembered as long).
+    idempotency_key = models.CharField(max_length=255, null=True, blank=True)
 
     class Meta:
         db_table = "dbos_notification"
@@ -229,9 +237,49 @@ class Notification(models.Model):
                 condition=Q(consumed_at__isnull=True),
             ),
         ]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["destination", "idempotency_key"],
+                name="dbos_notif_idempotency_uniq",
+                condition=Q(idempotency_key__isnull=False),
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"to {self.destination_id} on {self.topic or '(no topic)'}"
+
+
+class MessageWait(models.Model):
+    """A workflow waiting in `recv` (written when the wait begins, deleted with the message it
+    consumes): what the admin's inbox lists, and the form it renders to answer."""
+
+    pk = models.CompositePrimaryKey("workflow_id", "function_id")
+    workflow = models.ForeignKey(
+        WorkflowStatus,
+        on_delete=models.CASCADE,
+        related_name="message_waits",
+        db_column="workflow_id",
+        db_constraint=False,
+        db_index=False,
+    )
+    # The recv's own operation: the answer is sent once per wait (its idempotency key).
+    function_id = models.IntegerField()
+    topic = models.CharField(max_length=255, blank=True, default="")
+    # The Django form the answer is made with (DBOS.recv(..., form=...)), as "module:QualName";
+    # empty for a free JSON answer.
+    form = models.CharField(max_length=255, blank=True, default="")
+    since = models.DateTimeField()
+    # When recv gives up and returns None.
+    deadline = models.DateTimeField()
+
+    class Meta:
+        db_table = "dbos_message_wait"
+        verbose_name = "message wait"
+        ordering = ["since"]
+        indexes = [models.Index(fields=["since"], name="dbos_wait_since_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.workflow_id}#{self.function_id} on {self.topic or '(no topic)'}"
 
 
 class WorkflowEvent(models.Model):
