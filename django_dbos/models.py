@@ -79,6 +79,11 @@ class WorkflowStatus(models.Model):
     # find it again: list_workflows(attributes=...) matches by containment (a GIN index on
     # PostgreSQL, made by migration 0010 outside the model: other databases have none).
     attributes = models.JSONField(null=True, blank=True)
+    # Enqueued by a Debouncer (delayed, its dispatch_after pushed back by each later call with
+    # its key, its inputs replaced), and the latest its dispatch may be pushed back to
+    # (debounce_timeout_sec after the first call); null when it has no cap.
+    debounced = models.BooleanField(default=False, db_default=False)
+    debounce_deadline = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         db_table = "dbos_workflow_status"

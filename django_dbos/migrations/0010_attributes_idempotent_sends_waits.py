@@ -71,6 +71,16 @@ class Migration(migrations.Migration):
             name="attributes",
             field=models.JSONField(blank=True, null=True),
         ),
+        migrations.AddField(
+            model_name="workflowstatus",
+            name="debounce_deadline",
+            field=models.DateTimeField(blank=True, null=True),
+        ),
+        migrations.AddField(
+            model_name="workflowstatus",
+            name="debounced",
+            field=models.BooleanField(db_default=False, default=False),
+        ),
         migrations.AddConstraint(
             model_name="notification",
             constraint=models.UniqueConstraint(
