@@ -9,6 +9,7 @@ import logging
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any, ParamSpec, Self, TypeVar
 
+from django import forms
 from django.core.exceptions import ValidationError
 from django.utils.functional import classproperty
 
@@ -567,18 +568,30 @@ class DBOS:
         communication.send(destination_id, message, topic)
 
     @staticmethod
-    def recv(topic: str | None = None, timeout_seconds: float = 60) -> Any:
-        """In a workflow: wait for and consume the next message on `topic` (None on timeout)."""
-        return communication.recv(topic, timeout_seconds)
+    def recv(
+        topic: str | None = None,
+        timeout_seconds: float = 60,
+        form: type[forms.BaseForm] | None = None,
+    ) -> Any:
+        """In a workflow: wait for and consume the next message on `topic` (None on timeout).
+
+        While it waits, the admin's inbox lists it; with a Django `form` class, a person answers
+        with that form there, and the message is its cleaned_data (docs/inbox.md).
+        """
+        return communication.recv(topic, timeout_seconds, form)
 
     @staticmethod
     async def send_async(destination_id: str, message: Any, topic: str | None = None) -> None:
         await aio.run_sync(communication.send, destination_id, message, topic)
 
     @staticmethod
-    async def recv_async(topic: str | None = None, timeout_seconds: float = 60) -> Any:
+    async def recv_async(
+        topic: str | None = None,
+        timeout_seconds: float = 60,
+        form: type[forms.BaseForm] | None = None,
+    ) -> Any:
         """In an async workflow: `recv`, waiting on the event loop."""
-        return await communication.recv_async(topic, timeout_seconds)
+        return await communication.recv_async(topic, timeout_seconds, form)
 
     @staticmethod
     def set_event(key: str, value: Any) -> None:

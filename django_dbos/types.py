@@ -98,6 +98,19 @@ class StepInfo:
 
 
 @dataclass(frozen=True, kw_only=True)
+class MessageWaitInfo:
+    """A workflow waiting in `recv` for a message (a snapshot): what the admin's inbox lists."""
+
+    workflow_id: str
+    function_id: int  # the recv's own operation: an answer is delivered once per wait
+    name: str  # the workflow's
+    topic: str | None
+    form: str  # the form to answer with (DBOS.recv(..., form=)), "module:QualName"; "" for JSON
+    since: datetime.datetime
+    deadline: datetime.datetime  # when recv gives up and returns None
+
+
+@dataclass(frozen=True, kw_only=True)
 class WorkflowSchedule:
     """A schedule made at run time (a snapshot of its row)."""
 

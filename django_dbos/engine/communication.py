@@ -17,6 +17,7 @@ from ..types import Status
 from . import (
     after_commit,
     aio,
+    answer_forms,
     cancellation,
     clock,
     notifier,
@@ -28,7 +29,7 @@ from . import (
 from .context import WorkflowContext, workflow_context
 from .notifier import key as wake_key
 from .steps import replayed
-from .timers import durable_deadline, park_if_long
+from .timers import SLEEP, durable_deadline, park_if_long, utc
 from .workflows import next_operation, next_operation_async, record_operation
 
 SEND = "DBOS.send"
@@ -97,15 +98,17 @@ def send(destination_id: str, message: Any, topic: str | None = None) -> None:
     notifier.current().wake(key)
 
 
-def recv(topic: str | None = None, timeout_seconds: float = 60) -> Any:
+def recv(topic: str | None = None, timeout_seconds: float = 60, form: Any = None) -> Any:
     """Wait for and consume the next message on a topic; None when the timeout passes."""
     ctx = _inside_workflow("recv")
     topic = "" if topic is None else validation.name(topic, "topic")
     timeout = validation.duration(timeout_seconds, "timeout_seconds")
+    form_path = answer_forms.form_path(form)
     deadline_id, function_id = next_operation(ctx), ctx.next_function_id()
     done, result = replayed(ctx, function_id, RECV)
     if done:
         return result
+    listed = _may_be_listed(ctx, deadline_id)
     keys = (wake_key("m", ctx.workflow_id, topic), wake_key("c", ctx.workflow_id))
     waiting = f"waiting for a message on topic {topic!r}" if topic else "waiting for a message"
     with (
@@ -114,29 +117,34 @@ def recv(topic: str | None = None, timeout_seconds: float = 60) -> Any:
     ):
         deadline = None
         while True:
-            message = _consume(ctx, function_id, topic)
+            message = _consume(ctx, function_id, topic, listed)
             if message is not None:
                 return serialization.loads(message)
             if deadline is None:
-                deadline = durable_deadline(ctx, deadline_id, timeout)
+                deadline = _begin_wait(ctx, deadline_id, function_id, topic, form_path, timeout)
+                listed = True
             remaining = deadline - clock.time()
             if remaining <= 0:
-                record_operation(ctx, function_id, RECV, output=serialization.dumps(None))
+                _time_out(ctx, function_id)
                 return None
             park_if_long(ctx, event, remaining, keys, deadline, waiting)
             cancellation.wait(ctx, event, remaining)
 
 
-async def recv_async(topic: str | None = None, timeout_seconds: float = 60) -> Any:
+async def recv_async(
+    topic: str | None = None, timeout_seconds: float = 60, form: Any = None
+) -> Any:
     """`recv` for async workflows: it waits on the event loop, holding no thread."""
     ctx = _inside_workflow("recv_async")
     topic = "" if topic is None else validation.name(topic, "topic")
     timeout = validation.duration(timeout_seconds, "timeout_seconds")
+    form_path = answer_forms.form_path(form)
     deadline_id = await next_operation_async(ctx)
     function_id = ctx.next_function_id()
     done, result = replayed(ctx, function_id, RECV)
     if done:
         return result
+    listed = _may_be_listed(ctx, deadline_id)
     keys = (wake_key("m", ctx.workflow_id, topic), wake_key("c", ctx.workflow_id))
     with (
         tracing.message_span("recv", topic, ctx.workflow_id, function_id),
@@ -144,26 +152,53 @@ async def recv_async(topic: str | None = None, timeout_seconds: float = 60) -> A
     ):
         deadline = None
         while True:
-            message = await aio.run_sync(_consume, ctx, function_id, topic)
+            message = await aio.run_sync(_consume, ctx, function_id, topic, listed)
             if message is not None:
                 return serialization.loads(message)
             if deadline is None:
-                deadline = await aio.run_sync(durable_deadline, ctx, deadline_id, timeout)
+                deadline = await aio.run_sync(
+                    _begin_wait, ctx, deadline_id, function_id, topic, form_path, timeout
+                )
+                listed = True
             remaining = deadline - clock.time()
             if remaining <= 0:
-                none = serialization.dumps(None)
-                await aio.run_sync(record_operation, ctx, function_id, RECV, output=none)
+                await aio.run_sync(_time_out, ctx, function_id)
                 return None
             await cancellation.wait_async(ctx, event, remaining)
 
 
-def _consume(ctx: WorkflowContext, function_id: int, topic: str) -> str | None:
-    """Consume the oldest message and record it as this recv's outcome, in one transaction."""
+def _may_be_listed(ctx: WorkflowContext, deadline_id: int) -> bool:
+    """Whether an earlier run of this recv began to wait, and so listed it in the inbox: its
+    deadline is recorded. A recv that finds its message at once has nothing to take off."""
+    return ctx.recorded_operation(deadline_id, SLEEP) is not None
+
+
+def _begin_wait(
+    ctx: WorkflowContext, deadline_id: int, function_id: int, topic: str, form: str, timeout: float
+) -> float:
+    """Take the wait's durable deadline and list the wait in the inbox; return the deadline."""
+    deadline = durable_deadline(ctx, deadline_id, timeout)
+    system_db.begin_wait(ctx.workflow_id, function_id, topic, form, clock.now(), utc(deadline))
+    return deadline
+
+
+def _consume(ctx: WorkflowContext, function_id: int, topic: str, listed: bool) -> str | None:
+    """Consume the oldest message and record it as this recv's outcome, in one transaction
+    (which takes the wait off the inbox, if it is `listed` there)."""
     with transaction.atomic(using=system_db.alias()):
         message = system_db.consume_message(ctx.workflow_id, topic)
         if message is not None:
             record_operation(ctx, function_id, RECV, output=message)
+            if listed:
+                system_db.end_wait(ctx.workflow_id, function_id)
     return message
+
+
+def _time_out(ctx: WorkflowContext, function_id: int) -> None:
+    """Record that the recv gave up (it returns None) and take it off the inbox."""
+    with transaction.atomic(using=system_db.alias()):
+        record_operation(ctx, function_id, RECV, output=serialization.dumps(None))
+        system_db.end_wait(ctx.workflow_id, function_id)
 
 
 # Events ---------------------------------------------------------------------------------------

@@ -34,7 +34,7 @@ class Serializer(Protocol):
     def loads(self, text: str) -> Any: ...
 
 
-def _import_qualname(path: str) -> Any:
+def import_qualname(path: str) -> Any:
     module_name, _, qualname = path.partition(":")
     target: Any = importlib.import_module(module_name)
     for part in qualname.split("."):
@@ -42,7 +42,7 @@ def _import_qualname(path: str) -> Any:
     return target
 
 
-def _qualified(cls: type) -> str:
+def qualified(cls: type) -> str:
     return f"{cls.__module__}:{cls.__qualname__}"
 
 
@@ -85,7 +85,7 @@ def _to_json(value: Any) -> Any:
         return {TAG: "bytes", "v": base64.b64encode(value).decode("ascii")}
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         fields = {f.name: _to_json(getattr(value, f.name)) for f in dataclasses.fields(value)}
-        return {TAG: "dataclass", "cls": _qualified(type(value)), "v": fields}
+        return {TAG: "dataclass", "cls": qualified(type(value)), "v": fields}
     raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
 
 
@@ -110,7 +110,7 @@ def _decode(obj: dict[str, Any]) -> Any:
     if tag is None:
         return obj
     if tag == "dataclass":
-        cls = _import_qualname(obj["cls"])
+        cls = import_qualname(obj["cls"])
         if not (isinstance(cls, type) and dataclasses.is_dataclass(cls)):
             raise DBOSSerializationError(f"{obj['cls']} is not a dataclass.")
         return cls(**obj["v"])
@@ -209,7 +209,7 @@ def dumps_error(exc: BaseException) -> str:
     except Exception:
         args = [str(exc)]
     record = {
-        "type": _qualified(type(exc)),
+        "type": qualified(type(exc)),
         "message": str(exc),
         "args": args,
         "traceback": "".join(traceback.format_exception(exc)),
@@ -223,7 +223,7 @@ def expired_error(text: str) -> str:
     try:
         kind = json.loads(text)["type"]
     except (ValueError, KeyError, TypeError):
-        kind = _qualified(DBOSException)
+        kind = qualified(DBOSException)
     return json.dumps({"type": kind, "message": "", "args": [], "traceback": ""})
 
 
@@ -234,7 +234,7 @@ def loads_error(text: str) -> BaseException:
     except (ValueError, DBOSSerializationError):
         return DBOSException(text)
     try:
-        cls = _import_qualname(record["type"])
+        cls = import_qualname(record["type"])
         if not (isinstance(cls, type) and issubclass(cls, BaseException)):
             raise TypeError(f"{record['type']} is not an exception class")
         exc = cls(*record.get("args", []))

@@ -101,6 +101,7 @@ from .versions import (
     stranded_workflows,
     upgrade_batch,
 )
+from .waits import begin_wait, end_wait, waiting_workflows
 from .wakeups import CHANNEL, QUEUE_ACTIVITY, announce, wake_key
 from .workflows import (
     RESUMABLE,
@@ -215,6 +216,10 @@ __all__ = [
     "send_message",
     "set_event",
     "write_stream",
+    # Waits in recv (the admin's inbox)
+    "begin_wait",
+    "end_wait",
+    "waiting_workflows",
     # Rows as value types
     "queue_status",
     "step_info",

@@ -26,7 +26,7 @@ from ...models import (
 )
 from ...models import Queue as QueueRow
 from .connection import alias, execute
-from .owned import OWNED_TABLES
+from .owned import WORKFLOW_TABLES
 
 FAILED = [Status.ERROR, Status.MAX_RECOVERY_ATTEMPTS_EXCEEDED]
 
@@ -95,7 +95,7 @@ def live_executor_count(silent_since: datetime.datetime) -> int:
 
 # Children before parents, so that no delete cascades through the ORM.
 _EVERY_TABLE: tuple[type[Model], ...] = (
-    *(owned.model for owned in OWNED_TABLES),
+    *(owned.model for owned in WORKFLOW_TABLES),
     WorkflowStatus,
     Executor,
     Schedule,

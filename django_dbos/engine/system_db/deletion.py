@@ -16,7 +16,7 @@ from django.db.models import Q
 
 from ...models import FINISHED, WorkflowStatus
 from .connection import WF, alias, execute, storable, write_transaction
-from .owned import OWNED_TABLES
+from .owned import WORKFLOW_TABLES
 
 # Keeps every `IN (...)` list far below the databases' limits on parameters.
 _CHUNK = 500
@@ -173,7 +173,7 @@ def _delete(workflow_ids: Sequence[str]) -> None:
     """Delete these workflows' rows in every table, the tables that point to a workflow first."""
     for chunk in chunks(workflow_ids):
         marks = placeholders(chunk)
-        for owned in OWNED_TABLES:
+        for owned in WORKFLOW_TABLES:
             execute(f"DELETE FROM {owned.table} WHERE {owned.owner} IN ({marks})", chunk)
         execute(f"DELETE FROM {WF} WHERE workflow_id IN ({marks})", chunk)
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from django.db import models
 
 from ...models import (
+    MessageWait,
     Notification,
     OperationOutput,
     StreamEntry,
@@ -18,16 +19,11 @@ from ...models import (
 
 
 @dataclass(frozen=True)
-class OwnedTable:
-    """A table of rows that belong to a workflow, through a foreign key to its row."""
+class WorkflowTable:
+    """A table of rows that belong to a workflow, through a foreign key to its row: they go
+    when the workflow is deleted."""
 
-    # The key of these rows in an archived record (docs/retention.md).
-    key: str
     model: type[models.Model]
-    # The order of one workflow's rows in a record.
-    order: tuple[str, ...]
-    # The column holding a serialized value, dropped when the workflow's payload expires.
-    payload: str
 
     @property
     def table(self) -> str:
@@ -42,6 +38,19 @@ class OwnedTable:
             if field.is_relation and field.related_model is WorkflowStatus
         )
         return field.attname
+
+
+@dataclass(frozen=True)
+class OwnedTable(WorkflowTable):
+    """A table of a workflow's history: kept in its archived record, and scrubbed when its
+    payload expires."""
+
+    # The key of these rows in an archived record (docs/retention.md).
+    key: str
+    # The order of one workflow's rows in a record.
+    order: tuple[str, ...]
+    # The column holding a serialized value, dropped when the workflow's payload expires.
+    payload: str
 
     def scrub_statement(self, marks: str) -> str:
         """The UPDATE dropping the payloads of the workflows listed by `marks` (placeholders).
@@ -59,9 +68,14 @@ class OwnedTable:
 
 # Messages keep their order, which is the order they are consumed in.
 OWNED_TABLES = (
-    OwnedTable("steps", OperationOutput, ("function_id",), "output"),
-    OwnedTable("events", WorkflowEvent, ("key",), "value"),
-    OwnedTable("event_history", WorkflowEventHistory, ("function_id", "key"), "value"),
-    OwnedTable("streams", StreamEntry, ("key", "position"), "value"),
-    OwnedTable("messages", Notification, ("id",), "message"),
+    OwnedTable(OperationOutput, "steps", ("function_id",), "output"),
+    OwnedTable(WorkflowEvent, "events", ("key",), "value"),
+    OwnedTable(WorkflowEventHistory, "event_history", ("function_id", "key"), "value"),
+    OwnedTable(StreamEntry, "streams", ("key", "position"), "value"),
+    OwnedTable(Notification, "messages", ("id",), "message"),
 )
+
+# Every table of a workflow's rows, for what deletes or empties them. The waits in recv (the
+# admin's inbox) describe a running workflow, not its history: they hold no payload to scrub,
+# and an archived (finished) workflow waits for nothing.
+WORKFLOW_TABLES: tuple[WorkflowTable, ...] = (*OWNED_TABLES, WorkflowTable(MessageWait))
