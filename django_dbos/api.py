@@ -563,9 +563,15 @@ class DBOS:
     # Communicating --------------------------------------------------------------------------
 
     @staticmethod
-    def send(destination_id: str, message: Any, topic: str | None = None) -> None:
-        """Send a message to a workflow; exactly once when sent from a workflow."""
-        communication.send(destination_id, message, topic)
+    def send(
+        destination_id: str,
+        message: Any,
+        topic: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> None:
+        """Send a message to a workflow; exactly once when sent from a workflow, or with an
+        idempotency key (what a webhook handler that the sender retries passes)."""
+        communication.send(destination_id, message, topic, idempotency_key)
 
     @staticmethod
     def recv(
@@ -581,8 +587,13 @@ class DBOS:
         return communication.recv(topic, timeout_seconds, form)
 
     @staticmethod
-    async def send_async(destination_id: str, message: Any, topic: str | None = None) -> None:
-        await aio.run_sync(communication.send, destination_id, message, topic)
+    async def send_async(
+        destination_id: str,
+        message: Any,
+        topic: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> None:
+        await aio.run_sync(communication.send, destination_id, message, topic, idempotency_key)
 
     @staticmethod
     async def recv_async(

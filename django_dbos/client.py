@@ -113,8 +113,14 @@ class DBOSClient:
             return None
 
     @_on_database
-    def send(self, destination_id: str, message: Any, topic: str | None = None) -> None:
-        DBOS.send(destination_id, message, topic)
+    def send(
+        self,
+        destination_id: str,
+        message: Any,
+        topic: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> None:
+        DBOS.send(destination_id, message, topic, idempotency_key)
 
     @_on_database
     def get_event(self, workflow_id: str, key: str, timeout_seconds: float = 60) -> Any:

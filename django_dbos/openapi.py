@@ -310,6 +310,11 @@ SCHEMAS: dict[str, Any] = {
         "properties": {
             "message": {"description": "Any JSON value."},
             "topic": NULLABLE_STRING,
+            "idempotency_key": {
+                **NULLABLE_STRING,
+                "description": "A second send with the same key to this workflow delivers "
+                "nothing (the Idempotency-Key header does the same).",
+            },
         },
     },
 }
@@ -470,7 +475,16 @@ PATHS: dict[str, Any] = {
         "post": {
             "operationId": "sendMessage",
             "summary": "Send a message to a workflow (it reads it with DBOS.recv)",
-            "description": "Needs django_dbos.change_workflowstatus.",
+            "description": "Needs django_dbos.send_message or django_dbos.change_workflowstatus.",
+            "parameters": [
+                {
+                    "name": "Idempotency-Key",
+                    "in": "header",
+                    "required": False,
+                    "schema": {"type": "string"},
+                    "description": "As the body's idempotency_key.",
+                }
+            ],
             "requestBody": _body("SendRequest"),
             "responses": {**_ok("Sent.", "Sent", "202"), **WRITE},
         },

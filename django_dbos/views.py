@@ -49,7 +49,9 @@ logger = logging.getLogger("django_dbos")
 T = TypeVar("T")
 
 VIEW = "django_dbos.view_workflowstatus"
-SEND = "django_dbos.change_workflowstatus"
+# Answering a waiting workflow (the inbox's permission); change_workflowstatus, which this
+# endpoint needed before send_message existed, still allows it.
+SEND = ("django_dbos.send_message", "django_dbos.change_workflowstatus")
 CANCEL = "django_dbos.cancel_workflowstatus"
 RESUME = "django_dbos.resume_workflowstatus"
 FORK = "django_dbos.fork_workflowstatus"
@@ -369,8 +371,9 @@ def _basic_user(request: HttpRequest, credentials: str) -> AbstractBaseUser:
     return user
 
 
-def _authorize(request: HttpRequest, permission: str) -> None:
-    """Authenticate with HTTP Basic or the session (checking CSRF), then check the permission."""
+def _authorize(request: HttpRequest, permission: str | tuple[str, ...]) -> None:
+    """Authenticate with HTTP Basic or the session (checking CSRF), then check the permission
+    (one of them, for a tuple)."""
     header = request.META.get("HTTP_AUTHORIZATION", "")
     if header[:6].lower() == "basic ":
         # The stubs type request.user as the settings' user model; authenticate() returns an
@@ -382,14 +385,15 @@ def _authorize(request: HttpRequest, permission: str) -> None:
             raise _unauthorized("Authentication required: log in, or use HTTP Basic.")
         if request.method not in SAFE_METHODS:
             _check_csrf(request)
-    if not request.user.has_perm(permission):
-        raise APIError(403, f"You do not have the {permission} permission.")
+    allowed = (permission,) if isinstance(permission, str) else permission
+    if not any(request.user.has_perm(name) for name in allowed):
+        raise APIError(403, f"You do not have the {' or the '.join(allowed)} permission.")
 
 
 View = Callable[..., HttpResponseBase]
 
 
-def api_view(method: str, permission: str | None) -> Callable[[View], View]:
+def api_view(method: str, permission: str | tuple[str, ...] | None) -> Callable[[View], View]:
     """Make a view an API endpoint: its method, authentication and permission (None: public),
     URL arguments checked, and errors answered as JSON."""
 
@@ -596,11 +600,17 @@ def delete_workflow(request: HttpRequest, workflow_id: str) -> HttpResponse:
 
 @api_view("POST", SEND)
 def send_message(request: HttpRequest, workflow_id: str) -> HttpResponse:
-    body = _json_body(request, {"message", "topic"})
+    """Send a message; with an idempotency key (in the body or the Idempotency-Key header), a
+    retried request delivers it once."""
+    body = _json_body(request, {"message", "topic", "idempotency_key"})
     if "message" not in body:
         raise APIError(400, 'The body needs "message": any JSON value.')
     topic = _field(body, "topic", str, "a string")
-    DBOS.send(workflow_id, body["message"], topic=topic)
+    key = _field(body, "idempotency_key", str, "a string")
+    header = request.headers.get("Idempotency-Key")
+    if header is not None and key is not None and header != key:
+        raise APIError(400, "The Idempotency-Key header and the body's idempotency_key differ.")
+    DBOS.send(workflow_id, body["message"], topic=topic, idempotency_key=key or header)
     return _json({"workflow_id": workflow_id, "topic": topic}, status=202)
 
 

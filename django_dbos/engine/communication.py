@@ -72,15 +72,25 @@ def _publish(ctx: WorkflowContext, name: str, announce: str, write: Callable[[in
 # Messages -------------------------------------------------------------------------------------
 
 
-def send(destination_id: str, message: Any, topic: str | None = None) -> None:
-    """Queue a message for a workflow; exactly once when sent from a workflow."""
+def send(
+    destination_id: str,
+    message: Any,
+    topic: str | None = None,
+    idempotency_key: str | None = None,
+) -> None:
+    """Queue a message for a workflow; exactly once when sent from a workflow, or with an
+    idempotency key (a second send with the same key to the same workflow delivers nothing)."""
     validation.workflow_id(destination_id)
     topic = "" if topic is None else validation.name(topic, "topic")
+    if idempotency_key is not None:
+        validation.name(idempotency_key, "idempotency_key", allow_empty=False)
     text = serialization.dumps(message, "message")
     key = wake_key("m", destination_id, topic)
 
     def write() -> None:
-        if not system_db.send_message(destination_id, topic, text, wake_key=key):
+        if not system_db.send_message(
+            destination_id, topic, text, wake_key=key, idempotency_key=idempotency_key
+        ):
             raise DBOSNonExistentWorkflowError(
                 f"Cannot send to workflow {destination_id!r}: there is no workflow with that id."
             )

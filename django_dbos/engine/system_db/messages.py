@@ -7,19 +7,30 @@ from django.db import connections
 from ...models import StreamEntry, WorkflowEvent
 from .connection import EVENT, EVENT_HISTORY, MESSAGE, STREAM, WF, alias, execute, now, storable
 from .wakeups import execute_and_notify
+from .workflows import get_outcome
 
 _SEND = f"""
-INSERT INTO {MESSAGE} (destination_id, topic, message, created_at)
-SELECT %s, %s, %s, %s WHERE EXISTS (SELECT 1 FROM {WF} WHERE workflow_id = %s)
+INSERT INTO {MESSAGE} (destination_id, topic, message, created_at, idempotency_key)
+SELECT %s, %s, %s, %s, %s WHERE EXISTS (SELECT 1 FROM {WF} WHERE workflow_id = %s)
+ON CONFLICT (destination_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
 """
 
 
-def send_message(destination_id: str, topic: str, message: str, *, wake_key: str) -> bool:
-    """Queue a message for a workflow; False (and nothing written) when it does not exist."""
-    cursor = execute_and_notify(
-        _SEND, [destination_id, topic, message, now(), destination_id], wake_key
-    )
-    return cursor.rowcount == 1
+def send_message(
+    destination_id: str,
+    topic: str,
+    message: str,
+    *,
+    wake_key: str,
+    idempotency_key: str | None = None,
+) -> bool:
+    """Queue a message for a workflow, unless one with the same idempotency key was; False
+    (and nothing written) when the workflow does not exist."""
+    params = [destination_id, topic, message, now(), idempotency_key, destination_id]
+    if execute_and_notify(_SEND, params, wake_key).rowcount == 1:
+        return True
+    # Nothing written: the workflow is missing, or the key was used (then it exists).
+    return idempotency_key is not None and get_outcome(destination_id) is not None
 
 
 def consume_message(workflow_id: str, topic: str) -> str | None:
