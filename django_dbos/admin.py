@@ -25,7 +25,7 @@ from django.utils.formats import date_format
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
-from . import queries
+from . import inbox, queries
 from .api import DBOS
 from .errors import DBOSException
 from .models import AlertState, AlertTransition, Schedule, WorkflowStatus
@@ -397,6 +397,12 @@ class WorkflowStatusAdmin(SystemTablesAdmin):
                 self.admin_site.admin_view(self.versions_view),
                 name="django_dbos_versions",
             ),
+            path("inbox/", self.admin_site.admin_view(self.inbox_view), name="django_dbos_inbox"),
+            path(
+                "inbox/<path:workflow_id>/<int:function_id>/",
+                self.admin_site.admin_view(self.answer_view),
+                name="django_dbos_answer",
+            ),
             *super().get_urls(),
         ]
 
@@ -444,6 +450,14 @@ class WorkflowStatusAdmin(SystemTablesAdmin):
             "running": queries.running_version(),
         }
         return TemplateResponse(request, "admin/django_dbos/versions.html", context)
+
+    def inbox_view(self, request: HttpRequest) -> HttpResponse:
+        """The workflows waiting in recv for a person's answer."""
+        return inbox.inbox_view(self, request)
+
+    def answer_view(self, request: HttpRequest, workflow_id: str, function_id: int) -> HttpResponse:
+        """Answer one of them (with django_dbos.send_message)."""
+        return inbox.answer_view(self, request, workflow_id, function_id)
 
 
 def _expired(obj: WorkflowStatus) -> SafeString | None:

@@ -251,6 +251,50 @@ SCHEMAS: dict[str, Any] = {
             },
         },
     },
+    "Wait": {
+        "type": "object",
+        "description": "A PENDING workflow waiting in recv for a message (the admin's inbox).",
+        "required": [
+            "workflow_id",
+            "function_id",
+            "name",
+            "topic",
+            "form",
+            "since",
+            "deadline",
+            "idempotency_key",
+            "answer_url",
+        ],
+        "properties": {
+            "workflow_id": STRING,
+            "function_id": {"type": "integer", "description": "The recv's operation."},
+            "name": {"type": "string", "description": "The workflow's registered name."},
+            "topic": NULLABLE_STRING,
+            "form": {
+                "type": "string",
+                "description": 'The Django form it is answered with ("module:QualName"), or "" '
+                "for any JSON value.",
+            },
+            "since": DATE_TIME,
+            "deadline": {**DATE_TIME, "description": "When recv gives up and returns null."},
+            "idempotency_key": {
+                "type": "string",
+                "description": "Send the answer with this key: the wait receives one answer.",
+            },
+            "answer_url": {
+                **NULLABLE_STRING,
+                "description": "The admin's page to answer it (null without the admin).",
+            },
+        },
+    },
+    "WaitList": {
+        "type": "object",
+        "required": ["waits", "limit"],
+        "properties": {
+            "waits": {"type": "array", "items": _ref("Wait")},
+            "limit": {"type": "integer"},
+        },
+    },
     "QueueList": {
         "type": "object",
         "required": ["queues"],
@@ -538,6 +582,27 @@ PATHS: dict[str, Any] = {
                 **_errors("400", "401", "403", "404", "409", "413"),
             },
         },
+    },
+    "/waits/": {
+        "get": {
+            "operationId": "listWaits",
+            "summary": "List the workflows waiting in recv for a message, the longest first",
+            "parameters": [
+                _query("topic", STRING, "Only waits on this topic."),
+                _query("name", STRING, "Only workflows registered under this name."),
+                _query(
+                    "limit",
+                    {
+                        "type": "integer",
+                        "minimum": 1,
+                        "maximum": MAX_LIMIT,
+                        "default": DEFAULT_LIMIT,
+                    },
+                    "At most this many waits.",
+                ),
+            ],
+            "responses": {**_ok("The waits.", "WaitList"), **_errors("400", "401", "403")},
+        }
     },
     "/queues/": {
         "get": {

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NoReturn
 
+from django import forms
 from django.conf import settings
 from django.db.models import QuerySet
 
@@ -17,6 +18,7 @@ from . import conf
 from .api import DBOS
 from .engine import (
     alert_rules,
+    answer_forms,
     deletion,
     executor,
     listen_target,
@@ -29,7 +31,15 @@ from .engine import (
 )
 from .models import FINISHED as FINISHED_STATUSES
 from .models import Executor, Schedule, WorkflowStatus
-from .types import Alert, FiringAlert, Status, UpgradeBlock, UpgradeCheck, VersionInfo
+from .types import (
+    Alert,
+    FiringAlert,
+    MessageWaitInfo,
+    Status,
+    UpgradeBlock,
+    UpgradeCheck,
+    VersionInfo,
+)
 from .validators import cron_error
 
 if TYPE_CHECKING:
@@ -183,6 +193,41 @@ def health(*, worker: bool = False) -> Health:
         if load.enqueued and not load.live_workers
     }
     return Health(live_executors=live, unserved_queues=unserved)
+
+
+# The inbox: workflows waiting in recv for a person's answer (docs/inbox.md).
+
+
+def waiting_workflows(
+    *, topic: str | None = None, name: str | None = None, limit: int | None = None
+) -> list[MessageWaitInfo]:
+    """The PENDING workflows waiting in recv (on this topic, of this workflow name), the
+    longest waiting first."""
+    return system_db.waiting_workflows(topic=topic, name=name, limit=limit)
+
+
+def message_wait(workflow_id: str, function_id: int) -> MessageWaitInfo | None:
+    """One recv's wait; None once it was answered or timed out, or its workflow stopped."""
+    found = system_db.waiting_workflows(workflow_id=workflow_id, function_id=function_id)
+    return found[0] if found else None
+
+
+def answer_form(wait: MessageWaitInfo) -> type[forms.BaseForm] | None:
+    """The form a wait is answered with (None: any JSON value); DBOSException when this
+    process cannot import it."""
+    return answer_forms.load_form(wait.form) if wait.form else None
+
+
+def answer(wait: MessageWaitInfo, message: Any) -> bool:
+    """Send a person's answer to a wait, once per wait: False when one was sent already.
+
+    Two answers racing past the check are sent with the same idempotency key, so the workflow
+    still receives one.
+    """
+    if system_db.message_sent(wait.workflow_id, wait.idempotency_key):
+        return False
+    DBOS.send(wait.workflow_id, message, wait.topic, idempotency_key=wait.idempotency_key)
+    return True
 
 
 # Versions and upgrades (docs/deploying.md), for the admin and `manage.py dbos`.

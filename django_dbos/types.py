@@ -109,6 +109,12 @@ class MessageWaitInfo:
     since: datetime.datetime
     deadline: datetime.datetime  # when recv gives up and returns None
 
+    @property
+    def idempotency_key(self) -> str:
+        """The key an answer is sent with (DBOS.send(..., idempotency_key=)): the admin's inbox
+        uses it, and so may any other sender, so that the wait gets one answer in all."""
+        return f"inbox:{self.function_id}"
+
 
 @dataclass(frozen=True, kw_only=True)
 class WorkflowSchedule:

@@ -18,6 +18,7 @@ urlpatterns = [
     path("workflows/<str:workflow_id>/send/", views.send_message, name="send"),
     path("workflows/<str:workflow_id>/events/<str:key>/", views.get_event, name="event"),
     path("workflows/<str:workflow_id>/streams/<str:key>/", views.read_stream, name="stream"),
+    path("waits/", views.list_waits, name="waits"),
     path("queues/", views.list_queues, name="queues"),
     path("health/", views.health, name="health"),
     path("metrics/", views.metrics, name="metrics"),

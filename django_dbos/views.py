@@ -30,6 +30,7 @@ from django.db import DatabaseError, connections
 from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.http.response import HttpResponseBase
 from django.middleware.csrf import CsrfViewMiddleware
+from django.urls import NoReverseMatch, reverse
 from django.views.decorators.csrf import csrf_exempt
 
 from . import conf, openapi, queries, table_metrics
@@ -43,7 +44,7 @@ from .errors import (
     DBOSWorkflowConflictIDError,
 )
 from .openapi import DEFAULT_LIMIT, MAX_INTEGER, MAX_LIMIT, MAX_WAIT_SECONDS
-from .types import Status
+from .types import MessageWaitInfo, Status
 
 logger = logging.getLogger("django_dbos")
 T = TypeVar("T")
@@ -662,6 +663,34 @@ def _queue(name: str) -> Queue:
         return Queue._declared(name)
     except DBOSNotRegisteredError as exc:
         raise APIError(400, str(exc), {"field": "queue_name"}) from None
+
+
+# The inbox ------------------------------------------------------------------------------------
+
+
+@api_view("GET", VIEW)
+def list_waits(request: HttpRequest) -> HttpResponse:
+    """The workflows waiting in recv for a message (the admin's inbox), the longest waiting
+    first. Answer one with its send endpoint and its idempotency_key: it receives one answer."""
+    limit = _int_param(request, "limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
+    waits = queries.waiting_workflows(
+        topic=_text_param(request, "topic"), name=_text_param(request, "name"), limit=limit
+    )
+    return _json({"waits": [_wait_json(wait) for wait in waits], "limit": limit})
+
+
+def _wait_json(wait: MessageWaitInfo) -> dict[str, Any]:
+    try:
+        answer_url: str | None = reverse(
+            "admin:django_dbos_answer", args=[wait.workflow_id, wait.function_id]
+        )
+    except NoReverseMatch:  # the project does not route the admin
+        answer_url = None
+    return {
+        **dataclasses.asdict(wait),
+        "idempotency_key": wait.idempotency_key,
+        "answer_url": answer_url,
+    }
 
 
 # Queues, health, the schema -------------------------------------------------------------------

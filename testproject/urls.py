@@ -12,6 +12,7 @@ urlpatterns = [
     path("demo/crash-worker/", demo.crash_worker),
     path("demo/fanout/start/", demo.start_fanout),
     path("demo/fanout/<str:batch>/", demo.fanout_progress),
+    path("demo/refund/start/", demo.start_refund),
     path("journal/", views.journal, name="journal"),
     path("checkout/", views.start_checkout, name="checkout"),
     path("pay/<str:workflow_id>/", views.payment_page, name="pay"),

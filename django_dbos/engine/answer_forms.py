@@ -6,7 +6,6 @@ import it, render it, and send its cleaned_data to the workflow.
 
 from __future__ import annotations
 
-import functools
 from typing import Any
 
 from django import forms
@@ -24,11 +23,6 @@ def form_path(form: Any) -> str:
             f"form must be a Django form class (a subclass of django.forms.Form), not {form!r}: "
             "pass the class itself, as in DBOS.recv('approval', form=ApprovalForm)."
         )
-    return _importable_path(form)
-
-
-@functools.cache
-def _importable_path(form: type[forms.BaseForm]) -> str:
     path = serialization.qualified(form)
     try:
         found = serialization.import_qualname(path)

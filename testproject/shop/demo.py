@@ -25,7 +25,7 @@ from django_dbos import DBOS, SetWorkflowID
 from django_dbos.models import Executor, WorkflowStatus
 
 from .models import LedgerEntry, Order
-from .workflows import PAYMENT_URL, checkouts, demo_checkout, fanout, fanout_job
+from .workflows import PAYMENT_URL, checkouts, demo_checkout, fanout, fanout_job, refund_request
 
 DEMO_WORKER = "demo-worker"
 
@@ -128,3 +128,14 @@ def fanout_progress(request: HttpRequest, batch: str) -> JsonResponse:
         .annotate(n=Count("workflow_id"))
     )
     return JsonResponse({"batch": batch, "counts": counts, "done": counts.get("SUCCESS", 0)})
+
+
+@require_POST
+def start_refund(request: HttpRequest) -> JsonResponse:
+    """Start a refund request that waits in the admin's inbox for a person's decision."""
+    order = Order.objects.create()
+    with SetWorkflowID(f"demo-refund-{order.pk}"):
+        handle = DBOS.start_workflow(refund_request, order.pk)
+    return JsonResponse(
+        {"workflow_id": handle.workflow_id, "inbox": "/admin/django_dbos/workflowstatus/inbox/"}
+    )

@@ -5,6 +5,7 @@ import time
 
 from django_dbos import DBOS, Queue
 
+from .forms import RefundDecisionForm
 from .models import LedgerEntry, Order
 
 
@@ -76,6 +77,22 @@ def checkout(order_id: int, payment_timeout_seconds: float = 300) -> str:
         return "fulfilled"
     set_order_status(order_id, "cancelled")
     return "cancelled"
+
+
+# A refund that a person decides in the admin's inbox (docs/inbox.md): the workflow waits, with
+# no thread held, until someone answers with the form; the answer is its cleaned_data.
+
+REFUND_DECISION = "refund_decision"
+
+
+@DBOS.workflow()
+def refund_request(order_id: int, wait_seconds: float = 7 * 24 * 3600) -> dict | None:
+    """Ask a person to decide a refund; refund the order if they approve. Returns the decision
+    (None when nobody answered in time)."""
+    decision = DBOS.recv(REFUND_DECISION, timeout_seconds=wait_seconds, form=RefundDecisionForm)
+    if decision is not None and decision["approved"]:
+        set_order_status(order_id, "refunded")
+    return decision
 
 
 # A fleet of small jobs on a queue that at most four run at once, across all workers.

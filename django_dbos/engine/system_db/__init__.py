@@ -59,7 +59,15 @@ from .executors import (
     pending_executor_ids,
     stale_executor_ids,
 )
-from .messages import consume_message, get_event, read_stream, send_message, set_event, write_stream
+from .messages import (
+    consume_message,
+    get_event,
+    message_sent,
+    read_stream,
+    send_message,
+    set_event,
+    write_stream,
+)
 from .operations import list_operations, load_operations, load_operations_of, record_operation
 from .queues import (
     QueueLoad,
@@ -212,6 +220,7 @@ __all__ = [
     # Messages, events, streams
     "consume_message",
     "get_event",
+    "message_sent",
     "read_stream",
     "send_message",
     "set_event",

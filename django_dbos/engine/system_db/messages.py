@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.db import connections
 
-from ...models import StreamEntry, WorkflowEvent
+from ...models import Notification, StreamEntry, WorkflowEvent
 from .connection import EVENT, EVENT_HISTORY, MESSAGE, STREAM, WF, alias, execute, now, storable
 from .wakeups import execute_and_notify
 from .workflows import get_outcome
@@ -47,6 +47,15 @@ def consume_message(workflow_id: str, topic: str) -> str | None:
     """
     row = execute(sql, [now(), workflow_id, topic]).fetchone()
     return row[0] if row else None
+
+
+def message_sent(destination_id: str, idempotency_key: str) -> bool:
+    """Whether a message with this idempotency key was sent to the workflow."""
+    return (
+        Notification.objects.using(alias())
+        .filter(destination_id=destination_id, idempotency_key=idempotency_key)
+        .exists()
+    )
 
 
 # Events ---------------------------------------------------------------------------------------
