@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
+from decimal import Decimal
 
 import pytest
 from django.contrib.auth.models import User
 from playwright.sync_api import Browser, Page, expect
 
 from django_dbos import DBOS, SetWorkflowID
-from testproject.shop.workflows import ten_step_journal
+from testproject.shop.workflows import refund_request, ten_step_journal
 
 from .chromium import PNG_SIGNATURE, launched_chromium, screenshot
 
@@ -141,5 +142,47 @@ def test_an_operator_watches_cancels_and_resumes_workflows_in_the_admin(
     shots.append(screenshot(page, "05-resumed"))
 
     for shot in shots:
+        assert shot.read_bytes().startswith(PNG_SIGNATURE), shot
+        assert shot.stat().st_size > 10_000, shot
+
+
+def test_a_person_answers_a_waiting_workflow_from_the_inbox(live_server, page):
+    User.objects.create_superuser("reviewer", "reviewer@example.com", "browser-pw")
+    with SetWorkflowID("browser-refund"):
+        handle = DBOS.start_workflow(refund_request, 7, 600)
+    page.goto(live_server.url + "/admin/login/?next=" + CHANGELIST)
+    page.fill("#id_username", "reviewer")
+    page.fill("#id_password", "browser-pw")
+    page.get_by_role("button", name="Log in").click()
+
+    # The inbox, from the workflow list's object tools.
+    page.get_by_role("link", name="Inbox").click()
+    row = page.locator("#dbos-inbox-table tr.dbos-wait")
+    expect(row).to_contain_text("browser-refund")
+    expect(row).to_contain_text("refund_decision")
+    expect(row).to_contain_text("reviewer")
+    inbox = screenshot(page, "06-inbox")
+
+    # The refund form, answered badly: its errors, nothing sent.
+    row.get_by_role("link", name="Answer").click()
+    page.fill("#id_amount", "-5")
+    page.fill("#id_refund_on", "next week")
+    page.get_by_role("button", name="Send the answer").click()
+    expect(page.locator(".errorlist").first).to_be_visible()
+    expect(page.locator("#dbos-answer-form")).to_contain_text("Enter a valid date.")
+    error = screenshot(page, "07-answer-form-error")
+
+    # Answered well: the workflow receives the form's cleaned data.
+    page.check("#id_approved")
+    page.fill("#id_amount", "19.90")
+    page.fill("#id_refund_on", "2026-12-24")
+    page.get_by_role("button", name="Send the answer").click()
+    expect(page.locator(".messagelist .success")).to_contain_text(
+        "Answered workflow browser-refund"
+    )
+    expect(page.locator("#dbos-inbox-empty")).to_be_visible()
+    assert handle.get_result(timeout=10)["amount"] == Decimal("19.90")
+
+    for shot in (inbox, error):
         assert shot.read_bytes().startswith(PNG_SIGNATURE), shot
         assert shot.stat().st_size > 10_000, shot
