@@ -11,6 +11,8 @@ import pytest
 from django import forms
 from django.contrib.admin.models import CHANGE, LogEntry
 from django.contrib.auth.models import Group, Permission, User
+from django.db import connections
+from django.test import Client
 
 from django_dbos import DBOS, DBOSInvalidArgumentError, SetWorkflowID
 from django_dbos.engine import system_db
@@ -243,12 +245,13 @@ def test_two_people_answering_at_once_deliver_one_message(client):
     barrier = threading.Barrier(2)
 
     def answer(person: User) -> None:
-        from django.test import Client
-
         browser = Client()
         browser.force_login(person)
         barrier.wait()
-        browser.post(INBOX + "refund-1/2/", GOOD_ANSWER)
+        try:
+            browser.post(INBOX + "refund-1/2/", GOOD_ANSWER)
+        finally:
+            connections.close_all()  # this thread's own connections
 
     threads = [threading.Thread(target=answer, args=(person,)) for person in people]
     for thread in threads:
