@@ -20,7 +20,7 @@ from django.urls import reverse
 
 from . import queries
 from .api import DBOS
-from .errors import DBOSException, DBOSSerializationError
+from .errors import DBOSException
 from .types import MessageWaitInfo
 
 SEND_MESSAGE = "django_dbos.send_message"
@@ -124,7 +124,7 @@ def answer_view(
     message = form.cleaned_data if form_class is not None else form.cleaned_data["message"]
     try:
         sent = queries.answer(wait, message)
-    except DBOSSerializationError as exc:
+    except DBOSException as exc:  # a value it cannot serialize; the workflow just deleted
         form.add_error(None, str(exc))
         return _answer_page(model_admin, request, wait, form)
     if not sent:
