@@ -26,6 +26,8 @@ from .types import MessageWaitInfo
 SEND_MESSAGE = "django_dbos.send_message"
 # How many of the people who may answer the inbox names; it counts the others.
 NAMED_ANSWERERS = 5
+# How many waits the inbox shows, the longest waiting first (?topic= and ?name= narrow them).
+SHOWN_WAITS = 200
 
 
 class JsonAnswerForm(forms.Form):
@@ -71,13 +73,16 @@ def answerers(permission: str | None) -> str:
 
 
 def inbox_view(model_admin: admin.ModelAdmin, request: HttpRequest) -> HttpResponse:
-    """The waiting workflows, the longest waiting first."""
+    """The waiting workflows, the longest waiting first (of a ?topic=, a workflow ?name=)."""
     if not model_admin.has_view_permission(request):
         return HttpResponse(status=403)
     may_answer = request.user.has_perm(SEND_MESSAGE)
     rows = []
     people: dict[str | None, str] = {}
-    for wait in queries.waiting_workflows():
+    waits = queries.waiting_workflows(
+        topic=request.GET.get("topic"), name=request.GET.get("name"), limit=SHOWN_WAITS + 1
+    )
+    for wait in waits[:SHOWN_WAITS]:
         try:
             permission = extra_permission(queries.answer_form(wait))
         except DBOSException:
@@ -96,6 +101,7 @@ def inbox_view(model_admin: admin.ModelAdmin, request: HttpRequest) -> HttpRespo
         "title": "Inbox",
         "opts": model_admin.model._meta,
         "rows": rows,
+        "more": len(waits) > SHOWN_WAITS,
     }
     return TemplateResponse(request, "admin/django_dbos/inbox.html", context)
 

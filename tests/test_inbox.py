@@ -194,6 +194,7 @@ def test_the_inbox_lists_waits_and_who_may_answer(client):
     assert "refund_request" in page
     assert "<td>bob, carol</td>" in page
     assert "dbos-answer" not in page  # no Answer link without send_message
+    assert "refund-1" not in client.get(INBOX, {"topic": "other"}).content.decode()
     client.force_login(user("erin", "send_message"))
     assert f'href="{INBOX}refund-1/2/"' in client.get(INBOX).content.decode()
     DBOS.send("refund-1", None, topic=REFUND_DECISION)
