@@ -117,6 +117,7 @@ from .workflows import (
     park_workflow,
     resume_workflow,
     unpark_workflow,
+    update_attributes,
 )
 
 __all__ = [
@@ -155,6 +156,7 @@ __all__ = [
     "park_workflow",
     "resume_workflow",
     "unpark_workflow",
+    "update_attributes",
     # Deleting finished workflows
     "Position",
     "delete_batch",
