@@ -42,6 +42,7 @@ from .connection import (
     wait_until_reachable,
     write_transaction,
 )
+from .containment import containing
 from .deletion import (
     Position,
     delete_batch,
@@ -144,6 +145,7 @@ __all__ = [
     "ScheduleRow",
     "WorkflowRow",
     "cancel_workflows",
+    "containing",
     "descendants",
     "finish_workflow",
     "fork_workflow",
