@@ -385,7 +385,8 @@ class WorkflowStatusAdmin(SystemTablesAdmin):
     def attributes_summary(self, obj: WorkflowStatus) -> str:
         if obj.attributes is None:
             return "-"
-        text = json.dumps(obj.attributes, separators=(", ", ": "), ensure_ascii=False)
+        # By key, as on the workflow's page: PostgreSQL's jsonb keeps no order.
+        text = json.dumps(obj.attributes, ensure_ascii=False, sort_keys=True)
         return text if len(text) <= 60 else text[:59] + "…"
 
     @admin.display(description="input")

@@ -326,3 +326,18 @@ def test_queued_listing_takes_the_filters_that_fit_it():
     assert [status.workflow_id for status in found] == ["attr-q1"]
     found = DBOS.list_queued_workflows(workflow_id_prefix="attr-q", has_parent=False)
     assert [status.workflow_id for status in found] == ["attr-q1", "attr-q2"]
+
+
+def test_export_and_import_carry_the_attributes():
+    with SetWorkflowAttributes({"tenant": "acme", "n": [1, 2.5]}), SetWorkflowID("attr-moved"):
+        leaf(1)
+    (record,) = DBOS.export_workflows(attributes={"tenant": "acme"})
+    DBOS.delete_workflow("attr-moved")
+    DBOS.import_workflow(record)
+    assert attributes_of("attr-moved") == {"tenant": "acme", "n": [1, 2.5]}
+
+    record["workflow"]["workflow_id"] = "attr-bad-record"
+    record["workflow"]["attributes"] = ["not", "an", "object"]
+    with pytest.raises(DBOSInvalidArgumentError, match="attributes"):
+        DBOS.import_workflow(record)
+    assert DBOS.get_workflow_status("attr-bad-record") is None

@@ -506,8 +506,12 @@ class Command(BaseCommand):
             return
         width = max(len(name) for name in fields)
         for name, value in fields.items():
-            if name in ("input", "output", "attributes"):
+            if name in ("input", "output"):
                 text = _json(value) or "-"
+            elif name == "attributes":  # by key: PostgreSQL's jsonb keeps no order
+                text = (
+                    "-" if value is None else json.dumps(value, sort_keys=True, ensure_ascii=False)
+                )
             elif name == "error":
                 text = _error(value) or "-"
             elif isinstance(value, datetime.datetime):
