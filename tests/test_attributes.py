@@ -104,6 +104,14 @@ def test_children_do_not_inherit_attributes_but_may_be_given_their_own():
     assert attributes_of(labelled) == {"role": "child"}
 
 
+def test_a_fork_keeps_its_originals_attributes():
+    with SetWorkflowAttributes({"tenant": "acme"}), SetWorkflowID("attr-original"):
+        leaf(1)
+    fork = DBOS.fork_workflow("attr-original", 1)
+    fork.get_result()
+    assert attributes_of(fork.workflow_id) == {"tenant": "acme"}
+
+
 def test_an_inner_block_replaces_the_attributes_and_none_clears_them():
     with SetWorkflowAttributes({"a": 1}):
         with SetWorkflowAttributes({"b": 2}), SetWorkflowID("attr-inner"):
@@ -331,10 +339,14 @@ def test_queued_listing_takes_the_filters_that_fit_it():
 def test_export_and_import_carry_the_attributes():
     with SetWorkflowAttributes({"tenant": "acme", "n": [1, 2.5]}), SetWorkflowID("attr-moved"):
         leaf(1)
+    ended = DBOS.get_workflow_status("attr-moved")
     (record,) = DBOS.export_workflows(attributes={"tenant": "acme"})
     DBOS.delete_workflow("attr-moved")
     DBOS.import_workflow(record)
-    assert attributes_of("attr-moved") == {"tenant": "acme", "n": [1, 2.5]}
+    imported = DBOS.get_workflow_status("attr-moved")
+    assert imported is not None and ended is not None
+    assert imported.attributes == {"tenant": "acme", "n": [1, 2.5]}
+    assert imported.completed_at == ended.completed_at
 
     record["workflow"]["workflow_id"] = "attr-bad-record"
     record["workflow"]["attributes"] = ["not", "an", "object"]
