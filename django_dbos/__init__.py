@@ -22,7 +22,14 @@ from .errors import (
 )
 
 if TYPE_CHECKING:
-    from .api import DBOS, Queue, SetEnqueueOptions, SetWorkflowID, SetWorkflowTimeout
+    from .api import (
+        DBOS,
+        Queue,
+        SetEnqueueOptions,
+        SetWorkflowAttributes,
+        SetWorkflowID,
+        SetWorkflowTimeout,
+    )
     from .client import DBOSClient
     from .types import (
         Alert,
@@ -46,6 +53,7 @@ _LAZY = {
     "DBOS": "api",
     "Queue": "api",
     "SetEnqueueOptions": "api",
+    "SetWorkflowAttributes": "api",
     "SetWorkflowID": "api",
     "SetWorkflowTimeout": "api",
     "DBOSClient": "client",
@@ -71,6 +79,7 @@ def __getattr__(name: str) -> Any:
 __all__ = [
     # Workflows
     "DBOS",
+    "SetWorkflowAttributes",
     "SetWorkflowID",
     "SetWorkflowTimeout",
     "WorkflowHandle",

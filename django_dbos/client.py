@@ -38,6 +38,7 @@ class EnqueueOptions(TypedDict, total=False):
     delay_seconds: float
     app_version: str
     workflow_timeout: float
+    attributes: dict[str, Any]  # as SetWorkflowAttributes records them
 
 
 def _on_database(
@@ -78,6 +79,7 @@ class DBOSClient:
         )
         inputs = serialization.dumps_arguments(args, kwargs)
         timeout = options.get("workflow_timeout")
+        attributes = options.get("attributes")
         enqueue_options = {k: v for k, v in options.items() if k in enqueue.ENQUEUE_OPTIONS}
         row = system_db.NewWorkflow(
             workflow_id=workflow_id,
@@ -89,6 +91,7 @@ class DBOSClient:
             if timeout is None
             else int(validation.duration(timeout, "workflow_timeout") * 1000),
             trace_context=tracing.carrier(),
+            attributes=None if attributes is None else validation.attributes(attributes),
             **enqueue.enqueue_fields(
                 queue_name, self._queue(queue_name), enqueue_options, default_version=None
             ),
@@ -160,6 +163,12 @@ class DBOSClient:
         self, cutoff: datetime.datetime | None = None, rows_threshold: int | None = None
     ) -> int:
         return DBOS.garbage_collect(cutoff, rows_threshold)
+
+    @_on_database
+    def update_workflow_attributes(
+        self, workflow_id: str, attributes: dict[str, Any] | None, merge: bool = False
+    ) -> None:
+        DBOS.update_workflow_attributes(workflow_id, attributes, merge)
 
     @_on_database
     def list_workflows(self, **filters: Any) -> list[WorkflowStatus]:

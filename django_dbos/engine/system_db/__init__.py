@@ -42,6 +42,7 @@ from .connection import (
     wait_until_reachable,
     write_transaction,
 )
+from .containment import containing
 from .deletion import (
     Position,
     delete_batch,
@@ -117,6 +118,7 @@ from .workflows import (
     park_workflow,
     resume_workflow,
     unpark_workflow,
+    update_attributes,
 )
 
 __all__ = [
@@ -143,6 +145,7 @@ __all__ = [
     "ScheduleRow",
     "WorkflowRow",
     "cancel_workflows",
+    "containing",
     "descendants",
     "finish_workflow",
     "fork_workflow",
@@ -155,6 +158,7 @@ __all__ = [
     "park_workflow",
     "resume_workflow",
     "unpark_workflow",
+    "update_attributes",
     # Deleting finished workflows
     "Position",
     "delete_batch",
