@@ -251,11 +251,6 @@ def _value(field: models.Field[Any, Any], value: Any, where: str) -> Any:
                 f"not {value!r}."
             )
         return moment
-    if isinstance(field, models.JSONField):
-        # The one JSON column a record holds is the workflow's attributes: an object.
-        if not isinstance(value, dict):
-            raise DBOSInvalidArgumentError(f'The record\'s "{where}" must be a JSON object.')
-        return value
     expected: type
     if isinstance(field, models.BooleanField):
         expected = bool
