@@ -24,6 +24,7 @@ from .errors import (
 if TYPE_CHECKING:
     from .api import DBOS, Queue, SetEnqueueOptions, SetWorkflowID, SetWorkflowTimeout
     from .client import DBOSClient
+    from .debouncer import Debouncer, DebouncerClient
     from .types import (
         Alert,
         QueueStatus,
@@ -49,6 +50,8 @@ _LAZY = {
     "SetWorkflowID": "api",
     "SetWorkflowTimeout": "api",
     "DBOSClient": "client",
+    "Debouncer": "debouncer",
+    "DebouncerClient": "debouncer",
     "Alert": "types",
     "QueueStatus": "types",
     "StepInfo": "types",
@@ -77,8 +80,10 @@ __all__ = [
     # Queues
     "Queue",
     "SetEnqueueOptions",
+    "Debouncer",
     # From outside the application
     "DBOSClient",
+    "DebouncerClient",
     # Value types
     "Alert",
     "QueueStatus",

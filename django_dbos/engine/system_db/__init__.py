@@ -42,6 +42,7 @@ from .connection import (
     wait_until_reachable,
     write_transaction,
 )
+from .debounce import DeduplicationHolder, bounce, deduplication_holder
 from .deletion import (
     Position,
     delete_batch,
@@ -208,6 +209,10 @@ __all__ = [
     "queue_limits",
     "queue_statuses",
     "sync_queues",
+    # Debouncing
+    "DeduplicationHolder",
+    "bounce",
+    "deduplication_holder",
     # Messages, events, streams
     "consume_message",
     "get_event",

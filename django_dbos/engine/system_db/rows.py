@@ -49,6 +49,9 @@ class NewWorkflow:
     execution: int = 0
     # The W3C trace context (JSON) of the span that started or enqueued it, if any.
     trace_context: str | None = None
+    # Enqueued by a Debouncer, and the latest its dispatch may be pushed back to.
+    debounced: bool = False
+    debounce_deadline: datetime.datetime | None = None
 
 
 @dataclass(frozen=True)
