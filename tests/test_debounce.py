@@ -178,6 +178,14 @@ def test_set_workflow_id_names_the_workflow_a_burst_enqueues():
     assert plain.get_result(timeout=10) == "doc-6 v1"
 
 
+def test_the_admin_shows_until_when_a_workflow_is_debounced(admin_client):
+    handle = Debouncer.create(reindex).debounce("doc-11", 30, "doc-11", 1)
+
+    page = admin_client.get(f"/admin/django_dbos/workflowstatus/{handle.workflow_id}/change/")
+
+    assert "debounced until" in page.content.decode()
+
+
 later_debouncer = Debouncer.create(reindex, queue=debounce_queue)
 
 
