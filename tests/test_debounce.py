@@ -5,10 +5,12 @@ from __future__ import annotations
 import asyncio
 import datetime
 import json
+import threading
 import time
 from pathlib import Path
 
 import pytest
+from django.db import connections, transaction
 from django.utils import timezone
 
 from django_dbos import (
@@ -23,6 +25,7 @@ from django_dbos import (
     SetEnqueueOptions,
     SetWorkflowID,
 )
+from django_dbos.engine import system_db
 from django_dbos.models import WorkflowStatus
 
 from .conftest import Processes, wait_until
@@ -176,6 +179,35 @@ def test_set_workflow_id_names_the_workflow_a_burst_enqueues():
     assert plain.workflow_id != "ignored: the burst has its workflow"
     assert DBOS.get_workflow_status("reindex-doc-5").input == {"args": ["doc-5", 2], "kwargs": {}}
     assert plain.get_result(timeout=10) == "doc-6 v1"
+
+
+def test_a_call_waiting_on_a_claim_in_progress_starts_a_new_burst():
+    """The bounce and the claim of one row: the bounce waits for the claim's lock (PostgreSQL)
+    or write lock (SQLite), then finds the workflow taken and its deduplication id free."""
+    debouncer = Debouncer.create(reindex, queue=debounce_queue)
+    first = debouncer.debounce("doc-12", 0, "doc-12", 1)  # due at once
+    version = DBOS.get_workflow_status(first.workflow_id).app_version
+    second: list[str] = []
+
+    def call() -> None:
+        try:
+            second.append(debouncer.debounce("doc-12", 30, "doc-12", 2).workflow_id)
+        finally:
+            connections.close_all()
+
+    caller = threading.Thread(target=call)
+    with transaction.atomic():
+        (claimed,) = system_db.claim_queued(debounce_queue.spec, "claimer", version, 10)
+        caller.start()
+        caller.join(0.5)
+        assert caller.is_alive(), "the call did not wait for the claim"
+    caller.join(10)
+
+    assert claimed.workflow_id == first.workflow_id
+    assert second and second[0] != first.workflow_id
+    taken = DBOS.get_workflow_status(first.workflow_id)
+    assert (taken.status, taken.input["args"]) == ("PENDING", ["doc-12", 1])
+    assert DBOS.get_workflow_status(second[0]).input["args"] == ["doc-12", 2]
 
 
 def test_the_admin_shows_until_when_a_workflow_is_debounced(admin_client):
