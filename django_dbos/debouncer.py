@@ -101,8 +101,9 @@ class DebouncerClient:
     """A Debouncer for a DBOSClient: debounce a workflow by name, from code that does not have it.
 
     `workflow` is the workflow's registered name, or enqueue options as `DBOSClient.enqueue`
-    takes them (`workflow_name`, and `queue_name`, `workflow_id`, `app_version`,
-    `workflow_timeout`); a debounce sets the deduplication id and the delay itself. The queue is
+    takes them (`workflow_name`, and `queue_name`, `app_version`, `workflow_timeout`; a
+    `workflow_id` names the workflow of every burst: a later burst gets the first one's handle);
+    a debounce sets the deduplication id and the delay itself. The queue is
     `queue`, else the options' `queue_name`, else the internal queue every worker serves.
     """
 
