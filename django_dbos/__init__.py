@@ -31,6 +31,7 @@ if TYPE_CHECKING:
         SetWorkflowTimeout,
     )
     from .client import DBOSClient
+    from .debouncer import Debouncer, DebouncerClient
     from .types import (
         Alert,
         QueueStatus,
@@ -57,6 +58,8 @@ _LAZY = {
     "SetWorkflowID": "api",
     "SetWorkflowTimeout": "api",
     "DBOSClient": "client",
+    "Debouncer": "debouncer",
+    "DebouncerClient": "debouncer",
     "Alert": "types",
     "QueueStatus": "types",
     "StepInfo": "types",
@@ -86,8 +89,10 @@ __all__ = [
     # Queues
     "Queue",
     "SetEnqueueOptions",
+    "Debouncer",
     # From outside the application
     "DBOSClient",
+    "DebouncerClient",
     # Value types
     "Alert",
     "QueueStatus",

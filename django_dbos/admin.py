@@ -292,6 +292,12 @@ class WorkflowStatusAdmin(SystemTablesAdmin):
             return format_html("{} {}", status_badge(obj.status), obj.waiting)
         if obj.payload_expired_at is not None:
             return format_html("{} <em>{}</em>", status_badge(obj.status), PAYLOAD_EXPIRED)
+        if obj.status == Status.ENQUEUED and obj.debounced and obj.dispatch_after is not None:
+            return format_html(
+                "{} debounced until {}",
+                status_badge(obj.status),
+                date_format(timezone.localtime(obj.dispatch_after), "DATETIME_FORMAT"),
+            )
         return status_badge(obj.status)
 
     @admin.display(description="duration")

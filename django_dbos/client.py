@@ -6,7 +6,7 @@ from __future__ import annotations
 import datetime
 import functools
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any, Concatenate, ParamSpec, TypedDict, TypeVar
 
 from .api import DBOS
@@ -66,9 +66,20 @@ class DBOSClient:
     def __repr__(self) -> str:
         return f"<DBOSClient {self.database}>"
 
-    @_on_database
     def enqueue(self, options: EnqueueOptions, *args: Any, **kwargs: Any) -> WorkflowHandle[Any]:
         """Enqueue the workflow `options["workflow_name"]` on `options["queue_name"]`."""
+        return self._enqueue(options, args, kwargs)
+
+    @_on_database
+    def _enqueue(
+        self,
+        options: EnqueueOptions,
+        args: tuple,
+        kwargs: dict,
+        debounce: Mapping[str, Any] | None = None,
+    ) -> WorkflowHandle[Any]:
+        """`enqueue`, with the enqueue options a DebouncerClient sets itself (`debounce`: the
+        deduplication id, the delay and the debounce deadline)."""
         missing = {"queue_name", "workflow_name"} - set(options)
         if missing:
             raise DBOSInvalidArgumentError(f"enqueue() options need {', '.join(sorted(missing))}.")
@@ -81,6 +92,7 @@ class DBOSClient:
         timeout = options.get("workflow_timeout")
         attributes = options.get("attributes")
         enqueue_options = {k: v for k, v in options.items() if k in enqueue.ENQUEUE_OPTIONS}
+        enqueue_options.update(debounce or {})
         row = system_db.NewWorkflow(
             workflow_id=workflow_id,
             name=name,

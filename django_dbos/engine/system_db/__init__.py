@@ -43,6 +43,7 @@ from .connection import (
     write_transaction,
 )
 from .containment import containing
+from .debounce import DeduplicationHolder, bounce, deduplication_holder
 from .deletion import (
     Position,
     delete_batch,
@@ -212,6 +213,10 @@ __all__ = [
     "queue_limits",
     "queue_statuses",
     "sync_queues",
+    # Debouncing
+    "DeduplicationHolder",
+    "bounce",
+    "deduplication_holder",
     # Messages, events, streams
     "consume_message",
     "get_event",

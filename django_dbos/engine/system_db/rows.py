@@ -52,6 +52,9 @@ class NewWorkflow:
     trace_context: str | None = None
     # SetWorkflowAttributes' (checked by engine/validation.py), or None.
     attributes: dict[str, Any] | None = None
+    # Enqueued by a Debouncer, and the latest its dispatch may be pushed back to.
+    debounced: bool = False
+    debounce_deadline: datetime.datetime | None = None
 
 
 @dataclass(frozen=True)
