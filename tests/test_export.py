@@ -208,7 +208,7 @@ def test_a_record_that_is_not_valid_says_what_is_wrong_and_writes_nothing():
         (broken(lambda r: r["workflow"].update(priority="high")), "must be of type int"),
         (
             broken(lambda r: r["workflow"].update(attributes=["a"])),
-            r'"workflow.attributes" must be a JSON object',
+            r'"workflow.attributes" must be a dict',
         ),
         (
             broken(lambda r: r["steps"][0].update(started_at="2026-01-01T10:00:00")),
