@@ -290,6 +290,7 @@ def test_prefix_executor_parent_and_fork_filters():
     assert listed(workflow_id_prefix="Order-") == ["Order-1", child]  # case counts
     assert listed(workflow_id_prefix="order") == ["order-2"]
     assert listed(workflow_id_prefix="ord%") == ["ord%_3"]  # no wildcards
+    assert len(listed(workflow_id_prefix="")) == 5  # every id starts with ""
     assert listed(parent_workflow_id="Order-1") == [child]
     assert listed(has_parent=True) == [child]
     assert child not in listed(has_parent=False)

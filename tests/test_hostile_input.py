@@ -1214,7 +1214,7 @@ JSON_API = [
         SEND,
         {"message": 1, "priority": 1},
         400,
-        "Unknown field(s) in the request body: priority. Expected: message, topic",
+        "Unknown field(s) in the request body: priority. Expected: idempotency_key, message, topic",
     ),
     # Huge numbers
     request(

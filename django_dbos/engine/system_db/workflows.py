@@ -372,7 +372,7 @@ def matching_workflows(
         rows = rows.filter(authenticated_user=user)
     if attributes is not None:
         rows = containing(rows, attributes)
-    if workflow_id_prefix is not None:
+    if workflow_id_prefix:  # every id starts with ""
         # Not LIKE: SQLite's ignores case.
         length = len(workflow_id_prefix)
         rows = rows.alias(id_start=Left("workflow_id", length)).filter(id_start=workflow_id_prefix)
