@@ -186,9 +186,11 @@ def _may_be_listed(ctx: WorkflowContext, deadline_id: int) -> bool:
 def _begin_wait(
     ctx: WorkflowContext, deadline_id: int, function_id: int, topic: str, form: str, timeout: float
 ) -> float:
-    """Take the wait's durable deadline and list the wait in the inbox; return the deadline."""
-    deadline = durable_deadline(ctx, deadline_id, timeout)
-    system_db.begin_wait(ctx.workflow_id, function_id, topic, form, clock.now(), utc(deadline))
+    """Take the wait's durable deadline and list the wait in the inbox, in one transaction
+    (one commit, not two); return the deadline."""
+    with transaction.atomic(using=system_db.alias()):
+        deadline = durable_deadline(ctx, deadline_id, timeout)
+        system_db.begin_wait(ctx.workflow_id, function_id, topic, form, clock.now(), utc(deadline))
     return deadline
 
 
