@@ -22,8 +22,16 @@ from .errors import (
 )
 
 if TYPE_CHECKING:
-    from .api import DBOS, Queue, SetEnqueueOptions, SetWorkflowID, SetWorkflowTimeout
+    from .api import (
+        DBOS,
+        Queue,
+        SetEnqueueOptions,
+        SetWorkflowAttributes,
+        SetWorkflowID,
+        SetWorkflowTimeout,
+    )
     from .client import DBOSClient
+    from .debouncer import Debouncer, DebouncerClient
     from .types import (
         Alert,
         QueueStatus,
@@ -46,9 +54,12 @@ _LAZY = {
     "DBOS": "api",
     "Queue": "api",
     "SetEnqueueOptions": "api",
+    "SetWorkflowAttributes": "api",
     "SetWorkflowID": "api",
     "SetWorkflowTimeout": "api",
     "DBOSClient": "client",
+    "Debouncer": "debouncer",
+    "DebouncerClient": "debouncer",
     "Alert": "types",
     "QueueStatus": "types",
     "StepInfo": "types",
@@ -71,14 +82,17 @@ def __getattr__(name: str) -> Any:
 __all__ = [
     # Workflows
     "DBOS",
+    "SetWorkflowAttributes",
     "SetWorkflowID",
     "SetWorkflowTimeout",
     "WorkflowHandle",
     # Queues
     "Queue",
     "SetEnqueueOptions",
+    "Debouncer",
     # From outside the application
     "DBOSClient",
+    "DebouncerClient",
     # Value types
     "Alert",
     "QueueStatus",

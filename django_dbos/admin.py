@@ -26,7 +26,7 @@ from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
 from . import queries
-from .api import DBOS
+from .api import DBOS, SetWorkflowAttributes
 from .errors import DBOSException
 from .models import AlertState, AlertTransition, Schedule, WorkflowStatus
 from .models import Queue as QueueModel
@@ -115,6 +115,57 @@ class VersionFilter(DistinctValuesFilter):
     field = "application_version"
 
 
+class ExecutorFilter(DistinctValuesFilter):
+    title = "executor"
+    parameter_name = "executor"
+    field = "executor_id"
+
+
+class PresenceFilter(admin.SimpleListFilter):
+    """Whether a column is set: yes or no (a child has a parent, a fork its original)."""
+
+    field = ""
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [("yes", "Yes"), ("no", "No")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
+        if self.value() in ("yes", "no"):
+            return queryset.filter(**{f"{self.field}__isnull": self.value() == "no"})
+        return queryset
+
+
+class HasParentFilter(PresenceFilter):
+    title = "has a parent"
+    parameter_name = "has_parent"
+    field = "parent_workflow_id"
+
+
+class IsForkFilter(PresenceFilter):
+    title = "is a fork"
+    parameter_name = "is_fork"
+    field = "forked_from"
+
+
+def attributes_searched(term: str) -> dict[str, Any] | None:
+    """What a search for attributes asks for: a JSON object (`{"tenant": "acme"}`), or
+    `key=value` (the value read as JSON when it is, else as text: `order=42`, `tenant=acme`);
+    None when the term is neither."""
+    if term.startswith("{"):
+        try:
+            found = json.loads(term)
+        except ValueError:
+            return None
+        return found if isinstance(found, dict) else None
+    key, equals, value = term.partition("=")
+    if not equals or not key or any(c.isspace() for c in key):
+        return None
+    try:
+        return {key: json.loads(value)}
+    except ValueError:
+        return {key: value}
+
+
 class SystemTablesAdmin(admin.ModelAdmin):
     """An admin whose rows live on DBOS["DATABASE"]: it reads and saves them there, whether or
     not the project routes the django_dbos models there (docs/settings.md)."""
@@ -144,12 +195,16 @@ class WorkflowStatusAdmin(SystemTablesAdmin):
         "application_version",
         "created_at",
         "duration",
+        "attributes_summary",
     )
     list_filter = (
         "status",
         NameFilter,
         QueueFilter,
         VersionFilter,
+        ExecutorFilter,
+        HasParentFilter,
+        IsForkFilter,
         ("created_at", admin.DateFieldListFilter),
     )
     search_fields = ("name",)
@@ -172,6 +227,7 @@ class WorkflowStatusAdmin(SystemTablesAdmin):
                     "recovery_attempts",
                     ("created_at", "updated_at", "duration"),
                     "family",
+                    "attributes_json",
                     "upgrade",
                 )
             },
@@ -195,10 +251,20 @@ class WorkflowStatusAdmin(SystemTablesAdmin):
     def get_search_results(
         self, request: HttpRequest, queryset: QuerySet, search_term: str
     ) -> tuple[QuerySet, bool]:
-        """A workflow id finds that workflow (an index lookup); other text searches names."""
+        """A workflow id finds that workflow (an index lookup); `key=value` or a JSON object
+        finds the workflows whose attributes contain it; other text searches names."""
         term = search_term.strip()
         if term and queryset.filter(workflow_id=term).exists():
             return queryset.filter(workflow_id=term), False
+        attributes = attributes_searched(term)
+        if attributes is not None:
+            try:
+                # The check SetWorkflowAttributes makes of what it records.
+                checked = SetWorkflowAttributes(attributes).attributes or {}
+            except DBOSException as exc:
+                messages.error(request, str(exc))
+                return queryset.none(), False
+            return queries.with_attributes(queryset, checked), False
         return super().get_search_results(request, queryset, search_term)
 
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
@@ -226,6 +292,12 @@ class WorkflowStatusAdmin(SystemTablesAdmin):
             return format_html("{} {}", status_badge(obj.status), obj.waiting)
         if obj.payload_expired_at is not None:
             return format_html("{} <em>{}</em>", status_badge(obj.status), PAYLOAD_EXPIRED)
+        if obj.status == Status.ENQUEUED and obj.debounced and obj.dispatch_after is not None:
+            return format_html(
+                "{} debounced until {}",
+                status_badge(obj.status),
+                date_format(timezone.localtime(obj.dispatch_after), "DATETIME_FORMAT"),
+            )
         return status_badge(obj.status)
 
     @admin.display(description="duration")
@@ -310,6 +382,18 @@ class WorkflowStatusAdmin(SystemTablesAdmin):
                 rows,
             ),
         )
+
+    @admin.display(description="attributes")
+    def attributes_json(self, obj: WorkflowStatus) -> SafeString:
+        return pretty_json(None if obj.attributes is None else json.dumps(obj.attributes))
+
+    @admin.display(description="attributes")
+    def attributes_summary(self, obj: WorkflowStatus) -> str:
+        if obj.attributes is None:
+            return "-"
+        # By key, as on the workflow's page: PostgreSQL's jsonb keeps no order.
+        text = json.dumps(obj.attributes, ensure_ascii=False, sort_keys=True)
+        return text if len(text) <= 60 else text[:59] + "…"
 
     @admin.display(description="input")
     def input_json(self, obj: WorkflowStatus) -> SafeString:

@@ -75,6 +75,13 @@ def _positive(name: str, value: Any, *, allow_zero: bool = False) -> None:
         raise DBOSConfigurationError(f"{name} must be a positive number, not {value!r}.")
 
 
+def _new_filters(*, attributes: dict[str, Any] | None = None, **filters: Any) -> dict[str, Any]:
+    """The filters of list_workflows beyond DBOS Python's first ones, `attributes` checked."""
+    if attributes is not None:
+        attributes = validation.attributes(attributes, "The attributes filter")
+    return {"attributes": attributes, **filters}
+
+
 def _decorate(
     entry: registry.Registered,
     run: Callable[..., Any],
@@ -347,6 +354,22 @@ class DBOS:
         return handles.handle(new_id, future)
 
     @staticmethod
+    def update_workflow_attributes(
+        workflow_id: str, attributes: dict[str, Any] | None, merge: bool = False
+    ) -> None:
+        """Replace a workflow's attributes (None clears them), or with `merge=True` set the
+        given top-level keys over its recorded ones."""
+        if attributes is not None:
+            attributes = validation.attributes(attributes)
+        elif merge:
+            raise DBOSInvalidArgumentError(
+                "merge=True sets the keys of a dict over the workflow's attributes: pass a dict, "
+                "or merge=False to clear them with None."
+            )
+        if not system_db.update_attributes(workflow_id, attributes, merge=merge):
+            raise DBOSNonExistentWorkflowError(f"There is no workflow with id {workflow_id!r}.")
+
+    @staticmethod
     def delete_workflow(workflow_id: str, delete_children: bool = False) -> None:
         """Delete a finished workflow with its steps, messages, events and streams (and its
         descendants, with delete_children); DBOSWorkflowActiveError if one has not finished."""
@@ -382,8 +405,21 @@ class DBOS:
         sort_desc: bool = False,
         load_input: bool = True,
         load_output: bool = True,
+        attributes: dict[str, Any] | None = None,
+        workflow_id_prefix: str | None = None,
+        executor_id: str | None = None,
+        parent_workflow_id: str | None = None,
+        has_parent: bool | None = None,
+        forked_from: str | None = None,
+        is_fork: bool | None = None,
+        completed_after: datetime.datetime | None = None,
+        completed_before: datetime.datetime | None = None,
     ) -> list[WorkflowStatus]:
-        """Workflows matching every filter given, oldest first (newest with sort_desc)."""
+        """Workflows matching every filter given, oldest first (newest with sort_desc).
+
+        `attributes` matches the workflows whose attributes contain it (docs/attributes.md);
+        `completed_after` and `completed_before` only finished workflows, by when they ended.
+        """
         rows = system_db.list_workflows(
             workflow_ids=workflow_ids,
             statuses=[status] if isinstance(status, str) else status,
@@ -393,6 +429,17 @@ class DBOS:
             end_time=end_time,
             app_version=app_version,
             user=user,
+            **_new_filters(
+                attributes=attributes,
+                workflow_id_prefix=workflow_id_prefix,
+                executor_id=executor_id,
+                parent_workflow_id=parent_workflow_id,
+                has_parent=has_parent,
+                forked_from=forked_from,
+                is_fork=is_fork,
+                completed_after=completed_after,
+                completed_before=completed_before,
+            ),
             limit=limit,
             offset=offset,
             sort_desc=sort_desc,
@@ -410,6 +457,13 @@ class DBOS:
         offset: int | None = None,
         sort_desc: bool = False,
         load_input: bool = True,
+        attributes: dict[str, Any] | None = None,
+        workflow_id_prefix: str | None = None,
+        executor_id: str | None = None,
+        parent_workflow_id: str | None = None,
+        has_parent: bool | None = None,
+        forked_from: str | None = None,
+        is_fork: bool | None = None,
     ) -> list[WorkflowStatus]:
         """Queued workflows still waiting or running (ENQUEUED or PENDING)."""
         statuses = [status] if isinstance(status, str) else status
@@ -420,6 +474,15 @@ class DBOS:
             queued_only=True,
             start_time=start_time,
             end_time=end_time,
+            **_new_filters(
+                attributes=attributes,
+                workflow_id_prefix=workflow_id_prefix,
+                executor_id=executor_id,
+                parent_workflow_id=parent_workflow_id,
+                has_parent=has_parent,
+                forked_from=forked_from,
+                is_fork=is_fork,
+            ),
             limit=limit,
             offset=offset,
             sort_desc=sort_desc,
@@ -483,6 +546,15 @@ class DBOS:
         end_time: datetime.datetime | None = None,
         app_version: str | None = None,
         user: str | None = None,
+        attributes: dict[str, Any] | None = None,
+        workflow_id_prefix: str | None = None,
+        executor_id: str | None = None,
+        parent_workflow_id: str | None = None,
+        has_parent: bool | None = None,
+        forked_from: str | None = None,
+        is_fork: bool | None = None,
+        completed_after: datetime.datetime | None = None,
+        completed_before: datetime.datetime | None = None,
     ) -> Iterator[dict[str, Any]]:
         """Yield a record of each workflow matching every filter given, oldest first: its row,
         steps, events, streams and messages, JSON-ready, as `import_workflow` takes it back."""
@@ -495,6 +567,17 @@ class DBOS:
             end_time=end_time,
             app_version=app_version,
             user=user,
+            **_new_filters(
+                attributes=attributes,
+                workflow_id_prefix=workflow_id_prefix,
+                executor_id=executor_id,
+                parent_workflow_id=parent_workflow_id,
+                has_parent=has_parent,
+                forked_from=forked_from,
+                is_fork=is_fork,
+                completed_after=completed_after,
+                completed_before=completed_before,
+            ),
         )
 
     @staticmethod
@@ -534,6 +617,12 @@ class DBOS:
         workflow_id: str, start_step: int, application_version: str | None = None
     ) -> WorkflowHandle[Any]:
         return await aio.run_sync(DBOS.fork_workflow, workflow_id, start_step, application_version)
+
+    @staticmethod
+    async def update_workflow_attributes_async(
+        workflow_id: str, attributes: dict[str, Any] | None, merge: bool = False
+    ) -> None:
+        await aio.run_sync(DBOS.update_workflow_attributes, workflow_id, attributes, merge)
 
     @staticmethod
     async def delete_workflow_async(workflow_id: str, delete_children: bool = False) -> None:
@@ -706,6 +795,21 @@ class SetWorkflowTimeout(_StartOptionsBlock):
     def _apply(self, options: StartOptions) -> None:
         options.timeout_seconds = self.timeout_seconds
         options.timeout_set = True
+
+
+class SetWorkflowAttributes(_StartOptionsBlock):
+    """Record these attributes (a dict of JSON values) on every workflow started or enqueued in
+    this block, to find them with `DBOS.list_workflows(attributes=...)`.
+
+    A workflow's children do not inherit them. An inner block replaces an outer one's
+    attributes; `SetWorkflowAttributes(None)` starts workflows without any.
+    """
+
+    def __init__(self, attributes: dict[str, Any] | None):
+        self.attributes = None if attributes is None else validation.attributes(attributes)
+
+    def _apply(self, options: StartOptions) -> None:
+        options.attributes = self.attributes
 
 
 class SetEnqueueOptions(_StartOptionsBlock):

@@ -6,7 +6,7 @@ from __future__ import annotations
 import datetime
 import functools
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any, Concatenate, ParamSpec, TypedDict, TypeVar
 
 from .api import DBOS
@@ -38,6 +38,7 @@ class EnqueueOptions(TypedDict, total=False):
     delay_seconds: float
     app_version: str
     workflow_timeout: float
+    attributes: dict[str, Any]  # as SetWorkflowAttributes records them
 
 
 def _on_database(
@@ -65,9 +66,20 @@ class DBOSClient:
     def __repr__(self) -> str:
         return f"<DBOSClient {self.database}>"
 
-    @_on_database
     def enqueue(self, options: EnqueueOptions, *args: Any, **kwargs: Any) -> WorkflowHandle[Any]:
         """Enqueue the workflow `options["workflow_name"]` on `options["queue_name"]`."""
+        return self._enqueue(options, args, kwargs)
+
+    @_on_database
+    def _enqueue(
+        self,
+        options: EnqueueOptions,
+        args: tuple,
+        kwargs: dict,
+        debounce: Mapping[str, Any] | None = None,
+    ) -> WorkflowHandle[Any]:
+        """`enqueue`, with the enqueue options a DebouncerClient sets itself (`debounce`: the
+        deduplication id, the delay and the debounce deadline)."""
         missing = {"queue_name", "workflow_name"} - set(options)
         if missing:
             raise DBOSInvalidArgumentError(f"enqueue() options need {', '.join(sorted(missing))}.")
@@ -78,7 +90,9 @@ class DBOSClient:
         )
         inputs = serialization.dumps_arguments(args, kwargs)
         timeout = options.get("workflow_timeout")
+        attributes = options.get("attributes")
         enqueue_options = {k: v for k, v in options.items() if k in enqueue.ENQUEUE_OPTIONS}
+        enqueue_options.update(debounce or {})
         row = system_db.NewWorkflow(
             workflow_id=workflow_id,
             name=name,
@@ -89,6 +103,7 @@ class DBOSClient:
             if timeout is None
             else int(validation.duration(timeout, "workflow_timeout") * 1000),
             trace_context=tracing.carrier(),
+            attributes=None if attributes is None else validation.attributes(attributes),
             **enqueue.enqueue_fields(
                 queue_name, self._queue(queue_name), enqueue_options, default_version=None
             ),
@@ -160,6 +175,12 @@ class DBOSClient:
         self, cutoff: datetime.datetime | None = None, rows_threshold: int | None = None
     ) -> int:
         return DBOS.garbage_collect(cutoff, rows_threshold)
+
+    @_on_database
+    def update_workflow_attributes(
+        self, workflow_id: str, attributes: dict[str, Any] | None, merge: bool = False
+    ) -> None:
+        DBOS.update_workflow_attributes(workflow_id, attributes, merge)
 
     @_on_database
     def list_workflows(self, **filters: Any) -> list[WorkflowStatus]:

@@ -77,7 +77,7 @@ class WorkflowStatus(models.Model):
     upgrade_checked_version = models.CharField(max_length=255, null=True, blank=True)
     # What the application said about the workflow (SetWorkflowAttributes, a JSON object), to
     # find it again: list_workflows(attributes=...) matches by containment (a GIN index on
-    # PostgreSQL, made by migration 0010 outside the model: other databases have none).
+    # PostgreSQL, made by migration 0011 outside the model: other databases have none).
     attributes = models.JSONField(null=True, blank=True)
     # Enqueued by a Debouncer (delayed, its dispatch_after pushed back by each later call with
     # its key, its inputs replaced), and the latest its dispatch may be pushed back to

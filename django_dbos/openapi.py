@@ -45,6 +45,7 @@ def _path_parameter(name: str) -> dict[str, str]:
 STRING = {"type": "string"}
 NULLABLE_STRING = {"type": ["string", "null"]}
 DATE_TIME = {"type": "string", "format": "date-time"}
+BOOLEAN = {"type": "boolean"}
 ANY: dict[str, Any] = {}
 
 SCHEMAS: dict[str, Any] = {
@@ -85,6 +86,8 @@ SCHEMAS: dict[str, Any] = {
             "forked_from",
             "payload_expired",
             "upgrade_blocked_at",
+            "attributes",
+            "completed_at",
         ],
         "properties": {
             "workflow_id": STRING,
@@ -112,6 +115,14 @@ SCHEMAS: dict[str, Any] = {
                 "message (the error keeps its type): they read as null.",
             },
             "upgrade_blocked_at": _nullable(_ref("UpgradeBlock")),
+            "attributes": {
+                "type": ["object", "null"],
+                "description": "What SetWorkflowAttributes or update_workflow_attributes recorded.",
+            },
+            "completed_at": {
+                **_nullable(DATE_TIME),
+                "description": "When it ended, once finished; null while enqueued or running.",
+            },
         },
     },
     "UpgradeBlock": {
@@ -382,6 +393,31 @@ PATHS: dict[str, Any] = {
                 ),
                 _query("name", STRING, "Only workflows registered under this name."),
                 _query("queue_name", STRING, "Only workflows of this queue."),
+                _query(
+                    "workflow_id",
+                    {"type": "array", "items": STRING},
+                    "Only these workflows (repeat the parameter for several).",
+                ),
+                _query("workflow_id_prefix", STRING, "Only workflows whose id starts so."),
+                _query("start_time", DATE_TIME, "Only workflows created at or after this time."),
+                _query("end_time", DATE_TIME, "Only workflows created at or before this time."),
+                _query("completed_after", DATE_TIME, "Only finished workflows, ended at or after."),
+                _query(
+                    "completed_before", DATE_TIME, "Only finished workflows, ended at or before."
+                ),
+                _query("app_version", STRING, "Only workflows of this application version."),
+                _query("user", STRING, "Only workflows started by this authenticated user."),
+                _query("executor_id", STRING, "Only workflows of this executor."),
+                _query("parent_workflow_id", STRING, "Only the children of this workflow."),
+                _query("has_parent", BOOLEAN, "Only children (true), or only top-level ones."),
+                _query("forked_from", STRING, "Only the forks of this workflow."),
+                _query("is_fork", BOOLEAN, "Only forks (true), or only workflows not forked."),
+                _query(
+                    "attributes",
+                    STRING,
+                    'A JSON object, such as {"tenant":"acme"}: only workflows whose attributes '
+                    "contain it (nested objects by their keys, arrays by their elements).",
+                ),
                 _query(
                     "limit",
                     {

@@ -61,6 +61,13 @@ def workflow_rows() -> QuerySet[WorkflowStatus]:
     return system_db.workflow_rows()
 
 
+def with_attributes(
+    rows: QuerySet[WorkflowStatus], attributes: dict[str, Any]
+) -> QuerySet[WorkflowStatus]:
+    """The workflows of `rows` whose attributes contain `attributes` (as list_workflows)."""
+    return system_db.containing(rows, attributes)
+
+
 def schedule_rows() -> QuerySet[Schedule]:
     return system_db.schedule_rows()
 

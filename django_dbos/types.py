@@ -72,6 +72,11 @@ class WorkflowStatus:
     payload_expired: bool = False
     # A replay-checked upgrade found that the code of a newer version cannot continue it.
     upgrade_blocked_at: UpgradeBlock | None = None
+    # What SetWorkflowAttributes or update_workflow_attributes recorded (a JSON object).
+    attributes: dict[str, Any] | None = None
+    # When it ended, once finished (SUCCESS, ERROR, CANCELLED, MAX_RECOVERY_ATTEMPTS_EXCEEDED);
+    # None while it is enqueued or running.
+    completed_at: datetime.datetime | None = None
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import binascii
 import dataclasses
+import datetime
 import functools
 import hmac
 import json
@@ -30,12 +31,15 @@ from django.db import DatabaseError, connections
 from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.http.response import HttpResponseBase
 from django.middleware.csrf import CsrfViewMiddleware
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
 from django.views.decorators.csrf import csrf_exempt
 
 from . import conf, openapi, queries, table_metrics
-from .api import DBOS, Queue, SetWorkflowID, StepInfo, WorkflowStatus
+from .api import DBOS, Queue, SetWorkflowAttributes, SetWorkflowID, StepInfo, WorkflowStatus
 from .errors import (
     DBOSException,
+    DBOSInvalidArgumentError,
     DBOSNonExistentWorkflowError,
     DBOSNotRegisteredError,
     DBOSQueueDeduplicatedError,
@@ -165,6 +169,8 @@ def _workflow_json(status: WorkflowStatus) -> dict[str, Any]:
             if status.upgrade_blocked_at is None
             else dataclasses.asdict(status.upgrade_blocked_at)
         ),
+        "attributes": status.attributes,
+        "completed_at": status.completed_at,
     }
 
 
@@ -283,6 +289,49 @@ def _bool_param(request: HttpRequest, name: str) -> bool:
 def _text_param(request: HttpRequest, name: str) -> str | None:
     raw = request.GET.get(name)
     return None if raw is None else _text(raw, f"{name} parameter")
+
+
+def _optional_bool_param(request: HttpRequest, name: str) -> bool | None:
+    return _bool_param(request, name) if name in request.GET else None
+
+
+def _time_param(request: HttpRequest, name: str) -> datetime.datetime | None:
+    """An ISO 8601 date and time, in the project's time zone unless it says its own."""
+    raw = request.GET.get(name)
+    if raw is None:
+        return None
+    try:
+        moment = parse_datetime(raw)
+        if moment is not None:
+            aware = timezone.make_aware(moment) if timezone.is_naive(moment) else moment
+            return aware.astimezone(datetime.UTC)  # what the database compares
+    except (ValueError, OverflowError):
+        pass
+    raise APIError(
+        400,
+        f"{name} must be an ISO 8601 date and time, such as 2026-12-07T09:00:00Z.",
+        {"parameter": name},
+    )
+
+
+def _attributes_param(request: HttpRequest) -> dict[str, Any] | None:
+    """The attributes filter: a JSON object, whose keys and values the workflows' contain."""
+    raw = request.GET.get("attributes")
+    if raw is None:
+        return None
+    try:
+        value = json.loads(raw, parse_constant=_refuse_constant)
+        if value is not None:  # null is no object either: SetWorkflowAttributes says so
+            # The check SetWorkflowAttributes makes of what it records.
+            return SetWorkflowAttributes(value).attributes
+        problem = "not null"
+    except (ValueError, RecursionError, DBOSInvalidArgumentError) as exc:
+        problem = str(exc).rstrip(".")
+    raise APIError(
+        400,
+        f'attributes must be a JSON object, such as {{"tenant": "acme"}} ({problem}).',
+        {"parameter": "attributes"},
+    )
 
 
 def _statuses(request: HttpRequest) -> list[str] | None:
@@ -458,10 +507,25 @@ def list_workflows(request: HttpRequest) -> HttpResponse:
     """List workflows, oldest first (newest with sort_desc), filtered by the query."""
     limit = _int_param(request, "limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
     offset = _int_param(request, "offset", 0, 0, MAX_INTEGER)
+    ids = [_text(value, "workflow_id parameter") for value in request.GET.getlist("workflow_id")]
     workflows = DBOS.list_workflows(
+        workflow_ids=ids or None,
         status=_statuses(request),
         name=_text_param(request, "name"),
         queue_name=_text_param(request, "queue_name"),
+        start_time=_time_param(request, "start_time"),
+        end_time=_time_param(request, "end_time"),
+        app_version=_text_param(request, "app_version"),
+        user=_text_param(request, "user"),
+        attributes=_attributes_param(request),
+        workflow_id_prefix=_text_param(request, "workflow_id_prefix"),
+        executor_id=_text_param(request, "executor_id"),
+        parent_workflow_id=_text_param(request, "parent_workflow_id"),
+        has_parent=_optional_bool_param(request, "has_parent"),
+        forked_from=_text_param(request, "forked_from"),
+        is_fork=_optional_bool_param(request, "is_fork"),
+        completed_after=_time_param(request, "completed_after"),
+        completed_before=_time_param(request, "completed_before"),
         limit=limit,
         offset=offset,
         sort_desc=_bool_param(request, "sort_desc"),

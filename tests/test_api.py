@@ -113,6 +113,8 @@ WORKFLOW_FIELDS = {
     "forked_from",
     "payload_expired",
     "upgrade_blocked_at",
+    "attributes",
+    "completed_at",
 }
 QUADRUPLE = quadruple.__dbos__.name
 GREET = greet.__dbos__.name

@@ -106,7 +106,10 @@ def run_shipments() -> list[str]:
         handle = DBOS.start_workflow(ship, "teapot")
     DBOS.send("ship-1", "hi there", topic="hello")
     assert handle.get_result(10)["greeting"] == "hi there"
-    DBOS.send("ship-1", "too late", topic="hello")  # never consumed
+    DBOS.send("ship-1", "too late", topic="hello", idempotency_key="late-1")  # never consumed
+    WorkflowStatus.objects.filter(workflow_id="ship-1").update(
+        attributes={"carrier": "post", "tags": ["fragile"], "weight": {"kg": 1.5}}
+    )
     with SetWorkflowID("ship-2"), pytest.raises(Damaged):
         ship_broken("vase")
     return ["ship-1", "ship-1-7", "ship-2"]
@@ -203,6 +206,10 @@ def test_a_record_that_is_not_valid_says_what_is_wrong_and_writes_nothing():
         (broken(lambda r: r["workflow"].update(colour="red")), "unknown keys 'colour'"),
         (broken(lambda r: r["workflow"].update(status="LOST")), r'"workflow.status" cannot be'),
         (broken(lambda r: r["workflow"].update(priority="high")), "must be of type int"),
+        (
+            broken(lambda r: r["workflow"].update(attributes=["a"])),
+            r'"workflow.attributes" must be a dict',
+        ),
         (
             broken(lambda r: r["steps"][0].update(started_at="2026-01-01T10:00:00")),
             r'"steps\[0\].started_at" must be an ISO 8601 date and time with its time zone',

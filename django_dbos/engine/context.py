@@ -72,12 +72,16 @@ class WorkflowContext:
 
 @dataclass
 class StartOptions:
-    """Options set by SetWorkflowID, SetWorkflowTimeout and SetEnqueueOptions."""
+    """Options set by SetWorkflowID, SetWorkflowTimeout, SetEnqueueOptions and
+    SetWorkflowAttributes."""
 
     workflow_id: str | None = None
     timeout_seconds: float | None = None
     timeout_set: bool = False
     enqueue: dict[str, Any] = field(default_factory=dict)
+    # Recorded on every workflow started in the block (not on the children they start: a
+    # workflow's body runs without its starter's options).
+    attributes: dict[str, Any] | None = None
     # The options of the enclosing block, which this block's copy was made from.
     outer: StartOptions | None = None
 
@@ -88,6 +92,7 @@ class StartOptions:
             timeout_seconds=self.timeout_seconds,
             timeout_set=self.timeout_set,
             enqueue=dict(self.enqueue),
+            attributes=self.attributes,
             outer=self,
         )
 

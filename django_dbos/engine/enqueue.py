@@ -80,6 +80,11 @@ def enqueue_fields(
     app_version = options.get("app_version")
     if app_version is not None:
         validation.name(app_version, "app_version", allow_empty=False)
+    # Set by a Debouncer, never by SetEnqueueOptions: the latest its later calls may push the
+    # dispatch back to, and the first dispatch time is no later either.
+    debounce_deadline = options.get("debounce_deadline")
+    if debounce_deadline is not None and dispatch_after is not None:
+        dispatch_after = min(dispatch_after, debounce_deadline)
     return {
         "queue_name": queue_name,
         "priority": priority,
@@ -87,6 +92,8 @@ def enqueue_fields(
         "queue_partition_key": partition,
         "dispatch_after": dispatch_after,
         "application_version": app_version or default_version,
+        "debounced": bool(options.get("debounced")),
+        "debounce_deadline": debounce_deadline,
     }
 
 

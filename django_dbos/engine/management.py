@@ -120,6 +120,7 @@ def fork(
         deadline=deadline,
         authenticated_user=original.authenticated_user,
         forked_from=original.workflow_id,
+        attributes=original.attributes,  # as DBOS does: a fork is found as its original was
     )
     outcome = system_db.fork_workflow(original.workflow_id, row, start_step)
     if outcome == "original_gone":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from ..errors import DBOSInvalidArgumentError
@@ -55,3 +56,58 @@ def function_id(value: Any, name: str) -> int:
             f"{name} must be a step number from 1 to {MAX_INTEGER}, not {value!r}."
         )
     return value
+
+
+# How deep workflow attributes may nest: far beyond any use, and well within what Python's JSON
+# encoder and PostgreSQL's jsonb take.
+MAX_ATTRIBUTE_NESTING = 100
+
+
+def attributes(value: Any, what: str = "Workflow attributes") -> dict[str, Any]:
+    """Return a copy of workflow attributes: a dict with str keys and JSON values (None, bool,
+    int, finite float, str, list, dict), that both databases store and compare alike."""
+    if not isinstance(value, dict):
+        raise DBOSInvalidArgumentError(
+            f'{what} must be a dict such as {{"tenant": "acme"}}, not {type(value).__name__}.'
+        )
+    pending: list[tuple[Any, int]] = [(value, 1)]
+    while pending:
+        item, depth = pending.pop()
+        if isinstance(item, dict | list) and depth > MAX_ATTRIBUTE_NESTING:
+            raise DBOSInvalidArgumentError(
+                f"{what} nest deeper than {MAX_ATTRIBUTE_NESTING} levels."
+            )
+        if isinstance(item, dict):
+            for key in item:
+                if not isinstance(key, str):
+                    raise DBOSInvalidArgumentError(
+                        f"{what} must have string keys, not {key!r}: JSON objects have no others."
+                    )
+                _json_text(key, what)
+            pending.extend((child, depth + 1) for child in item.values())
+        elif isinstance(item, list):
+            pending.extend((child, depth + 1) for child in item)
+        elif isinstance(item, str):
+            _json_text(item, what)
+        elif isinstance(item, float):
+            if item != item or item in (float("inf"), float("-inf")):
+                raise DBOSInvalidArgumentError(
+                    f"{what} cannot hold {item}: JSON has no such number."
+                )
+        elif item is not None and not isinstance(item, bool | int):
+            raise DBOSInvalidArgumentError(
+                f"{what} can hold only JSON values (None, bool, int, float, str, list, dict), "
+                f"not {type(item).__name__} {item!r:.60}; convert it first (a date to its "
+                "isoformat(), say)."
+            )
+    copy: dict[str, Any] = json.loads(json.dumps(value))
+    return copy
+
+
+def _json_text(text: str, what: str) -> None:
+    if "\x00" in text:
+        raise DBOSInvalidArgumentError(f"{what} cannot hold a NUL character.")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise DBOSInvalidArgumentError(f"{what} hold text that is not valid Unicode.") from None

@@ -235,6 +235,7 @@ def _record_start(
             parent_workflow_id=parent.workflow_id if parent else None,
             detached=detached,
             trace_context=trace_context,
+            attributes=options.attributes,
         )
         inserted = system_db.insert_workflow(row)
     else:
@@ -249,6 +250,7 @@ def _record_start(
             parent_workflow_id=parent.workflow_id if parent else None,
             detached=detached,
             trace_context=trace_context,
+            attributes=options.attributes,
             **enqueue.enqueue_fields(
                 queue.name, queue, options.enqueue, registry.application_version()
             ),

@@ -42,6 +42,8 @@ from .connection import (
     wait_until_reachable,
     write_transaction,
 )
+from .containment import containing
+from .debounce import DeduplicationHolder, bounce, deduplication_holder
 from .deletion import (
     Position,
     delete_batch,
@@ -117,6 +119,7 @@ from .workflows import (
     park_workflow,
     resume_workflow,
     unpark_workflow,
+    update_attributes,
 )
 
 __all__ = [
@@ -143,6 +146,7 @@ __all__ = [
     "ScheduleRow",
     "WorkflowRow",
     "cancel_workflows",
+    "containing",
     "descendants",
     "finish_workflow",
     "fork_workflow",
@@ -155,6 +159,7 @@ __all__ = [
     "park_workflow",
     "resume_workflow",
     "unpark_workflow",
+    "update_attributes",
     # Deleting finished workflows
     "Position",
     "delete_batch",
@@ -208,6 +213,10 @@ __all__ = [
     "queue_limits",
     "queue_statuses",
     "sync_queues",
+    # Debouncing
+    "DeduplicationHolder",
+    "bounce",
+    "deduplication_holder",
     # Messages, events, streams
     "consume_message",
     "get_event",

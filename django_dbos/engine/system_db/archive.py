@@ -9,7 +9,7 @@ so a column added by a migration is exported without a change here.
 from __future__ import annotations
 
 import datetime
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from typing import Any
 
 from django.db import DataError, IntegrityError, connections, models
@@ -19,6 +19,7 @@ from django.utils.dateparse import parse_datetime
 
 from ...errors import DBOSInvalidArgumentError, DBOSWorkflowConflictIDError
 from ...models import Status, WorkflowStatus
+from .. import validation
 from .connection import alias, write_transaction
 from .owned import OWNED_TABLES
 from .wakeups import QUEUE_ACTIVITY, announce
@@ -48,35 +49,15 @@ def _as_json(value: Any) -> Any:
 # Exporting ------------------------------------------------------------------------------------
 
 
-# The filters of matching_workflows (as list_workflows takes them), and the batch size.
-def export_workflows(
-    *,
-    workflow_ids: Sequence[str] | None = None,
-    statuses: Sequence[str] | None = None,
-    name: str | None = None,
-    queue_name: str | None = None,
-    start_time: datetime.datetime | None = None,
-    end_time: datetime.datetime | None = None,
-    app_version: str | None = None,
-    user: str | None = None,
-    batch_size: int = BATCH_SIZE,
-) -> Iterator[dict[str, Any]]:
-    """Yield the record of every workflow matching the filters, oldest first.
+def export_workflows(*, batch_size: int = BATCH_SIZE, **filters: Any) -> Iterator[dict[str, Any]]:
+    """Yield the record of every workflow matching the filters (those of matching_workflows),
+    oldest first.
 
     Reads `batch_size` workflows at a time, then each child table once for the whole batch, so
     memory holds one batch whatever the number of workflows. Batches follow each other by
     (created_at, workflow_id), not by offset, so that a late batch costs what the first did.
     """
-    rows = matching_workflows(
-        workflow_ids=workflow_ids,
-        statuses=statuses,
-        name=name,
-        queue_name=queue_name,
-        start_time=start_time,
-        end_time=end_time,
-        app_version=app_version,
-        user=user,
-    ).order_by("created_at", "workflow_id")
+    rows = matching_workflows(**filters).order_by("created_at", "workflow_id")
     # The database is taken now, not at the first record: a DBOSClient's block may be left
     # by then.
     return _batches(rows, alias(), batch_size)
@@ -257,6 +238,11 @@ def _value(field: models.Field[Any, Any], value: Any, where: str) -> Any:
         if not field.null:
             raise DBOSInvalidArgumentError(f'The record\'s "{where}" cannot be null.')
         return None
+    if isinstance(field, models.JSONField):
+        try:
+            return validation.attributes(value, f'The record\'s "{where}"')
+        except DBOSInvalidArgumentError as exc:
+            raise DBOSInvalidArgumentError(f"{exc} Nothing was imported.") from None
     if isinstance(field, models.DateTimeField):
         moment = parse_datetime(value) if isinstance(value, str) else None
         if moment is None or timezone.is_naive(moment):

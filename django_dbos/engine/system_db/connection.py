@@ -4,6 +4,7 @@ when it goes away."""
 from __future__ import annotations
 
 import datetime
+import json
 import sys
 import time
 from collections.abc import Iterator, Sequence
@@ -16,6 +17,7 @@ from django.db import InterfaceError, OperationalError, connections, transaction
 from django.db.backends.signals import connection_created
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
+from psycopg.types.json import Jsonb
 
 from ... import conf
 from ...models import (
@@ -116,6 +118,16 @@ def execute(sql: str, params: Sequence[Any]) -> Cursor:
     cursor = connection.cursor()
     cursor.execute(sql, params)
     return cursor
+
+
+def json_value(value: Any) -> Any:
+    """A JSON column's value as `execute` passes it: jsonb on PostgreSQL, text on SQLite (as
+    Django's JSONField stores it there); None stays SQL NULL."""
+    if value is None:
+        return None
+    if connections[alias()].vendor == "postgresql":
+        return Jsonb(value)
+    return json.dumps(value)
 
 
 @contextmanager

@@ -187,7 +187,11 @@ def _claim(
     application_version: str,
     moment: datetime.datetime,
 ) -> list[ClaimedWorkflow]:
-    """Pick and take the due workflows in one statement (one round trip when autocommitted)."""
+    """Pick and take the due workflows in one statement (one round trip when autocommitted).
+
+    A debounced workflow gives up its deduplication id here: its burst of calls is over once it
+    starts, and the next call with its key enqueues a new one.
+    """
     postgres = connections[alias()].vendor == "postgresql"
     partition_filter, partition_params = _partition_filter(queue, partition)
     # The pick is a materialized CTE: as a subquery, PostgreSQL may run it again for each row
@@ -202,7 +206,8 @@ def _claim(
             LIMIT %s{" FOR UPDATE SKIP LOCKED" if postgres else ""}
         )
         UPDATE {WF} SET status = 'PENDING', executor_id = %s, started_at = %s, updated_at = %s,
-            application_version = %s, execution = execution + 1
+            application_version = %s, execution = execution + 1,
+            deduplication_id = CASE WHEN debounced THEN NULL ELSE deduplication_id END
         FROM picked
         WHERE workflow_id = picked_id AND status = 'ENQUEUED'
         RETURNING workflow_id, name, inputs, recovery_attempts, deadline, timeout_ms, execution,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime
 from dataclasses import dataclass
+from typing import Any
 
 from ...models import Schedule, WorkflowStatus
 
@@ -49,6 +50,11 @@ class NewWorkflow:
     execution: int = 0
     # The W3C trace context (JSON) of the span that started or enqueued it, if any.
     trace_context: str | None = None
+    # SetWorkflowAttributes' (checked by engine/validation.py), or None.
+    attributes: dict[str, Any] | None = None
+    # Enqueued by a Debouncer, and the latest its dispatch may be pushed back to.
+    debounced: bool = False
+    debounce_deadline: datetime.datetime | None = None
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from ...models import ApplicationVersion, OperationOutput, Schedule, Status
+from ...models import FINISHED, ApplicationVersion, OperationOutput, Schedule, Status
 from ...models import WorkflowStatus as WorkflowRow
 from ...types import (
     QueueStatus,
@@ -42,6 +42,10 @@ def workflow_status(
         forked_from=row.forked_from,
         payload_expired=row.payload_expired_at is not None,
         upgrade_blocked_at=upgrade_block(row.upgrade_blocked_at, row.upgrade_checked_version),
+        attributes=row.attributes,
+        # A finished workflow's row changes no more (but for its attributes and payload, which
+        # leave updated_at alone): updated_at is when it ended.
+        completed_at=row.updated_at if row.status in FINISHED else None,
     )
 
 

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import json
 from collections.abc import Callable, Sequence
 from typing import Any, Literal, cast
 
 from django.db import connections
 from django.db.models import QuerySet
+from django.db.models.functions import Left
 
-from ...models import Status, WorkflowStatus
+from ...models import FINISHED, Status, WorkflowStatus
 from .. import clock
 from .connection import (
     EVENT,
@@ -20,10 +22,12 @@ from .connection import (
     WF,
     alias,
     execute,
+    json_value,
     now,
     storable,
     write_transaction,
 )
+from .containment import containing
 from .rows import NOT_WAITING, OWNED, ClaimedWorkflow, NewWorkflow
 from .wakeups import QUEUE_ACTIVITY, announce, execute_and_notify, wake_key
 
@@ -34,6 +38,7 @@ INSERT INTO {WF} ({", ".join(_NEW_WORKFLOW_COLUMNS)}, recovery_attempts, created
 VALUES ({", ".join(["%s"] * len(_NEW_WORKFLOW_COLUMNS))}, 0, %s, %s, %s)
 ON CONFLICT DO NOTHING
 """
+_ATTRIBUTES = _NEW_WORKFLOW_COLUMNS.index("attributes")
 
 # What fork_workflow did.
 ForkOutcome = Literal["forked", "id_taken", "original_gone"]
@@ -44,6 +49,7 @@ def insert_workflow(row: NewWorkflow, *, wake_key: str = "") -> bool:
     moment = now()
     started = moment if row.status == Status.PENDING else None
     values = [getattr(row, column) for column in _NEW_WORKFLOW_COLUMNS]
+    values[_ATTRIBUTES] = json_value(row.attributes)
     cursor = execute_and_notify(_INSERT_WORKFLOW, [*values, moment, moment, started], wake_key)
     return cursor.rowcount == 1
 
@@ -127,6 +133,40 @@ def give_up(workflow_id: str) -> bool:
         wake_key("w", workflow_id),
     )
     return cursor.rowcount == 1
+
+
+def update_attributes(
+    workflow_id: str, attributes: dict[str, Any] | None, *, merge: bool = False
+) -> bool:
+    """Replace a workflow's attributes (None clears them), or with `merge` set their top-level
+    keys over the recorded ones; False when there is no such workflow.
+
+    The merge reads and writes in one transaction, the row locked (SQLite: the database), so
+    two merges never lose each other's keys. updated_at stays: for a finished workflow it is
+    when the workflow ended.
+    """
+    if not storable(workflow_id):
+        return False
+    with write_transaction():
+        if merge:
+            lock = " FOR UPDATE" if connections[alias()].vendor == "postgresql" else ""
+            found = execute(
+                f"SELECT attributes FROM {WF} WHERE workflow_id = %s{lock}", [workflow_id]
+            ).fetchone()
+            if found is None:
+                return False
+            recorded = _json_column(found[0])
+            attributes = {**(recorded if isinstance(recorded, dict) else {}), **(attributes or {})}
+        cursor = execute(
+            f"UPDATE {WF} SET attributes = %s WHERE workflow_id = %s",
+            [json_value(attributes), workflow_id],
+        )
+    return cursor.rowcount == 1
+
+
+def _json_column(value: Any) -> Any:
+    """A JSON column as a raw statement reads it: parsed already by psycopg, text on SQLite."""
+    return json.loads(value) if isinstance(value, str) else value
 
 
 # Cancellation ---------------------------------------------------------------------------------
@@ -300,6 +340,15 @@ def matching_workflows(
     end_time: datetime.datetime | None = None,
     app_version: str | None = None,
     user: str | None = None,
+    attributes: dict[str, Any] | None = None,
+    workflow_id_prefix: str | None = None,
+    executor_id: str | None = None,
+    parent_workflow_id: str | None = None,
+    has_parent: bool | None = None,
+    forked_from: str | None = None,
+    is_fork: bool | None = None,
+    completed_after: datetime.datetime | None = None,
+    completed_before: datetime.datetime | None = None,
 ) -> QuerySet[WorkflowStatus]:
     """The workflows matching every filter given, unordered (listing and export filter alike)."""
     rows = WorkflowStatus.objects.using(alias())
@@ -321,6 +370,29 @@ def matching_workflows(
         rows = rows.filter(application_version=app_version)
     if user is not None:
         rows = rows.filter(authenticated_user=user)
+    if attributes is not None:
+        rows = containing(rows, attributes)
+    if workflow_id_prefix is not None:
+        # Not LIKE: SQLite's ignores case.
+        length = len(workflow_id_prefix)
+        rows = rows.alias(id_start=Left("workflow_id", length)).filter(id_start=workflow_id_prefix)
+    if executor_id is not None:
+        rows = rows.filter(executor_id=executor_id)
+    if parent_workflow_id is not None:
+        rows = rows.filter(parent_workflow_id=parent_workflow_id)
+    if has_parent is not None:
+        rows = rows.filter(parent_workflow_id__isnull=not has_parent)
+    if forked_from is not None:
+        rows = rows.filter(forked_from=forked_from)
+    if is_fork is not None:
+        rows = rows.filter(forked_from__isnull=not is_fork)
+    if completed_after is not None or completed_before is not None:
+        # A finished workflow's updated_at is its end (dbos_wf_finished_idx orders them by it).
+        rows = rows.filter(status__in=FINISHED)
+    if completed_after is not None:
+        rows = rows.filter(updated_at__gte=completed_after)
+    if completed_before is not None:
+        rows = rows.filter(updated_at__lte=completed_before)
     return rows
 
 

@@ -128,8 +128,24 @@ def _count(n: int, which: str = "") -> str:
     return f"{n} {which}workflow{'' if n == 1 else 's'}"
 
 
+def _attributes(text: str) -> dict[str, Any]:
+    """A command-line attributes filter: a JSON object."""
+    try:
+        value = json.loads(text)
+    except ValueError:
+        value = None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(
+            f'{text!r} is not a JSON object: give one such as \'{{"tenant": "acme"}}\'.'
+        )
+    return value
+
+
 def _add_filters(verb: CommandParser) -> None:
-    """The filters that `workflow list` and `workflow export` share."""
+    """The filters that `workflow list` and `workflow export` share: list_workflows'."""
+    verb.add_argument(
+        "--id", dest="workflow_ids", action="extend", nargs="+", help="Only these workflows."
+    )
     verb.add_argument(
         "--status",
         action="extend",
@@ -140,6 +156,65 @@ def _add_filters(verb: CommandParser) -> None:
     )
     verb.add_argument("--name", help="Only workflows of this registered name.")
     verb.add_argument("--queue", help="Only workflows of this queue.")
+    verb.add_argument("--id-prefix", help="Only workflows whose id starts with this.")
+    verb.add_argument(
+        "--start-time", type=_moment, help="Only workflows created at or after this time."
+    )
+    verb.add_argument(
+        "--end-time", type=_moment, help="Only workflows created at or before this time."
+    )
+    verb.add_argument(
+        "--completed-after", type=_moment, help="Only finished workflows, ended at or after this."
+    )
+    verb.add_argument(
+        "--completed-before",
+        type=_moment,
+        help="Only finished workflows, ended at or before this.",
+    )
+    verb.add_argument("--app-version", help="Only workflows of this application version.")
+    verb.add_argument("--user", help="Only workflows started by this authenticated user.")
+    verb.add_argument("--executor", help="Only workflows of this executor id.")
+    verb.add_argument("--parent", help="Only the children of this workflow.")
+    verb.add_argument(
+        "--has-parent",
+        action=argparse.BooleanOptionalAction,
+        help="Only children (--has-parent) or only top-level workflows (--no-has-parent).",
+    )
+    verb.add_argument("--forked-from", help="Only the forks of this workflow.")
+    verb.add_argument(
+        "--is-fork",
+        action=argparse.BooleanOptionalAction,
+        help="Only forks (--is-fork) or only workflows that are not (--no-is-fork).",
+    )
+    verb.add_argument(
+        "--attributes",
+        type=_attributes,
+        metavar="JSON",
+        help='Only workflows whose attributes contain this JSON object: \'{"tenant": "acme"}\'.',
+    )
+
+
+def _filters(options: dict[str, Any]) -> dict[str, Any]:
+    """The filters given on the command line, as list_workflows and export_workflows take them."""
+    return {
+        "workflow_ids": options["workflow_ids"],
+        "status": options["status"],
+        "name": options["name"],
+        "queue_name": options["queue"],
+        "workflow_id_prefix": options["id_prefix"],
+        "start_time": options["start_time"],
+        "end_time": options["end_time"],
+        "completed_after": options["completed_after"],
+        "completed_before": options["completed_before"],
+        "app_version": options["app_version"],
+        "user": options["user"],
+        "executor_id": options["executor"],
+        "parent_workflow_id": options["parent"],
+        "has_parent": options["has_parent"],
+        "forked_from": options["forked_from"],
+        "is_fork": options["is_fork"],
+        "attributes": options["attributes"],
+    }
 
 
 WORKFLOW_COLUMNS = ("ID", "NAME", "STATUS", "QUEUE", "CREATED", "UPDATED")
@@ -346,17 +421,7 @@ class Command(BaseCommand):
             help="Write the matching workflows, with their steps, events, streams and messages, "
             "as JSON Lines (one workflow a line, oldest first) to stdout or --output.",
         )
-        export.add_argument(
-            "--id", dest="workflow_ids", action="extend", nargs="+", help="Only these workflows."
-        )
         _add_filters(export)
-        export.add_argument(
-            "--start-time", type=_moment, help="Only workflows created at or after this time."
-        )
-        export.add_argument(
-            "--end-time", type=_moment, help="Only workflows created at or before this time."
-        )
-        export.add_argument("--app-version", help="Only workflows of this application version.")
         export.add_argument("--output", "-o", metavar="FILE", help="Write to FILE, not stdout.")
         export.add_argument(
             "--gzip", action="store_true", help="Compress (implied by an --output ending in .gz)."
@@ -415,9 +480,7 @@ class Command(BaseCommand):
         if options["limit"] < 1 or options["offset"] < 0:
             raise CommandError("--limit must be at least 1 and --offset at least 0.")
         found = DBOS.list_workflows(
-            status=options["status"],
-            name=options["name"],
-            queue_name=options["queue"],
+            **_filters(options),
             limit=options["limit"],
             offset=options["offset"],
             sort_desc=options["sort_desc"],
@@ -428,7 +491,7 @@ class Command(BaseCommand):
             keep: tuple[str, ...]
             keep = ("workflow_id", "name", "status", "queue_name", "created_at", "updated_at")
             keep += ("executor_id", "app_version", "recovery_attempts", "parent_workflow_id")
-            keep += ("upgrade_blocked_at",)
+            keep += ("upgrade_blocked_at", "attributes", "completed_at")
             self._print_json([{key: _field(getattr(wf, key)) for key in keep} for wf in found])
             return
         self._print_table(
@@ -445,6 +508,10 @@ class Command(BaseCommand):
         for name, value in fields.items():
             if name in ("input", "output"):
                 text = _json(value) or "-"
+            elif name == "attributes":  # by key: PostgreSQL's jsonb keeps no order
+                text = (
+                    "-" if value is None else json.dumps(value, sort_keys=True, ensure_ascii=False)
+                )
             elif name == "error":
                 text = _error(value) or "-"
             elif isinstance(value, datetime.datetime):
@@ -514,15 +581,7 @@ class Command(BaseCommand):
         self.stdout.write(found.report())
 
     def workflow_export(self, options: dict[str, Any]) -> None:
-        records = DBOS.export_workflows(
-            workflow_ids=options["workflow_ids"],
-            status=options["status"],
-            name=options["name"],
-            queue_name=options["queue"],
-            start_time=options["start_time"],
-            end_time=options["end_time"],
-            app_version=options["app_version"],
-        )
+        records = DBOS.export_workflows(**_filters(options))
         output = options["output"]
         compress = options["gzip"] or (output or "").endswith(".gz")
         count = 0
