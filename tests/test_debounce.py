@@ -312,6 +312,10 @@ def test_three_processes_debouncing_at_once_make_one_workflow_with_the_last_argu
     with running_worker(queues=["tdb-debounce"]):
         (tmp_path / "go").touch()
         wait_until(lambda: all_wrote("ids"), 30, "the three processes to make their calls")
+        # Each process calls in order: the last call to commit was some process's last one.
+        (burst_id,) = {json.loads((tmp_path / f"ids-{label}").read_text())[0] for label in labels}
+        waiting = DBOS.get_workflow_status(burst_id)
+        assert waiting is not None and waiting.input["args"][1] == 19
         # The last call of the burst, after every other one, within its period.
         last = Debouncer.create(reindex, queue=debounce_queue).debounce("doc-10", 2, "last", 0)
 

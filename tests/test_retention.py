@@ -222,7 +222,7 @@ def test_a_failing_archive_storage_deletes_nothing_and_the_next_turn_retries(tmp
 
 def test_a_worker_expires_old_payloads_keeping_status_and_step_timeline(admin_client):
     old_child = run_everything("old")
-    run(charge, "failed", "4242")
+    run(charge, "failed", "card-4242")
     run_everything("recent")
     ended("old", old_child, "failed", days_ago=10)
     steps_before = [(s.function_id, s.function_name) for s in DBOS.list_workflow_steps("old")]
@@ -256,7 +256,7 @@ def test_a_worker_expires_old_payloads_keeping_status_and_step_timeline(admin_cl
     assert str(failed.error) == ""  # the class stays, the message (with the card) goes
     (step,) = DBOS.list_workflow_steps("failed")
     assert isinstance(step.error, ValueError) and str(step.error) == ""
-    assert "4242" not in json.dumps(list(DBOS.export_workflows(workflow_ids=["failed"])))
+    assert "card-4242" not in json.dumps(list(DBOS.export_workflows(workflow_ids=["failed"])))
     with pytest.raises(DBOSPayloadExpiredError, match="failed with ValueError"):
         DBOS.retrieve_workflow("failed").get_result()
     with pytest.raises(DBOSPayloadExpiredError, match="cannot be resumed"):
@@ -268,7 +268,7 @@ def test_a_worker_expires_old_payloads_keeping_status_and_step_timeline(admin_cl
 
     page = admin_client.get("/admin/django_dbos/workflowstatus/failed/change/").content.decode()
     listing = admin_client.get("/admin/django_dbos/workflowstatus/").content.decode()
-    assert "payload expired" in page and "ValueError" in page and "4242" not in page
+    assert "payload expired" in page and "ValueError" in page and "card-4242" not in page
     assert "payload expired" in listing
 
 
@@ -321,7 +321,7 @@ def test_a_worker_takes_no_turn_while_another_holds_it(processes: Processes):
 def test_a_fork_that_races_a_scrub_is_refused_and_copies_nothing(monkeypatch):
     """A retention turn scrubs the original between the fork's read of it and its copy: the
     fork must not start from step outputs that are gone."""
-    run(charge, "failed", "4242")
+    run(charge, "failed", "card-4242")
     fork_workflow = system_db.fork_workflow
 
     def scrubbed_meanwhile(original_id: str, *args: Any) -> str:
