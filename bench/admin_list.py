@@ -19,6 +19,7 @@ import os
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -51,12 +52,18 @@ def recreate_database(database: str = DATABASE) -> None:
         c.execute(f'CREATE DATABASE "{database}"')
 
 
-def fill(rows: int, database: str = DATABASE) -> None:
-    """Write `rows` finished workflows with COPY, then ANALYZE (bench/metrics_endpoint.py too)."""
+def fill(
+    rows: int,
+    database: str = DATABASE,
+    attributes: Callable[[int], str | None] = lambda n: None,
+) -> None:
+    """Write `rows` finished workflows with COPY, then ANALYZE (bench/metrics_endpoint.py and
+    bench/attributes_filter.py too); `attributes(n)` gives the n-th one's attributes (JSON)."""
     now = datetime.datetime.now(datetime.UTC)
     columns = (
         "workflow_id, name, status, inputs, output, executor_id, application_version, queue_name, "
-        "priority, recovery_attempts, execution, detached, created_at, updated_at, started_at"
+        "priority, recovery_attempts, execution, detached, created_at, updated_at, started_at, "
+        "attributes"
     )
     url = f"postgresql://postgres@127.0.0.1:5432/{database}"
     with psycopg.connect(url) as connection, connection.cursor() as cursor:
@@ -80,6 +87,7 @@ def fill(rows: int, database: str = DATABASE) -> None:
                         created,
                         created + datetime.timedelta(milliseconds=40),
                         created,
+                        attributes(n),
                     )
                 )
         cursor.execute("ANALYZE dbos_workflow_status")
