@@ -247,10 +247,10 @@ def test_containment_matches_jsonb_on_both_databases():
     with SetWorkflowAttributes({"tenant": "acme", "tags": []}), SetWorkflowID("attr-other"):
         leaf(2)
     with SetWorkflowID("attr-none"):
-        leaf(3)  # no attributes: never matches, not even {}
+        leaf(3)  # no attributes: never matches a pattern with a key
     outcomes = [(pattern, "attr-doc" in listed(attributes=pattern)) for pattern, _ in CONTAINMENT]
     assert outcomes == CONTAINMENT
-    assert listed(attributes={}) == ["attr-doc", "attr-other"]
+    assert listed(attributes={}) == ["attr-doc", "attr-other", "attr-none"]  # no filter
     assert listed(attributes={"tenant": "acme"}, name=leaf.__dbos__.name) == [  # type: ignore[attr-defined]
         "attr-doc",
         "attr-other",

@@ -370,7 +370,7 @@ def matching_workflows(
         rows = rows.filter(application_version=app_version)
     if user is not None:
         rows = rows.filter(authenticated_user=user)
-    if attributes is not None:
+    if attributes:  # {} asks nothing of a workflow (as DBOS): every one matches
         rows = containing(rows, attributes)
     if workflow_id_prefix:  # every id starts with ""
         # Not LIKE: SQLite's ignores case.
