@@ -76,11 +76,15 @@ def _positive(name: str, value: Any, *, allow_zero: bool = False) -> None:
         raise DBOSConfigurationError(f"{name} must be a positive number, not {value!r}.")
 
 
-def _new_filters(*, attributes: dict[str, Any] | None = None, **filters: Any) -> dict[str, Any]:
-    """The filters of list_workflows beyond DBOS Python's first ones, `attributes` checked."""
+def _filters(
+    *, status: str | list[str] | None, attributes: dict[str, Any] | None, **filters: Any
+) -> dict[str, Any]:
+    """The filters of list_workflows as the system-db layer takes them: `status` as a list of
+    statuses, `attributes` checked."""
     if attributes is not None:
         attributes = validation.attributes(attributes, "The attributes filter")
-    return {"attributes": attributes, **filters}
+    statuses = [status] if isinstance(status, str) else status
+    return {"statuses": statuses, "attributes": attributes, **filters}
 
 
 def _decorate(
@@ -390,7 +394,6 @@ class DBOS:
         many were deleted. Batches of a short transaction each, oldest first."""
         return deletion.garbage_collect(cutoff, rows_threshold)
 
-    # DBOS Python's filters: system_db.list_workflows takes them as columns (statuses, queued).
     @staticmethod
     def list_workflows(
         workflow_ids: list[str] | None = None,
@@ -422,15 +425,15 @@ class DBOS:
         `completed_after` and `completed_before` only finished workflows, by when they ended.
         """
         rows = system_db.list_workflows(
-            workflow_ids=workflow_ids,
-            statuses=[status] if isinstance(status, str) else status,
-            name=name,
-            queue_name=queue_name,
-            start_time=start_time,
-            end_time=end_time,
-            app_version=app_version,
-            user=user,
-            **_new_filters(
+            **_filters(
+                workflow_ids=workflow_ids,
+                status=status,
+                name=name,
+                queue_name=queue_name,
+                start_time=start_time,
+                end_time=end_time,
+                app_version=app_version,
+                user=user,
                 attributes=attributes,
                 workflow_id_prefix=workflow_id_prefix,
                 executor_id=executor_id,
@@ -467,15 +470,14 @@ class DBOS:
         is_fork: bool | None = None,
     ) -> list[WorkflowStatus]:
         """Queued workflows still waiting or running (ENQUEUED or PENDING)."""
-        statuses = [status] if isinstance(status, str) else status
         rows = system_db.list_workflows(
-            statuses=statuses or [Status.ENQUEUED, Status.PENDING],
-            name=name,
-            queue_name=queue_name,
-            queued_only=True,
-            start_time=start_time,
-            end_time=end_time,
-            **_new_filters(
+            **_filters(
+                status=status or [Status.ENQUEUED, Status.PENDING],
+                name=name,
+                queue_name=queue_name,
+                queued_only=True,
+                start_time=start_time,
+                end_time=end_time,
                 attributes=attributes,
                 workflow_id_prefix=workflow_id_prefix,
                 executor_id=executor_id,
@@ -560,15 +562,15 @@ class DBOS:
         """Yield a record of each workflow matching every filter given, oldest first: its row,
         steps, events, streams and messages, JSON-ready, as `import_workflow` takes it back."""
         return system_db.export_workflows(
-            workflow_ids=workflow_ids,
-            statuses=[status] if isinstance(status, str) else status,
-            name=name,
-            queue_name=queue_name,
-            start_time=start_time,
-            end_time=end_time,
-            app_version=app_version,
-            user=user,
-            **_new_filters(
+            **_filters(
+                workflow_ids=workflow_ids,
+                status=status,
+                name=name,
+                queue_name=queue_name,
+                start_time=start_time,
+                end_time=end_time,
+                app_version=app_version,
+                user=user,
                 attributes=attributes,
                 workflow_id_prefix=workflow_id_prefix,
                 executor_id=executor_id,
@@ -578,7 +580,7 @@ class DBOS:
                 is_fork=is_fork,
                 completed_after=completed_after,
                 completed_before=completed_before,
-            ),
+            )
         )
 
     @staticmethod

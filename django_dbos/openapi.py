@@ -421,6 +421,12 @@ def _query(name: str, schema: dict[str, Any], description: str) -> dict[str, Any
     }
 
 
+def _limit(what: str) -> dict[str, Any]:
+    """A listing's page size, as the views check it."""
+    schema = {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT, "default": DEFAULT_LIMIT}
+    return _query("limit", schema, f"At most this many {what}.")
+
+
 READ = _errors("400", "401", "403", "404")
 WRITE = _errors("400", "401", "403", "404", "413")
 
@@ -462,16 +468,7 @@ PATHS: dict[str, Any] = {
                     'A JSON object, such as {"tenant":"acme"}: only workflows whose attributes '
                     "contain it (nested objects by their keys, arrays by their elements).",
                 ),
-                _query(
-                    "limit",
-                    {
-                        "type": "integer",
-                        "minimum": 1,
-                        "maximum": MAX_LIMIT,
-                        "default": DEFAULT_LIMIT,
-                    },
-                    "At most this many workflows.",
-                ),
+                _limit("workflows"),
                 _query(
                     "offset",
                     {"type": "integer", "minimum": 0, "maximum": MAX_INTEGER, "default": 0},
@@ -626,16 +623,7 @@ PATHS: dict[str, Any] = {
             "parameters": [
                 _query("topic", STRING, "Only waits on this topic."),
                 _query("name", STRING, "Only workflows registered under this name."),
-                _query(
-                    "limit",
-                    {
-                        "type": "integer",
-                        "minimum": 1,
-                        "maximum": MAX_LIMIT,
-                        "default": DEFAULT_LIMIT,
-                    },
-                    "At most this many waits.",
-                ),
+                _limit("waits"),
             ],
             "responses": {**_ok("The waits.", "WaitList"), **_errors("400", "401", "403")},
         }
